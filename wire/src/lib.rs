@@ -1,0 +1,22 @@
+//! golem-wire: the GolemDB client protocol, with no I/O and no runtime.
+//!
+//! - [`ids`]: typed ids shared by every crate.
+//! - [`limits`]: every size and count limit of the protocol.
+//! - [`frame`]: the 16-byte frame header and the incremental decoder.
+//! - [`msg`]: rkyv request/response messages.
+//! - [`error`]: `GolemError`, with stable codes and routing payloads.
+//! - [`codec`]: message ⇄ frame, validated with bytecheck before use.
+//!
+//! The byte-level specification is docs/wire.md.
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod limits;
+pub mod msg;
+
+pub use error::{GolemError, PeerLocation, RegionInfo};
+pub use frame::{Frame, FrameDecoder, FrameError, FrameHeader, FrameKind, PROTOCOL_VERSION};
+pub use ids::*;
+pub use msg::{Hello, HelloOk, KvPair, Request, RequestBody, Response, ResponseBody, WriteOp};
