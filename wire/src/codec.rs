@@ -16,8 +16,9 @@ macro_rules! codec {
     ($msg:ty, $archived:ty, $kind:expr, $encode:ident, $access:ident, $decode:ident) => {
         /// Serializes the message into a complete frame.
         pub fn $encode(request_id: RequestId, msg: &$msg) -> Result<Vec<u8>, GolemError> {
-            let bytes = rkyv::to_bytes::<rancor::Error>(msg)
-                .map_err(|e| GolemError::Internal { reason: e.to_string() })?;
+            let bytes = rkyv::to_bytes::<rancor::Error>(msg).map_err(|e| GolemError::Internal {
+                reason: e.to_string(),
+            })?;
             if bytes.len() > FRAME_PAYLOAD_BYTES_MAX {
                 return Err(GolemError::FrameTooLarge {
                     len: bytes.len().min(u32::MAX as usize) as u32,
@@ -43,8 +44,43 @@ macro_rules! codec {
     };
 }
 
-codec!(Hello, ArchivedHello, FrameKind::Hello, encode_hello, access_hello, decode_hello);
-codec!(HelloOk, ArchivedHelloOk, FrameKind::HelloOk, encode_hello_ok, access_hello_ok, decode_hello_ok);
-codec!(Request, ArchivedRequest, FrameKind::Request, encode_request, access_request, decode_request);
-codec!(Response, ArchivedResponse, FrameKind::Response, encode_response, access_response, decode_response);
-codec!(GolemError, crate::error::ArchivedGolemError, FrameKind::Goodbye, encode_goodbye, access_goodbye, decode_goodbye);
+codec!(
+    Hello,
+    ArchivedHello,
+    FrameKind::Hello,
+    encode_hello,
+    access_hello,
+    decode_hello
+);
+codec!(
+    HelloOk,
+    ArchivedHelloOk,
+    FrameKind::HelloOk,
+    encode_hello_ok,
+    access_hello_ok,
+    decode_hello_ok
+);
+codec!(
+    Request,
+    ArchivedRequest,
+    FrameKind::Request,
+    encode_request,
+    access_request,
+    decode_request
+);
+codec!(
+    Response,
+    ArchivedResponse,
+    FrameKind::Response,
+    encode_response,
+    access_response,
+    decode_response
+);
+codec!(
+    GolemError,
+    crate::error::ArchivedGolemError,
+    FrameKind::Goodbye,
+    encode_goodbye,
+    access_goodbye,
+    decode_goodbye
+);

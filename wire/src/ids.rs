@@ -78,7 +78,18 @@ typed_id!(
 /// on every split or merge. A request routed with a different epoch gets
 /// `EpochNotMatch` with the current regions.
 #[derive(
-    Archive, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+    Archive,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
 )]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub struct RegionEpoch {
