@@ -16,6 +16,8 @@
 //! - Once a write may have been applied, every later error of the call says
 //!   `Outcome::Unknown` where it carries an outcome.
 //! - A `ServerBusy { retry_after_ms }` is never retried sooner than asked.
+//! - A server's `DeadlineExceeded` ends the call as a `Timeout` (outcome
+//!   unknown for a write), carrying the server error as its last error.
 
 use crate::error::{ClientError, Outcome, ProtocolError};
 use crate::ops::{response_matches, response_name, FromResponse};
@@ -162,6 +164,16 @@ impl<O: FromResponse> Call<O> {
                 addr,
                 response: Response::Ok(body),
             } => return Step::Done(self.convert(addr, body)),
+            // The server gave up at the deadline: a timeout, whose outcome
+            // is unknown for a write.
+            Attempt::Response {
+                response: Response::Err(GolemError::DeadlineExceeded),
+                ..
+            } => {
+                let applied = self.maybe_applied || self.request.body.is_write();
+                let last = ClientError::Server(GolemError::DeadlineExceeded);
+                return Step::Done(Err(self.timeout(self.attempts, applied, Some(last))));
+            }
             Attempt::Response {
                 response: Response::Err(e),
                 ..

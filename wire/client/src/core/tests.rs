@@ -409,9 +409,41 @@ fn non_retryable_server_errors_end_the_call() {
     let body = RequestBody::Get { key: b"k".to_vec() };
     let mut call =
         Call::<Option<Vec<u8>>>::new(body, Duration::from_secs(1), t0, &policy()).unwrap();
+    let err = done(call.on_attempt(server(GolemError::invalid("no")), t0, &mut rng)).unwrap_err();
+    assert_eq!(err.code(), Some(105));
+}
+
+#[test]
+fn a_server_deadline_is_a_timeout_with_unknown_outcome_for_writes() {
+    let t0 = Instant::now();
+    let mut rng = XorShift64::new(1);
+    let put = RequestBody::Put {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+    };
+    let mut call = Call::<()>::new(put, Duration::from_secs(1), t0, &policy()).unwrap();
     let err =
         done(call.on_attempt(server(GolemError::DeadlineExceeded), t0, &mut rng)).unwrap_err();
-    assert_eq!(err.code(), Some(200));
+    match err {
+        ClientError::Timeout {
+            outcome: Outcome::Unknown,
+            last_error: Some(last),
+            ..
+        } => assert_eq!(last.code(), Some(200)),
+        other => panic!("{other:?}"),
+    }
+    let get = RequestBody::Get { key: b"k".to_vec() };
+    let mut call =
+        Call::<Option<Vec<u8>>>::new(get, Duration::from_secs(1), t0, &policy()).unwrap();
+    let err =
+        done(call.on_attempt(server(GolemError::DeadlineExceeded), t0, &mut rng)).unwrap_err();
+    assert!(matches!(
+        err,
+        ClientError::Timeout {
+            outcome: Outcome::NotApplied,
+            ..
+        }
+    ));
 }
 
 #[test]
