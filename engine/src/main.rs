@@ -1,1 +1,5 @@
-fn main() {}
+//! The `golem` binary: see `golem --help`.
+
+fn main() -> std::process::ExitCode {
+    golem_engine::cli::main()
+}

@@ -1,0 +1,187 @@
+//! `golem playground`: a whole local cluster in one command.
+//!
+//! Owns starting the cluster's processes as children of this one, telling
+//! the user how to connect, and stopping every child on Ctrl-C. For now
+//! the cluster is one node (#4 adds the Placement Driver, #5 three nodes).
+//! Invariants: every child is stopped by its pid before this process exits
+//! (SIGTERM, then SIGKILL after a grace period); a temporary data directory
+//! is removed afterwards, a given `--data-dir` is kept.
+
+use crate::config::DEFAULT_LISTEN;
+use clap::Args;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// How long a node may take to start listening.
+const START_TIMEOUT_MS: u64 = 30_000;
+/// How long a child may take to stop after SIGTERM before it is killed.
+const STOP_GRACE_MS: u64 = 10_000;
+
+#[derive(Debug, Args)]
+pub struct PlaygroundArgs {
+    /// Keep data here instead of a temporary directory (removed on exit).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Base listen address of the first node; shard i listens on port+i.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Shards per node. Default: number of CPUs.
+    #[arg(long)]
+    pub shards: Option<u16>,
+}
+
+/// A child process, stopped by pid when dropped.
+struct ChildGuard {
+    name: String,
+    child: Child,
+}
+
+impl ChildGuard {
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: sending a signal to our own child's pid; no memory involved.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_millis(STOP_GRACE_MS);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                tracing::info!(child = %self.name, %status, "stopped");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::warn!(child = %self.name, "did not stop in time; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs the playground until Ctrl-C.
+pub fn run(args: PlaygroundArgs) -> ExitCode {
+    match run_inner(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("golem playground: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // Block SIGINT/SIGTERM here so that this process decides how to stop;
+    // children get their own default dispositions back via exec.
+    let signals = block_signals()?;
+    let (data_dir, _temp) = match &args.data_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new().prefix("golem-playground-").tempdir()?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+    let exe = std::env::current_exe()?;
+    let node_dir = data_dir.join("node-1");
+    let mut cmd = Command::new(&exe);
+    cmd.arg("node")
+        .arg("--data-dir")
+        .arg(&node_dir)
+        .arg("--listen")
+        .arg(args.listen.to_string())
+        .arg("--pin")
+        .arg("off");
+    if let Some(s) = args.shards {
+        cmd.arg("--shards").arg(s.to_string());
+    }
+    unblock_in_child(&mut cmd);
+    let mut node = ChildGuard {
+        name: "node-1".into(),
+        child: cmd.spawn()?,
+    };
+    wait_listening(&mut node, args.listen)?;
+    println!("GolemDB playground is running.");
+    println!("  node 1: {} (data in {})", args.listen, node_dir.display());
+    println!();
+    println!("Try:");
+    println!("  golem ctl put hello world");
+    println!("  golem ctl get hello");
+    println!("  golem-loadgen --mode mixed --duration-s 10");
+    println!("(add --addr {} when not using the default address)", args.listen);
+    println!();
+    println!("Press Ctrl-C to stop.");
+
+    // Wait for a signal, or for the node to exit on its own.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `signals` is an initialized sigset; `sig` is a valid out pointer.
+        unsafe { libc::sigwait(&signals, &mut sig) };
+        let _ = tx.send(());
+    });
+    loop {
+        if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+            println!("\nstopping the playground…");
+            break;
+        }
+        if let Ok(Some(status)) = node.child.try_wait() {
+            return Err(format!("node-1 exited unexpectedly ({status})").into());
+        }
+    }
+    node.stop();
+    println!("stopped.");
+    Ok(())
+}
+
+fn wait_listening(child: &mut ChildGuard, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.child.try_wait() {
+            return Err(format!("{} exited during start-up ({status})", child.name));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} did not start listening on {addr}", child.name));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn block_signals() -> std::io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data initialized by sigemptyset/sigaddset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        Ok(set)
+    }
+}
+
+/// Children must not inherit the blocked signal mask.
+fn unblock_in_child(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls
+    // async-signal-safe functions on a local sigset.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}

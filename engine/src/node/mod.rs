@@ -1,0 +1,153 @@
+//! Running a storage node: the process around the shards.
+//!
+//! Owns start-up and shutdown of `golem node`: the data-directory lock, the
+//! port probe, one executor thread per shard, and the signal handling that
+//! stops them. Invariants: the process holds its data directory's lock for
+//! its whole life; SIGINT/SIGTERM are delivered only to the signal thread
+//! (blocked everywhere else), and lead to a clean stop in which every shard
+//! answers or refuses its in-flight requests and syncs its WAL.
+
+pub mod identity;
+pub mod lockfile;
+
+use crate::config::NodeConfig;
+use crate::runtime::{self, Pinning};
+use crate::shard::{self, ShardStart};
+use golem_wire::ShardId;
+use identity::Identity;
+use lockfile::{probe_ports_free, DataDirLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("shard {shard} failed to start: {reason}")]
+    ShardStart { shard: ShardId, reason: String },
+    #[error("shard {0} stopped unexpectedly")]
+    ShardDied(ShardId),
+}
+
+/// Events the node's main thread waits for.
+enum Event {
+    Signal(i32),
+    ShardExited(ShardId),
+}
+
+/// Runs a node until SIGINT/SIGTERM; returns once every shard has stopped.
+pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
+    let _lock = DataDirLock::acquire(&cfg.data_dir)?;
+    let identity = Identity::load_or_create(&cfg.data_dir)?;
+    let addrs: Vec<_> = (0..cfg.shards).map(|s| cfg.shard_listen(s)).collect();
+    probe_ports_free(&addrs)?;
+    let signals = block_stop_signals()?;
+
+    let cfg = Arc::new(cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events_tx, events) = std::sync::mpsc::channel::<Event>();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..cfg.shards {
+        let (tx, rx) = tokio::sync::mpsc::channel(shard::INBOX_MESSAGES_MAX);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let pinning = if cfg.pin {
+        Pinning::Pinned
+    } else {
+        Pinning::Unpinned
+    };
+    let mut handles = Vec::new();
+    for (i, inbox) in receivers.into_iter().enumerate() {
+        let id = ShardId(i as u16);
+        let start = ShardStart {
+            id,
+            cfg: cfg.clone(),
+            identity,
+            inbox,
+            inboxes: senders.clone(),
+            stop: stop.clone(),
+            ready: ready_tx.clone(),
+        };
+        let exited = events_tx.clone();
+        let handle = runtime::spawn_shard(id.get(), pinning, cfg.io_memory_bytes, move || async move {
+            shard::run(start).await;
+            let _ = exited.send(Event::ShardExited(id));
+        })?;
+        handles.push(handle);
+    }
+    drop(senders);
+    drop(ready_tx);
+
+    let mut failure = None;
+    for _ in 0..cfg.shards {
+        match ready.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((shard, Err(reason))) => {
+                failure.get_or_insert(NodeError::ShardStart { shard, reason });
+            }
+            Err(_) => break,
+        }
+    }
+    if failure.is_none() {
+        tracing::info!(
+            store = %identity.store,
+            cluster = %identity.cluster,
+            shards = cfg.shards,
+            first = %cfg.shard_advertise(0),
+            "node ready"
+        );
+        {
+            let events_tx = events_tx.clone();
+            std::thread::Builder::new()
+                .name("signals".into())
+                .spawn(move || {
+                    let mut sig: libc::c_int = 0;
+                    // SAFETY: `signals` is an initialized sigset; `sig` is a valid out pointer.
+                    let rc = unsafe { libc::sigwait(&signals, &mut sig) };
+                    if rc == 0 {
+                        let _ = events_tx.send(Event::Signal(sig));
+                    }
+                })?;
+        }
+        match events.recv() {
+            Ok(Event::Signal(sig)) => tracing::info!(signal = sig, "stopping"),
+            Ok(Event::ShardExited(shard)) => failure = Some(NodeError::ShardDied(shard)),
+            Err(_) => {}
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        if let Err(e) = h.join() {
+            tracing::error!(error = %e, "shard thread failed");
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("node stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and so in every thread it
+/// spawns afterwards) and returns the set, for `sigwait`.
+fn block_stop_signals() -> std::io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialize it and
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        Ok(set)
+    }
+}

@@ -1,0 +1,256 @@
+//! A shard: one executor thread owning a set of regions, its WAL and its
+//! listener.
+//!
+//! Owns the per-shard state and start-up: open the WAL, recover (or
+//! bootstrap) the regions this shard owns, listen on `base_port + shard`,
+//! serve forwarded requests from other shards, and run the raft loop until
+//! the node stops. Invariants: nothing here is shared with another shard
+//! except through the inboxes (messages); a shard serves no request before
+//! its WAL is recovered and its regions rebuilt.
+
+pub mod directory;
+pub mod exec;
+pub mod raft_loop;
+pub mod region_handle;
+
+use crate::config::NodeConfig;
+use crate::node::identity::Identity;
+use crate::runtime::{self, spawn_local, LocalNotify};
+use crate::wal::{Wal, WalOptions};
+use directory::{RegionDirectory, FIRST_REGION};
+use golem_core::region::{PeerConfig, RegionMeta, RegionPeer};
+use golem_wire::{PeerId, RegionEpoch, RegionId, Request, Response, ShardId};
+use region_handle::RegionHandle;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Capacity of each shard's inbox (messages from other shards).
+pub const INBOX_MESSAGES_MAX: usize = 4096;
+
+/// A message from another shard of this node.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// A client request that landed on the wrong shard.
+    Forward {
+        req: Request,
+        reply: oneshot::Sender<Response>,
+    },
+}
+
+/// Sending side of a shard's inbox.
+pub type Inbox = mpsc::Sender<ShardMsg>;
+
+/// The state of one shard, shared by its tasks (never by other threads).
+#[derive(Debug)]
+pub struct Shard {
+    pub id: ShardId,
+    pub cfg: Arc<NodeConfig>,
+    pub identity: Identity,
+    pub directory: RegionDirectory,
+    pub regions: RefCell<HashMap<RegionId, Rc<RegionHandle>>>,
+    /// Inboxes of all shards, indexed by shard id (this one included).
+    pub inboxes: Vec<Inbox>,
+    /// Set once the node is stopping: new requests get `ShuttingDown`.
+    pub stopping: Cell<bool>,
+    connections: Cell<usize>,
+    requests: Rc<Cell<usize>>,
+}
+
+/// Decrements a counter when dropped.
+#[derive(Debug)]
+pub struct CountGuard(Rc<Cell<usize>>);
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// Decrements the shard's connection count when dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard(Rc<Shard>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}
+
+impl Shard {
+    /// Counts a new connection, or None when the shard is at its limit.
+    pub fn connection_opened(self: &Rc<Self>) -> Option<ConnectionGuard> {
+        if self.connections.get() >= self.cfg.connections_per_shard_max {
+            return None;
+        }
+        self.connections.set(self.connections.get() + 1);
+        Some(ConnectionGuard(self.clone()))
+    }
+
+    /// Counts a request in progress until the guard drops.
+    pub fn request_started(&self) -> CountGuard {
+        self.requests.set(self.requests.get() + 1);
+        CountGuard(self.requests.clone())
+    }
+}
+
+/// What a shard thread needs to start.
+#[derive(Debug)]
+pub struct ShardStart {
+    pub id: ShardId,
+    pub cfg: Arc<NodeConfig>,
+    pub identity: Identity,
+    pub inbox: mpsc::Receiver<ShardMsg>,
+    pub inboxes: Vec<Inbox>,
+    /// Set by the node when it must stop.
+    pub stop: Arc<AtomicBool>,
+    /// Reports start-up success or failure to the node.
+    pub ready: std::sync::mpsc::Sender<(ShardId, Result<(), String>)>,
+}
+
+/// The body of a shard thread.
+pub async fn run(start: ShardStart) {
+    let ShardStart {
+        id,
+        cfg,
+        identity,
+        inbox,
+        inboxes,
+        stop,
+        ready,
+    } = start;
+    let notify = LocalNotify::new();
+    let shard = Rc::new(Shard {
+        id,
+        cfg: cfg.clone(),
+        identity,
+        directory: RegionDirectory::single_region(),
+        regions: RefCell::new(HashMap::new()),
+        inboxes,
+        stopping: Cell::new(false),
+        connections: Cell::new(0),
+        requests: Rc::new(Cell::new(0)),
+    });
+    let (wal, listener) = match open(&shard, &notify).await {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send((id, Err(e)));
+            return;
+        }
+    };
+    spawn_local(crate::server::accept_loop(shard.clone(), listener)).detach();
+    spawn_local(serve_inbox(shard.clone(), inbox)).detach();
+    {
+        let shard = shard.clone();
+        let notify = notify.clone();
+        spawn_local(async move {
+            while !stop.load(Ordering::Relaxed) {
+                runtime::sleep(Duration::from_millis(20)).await;
+            }
+            shard.stopping.set(true);
+            notify.notify();
+        })
+        .detach();
+    }
+    let _ = ready.send((id, Ok(())));
+    let regions: Vec<_> = shard.regions.borrow().values().cloned().collect();
+    let stopping = {
+        let shard = shard.clone();
+        move || shard.stopping.get()
+    };
+    let tick = Duration::from_millis(cfg.tick_ms);
+    let _wal = raft_loop::run(regions, wal, notify, tick, stopping).await;
+    // Give responses already computed a moment to reach their sockets.
+    for _ in 0..50 {
+        if shard.requests.get() == 0 {
+            break;
+        }
+        runtime::sleep(Duration::from_millis(10)).await;
+    }
+    runtime::sleep(Duration::from_millis(20)).await;
+    tracing::info!(shard = %id, "shard stopped");
+}
+
+/// Recovers the WAL and regions, and binds the listener.
+async fn open(
+    shard: &Rc<Shard>,
+    notify: &Rc<LocalNotify>,
+) -> Result<(Wal, glommio::net::TcpListener), String> {
+    let cfg = &shard.cfg;
+    let dir = cfg.data_dir.join("wal").join(format!("shard-{}", shard.id));
+    let opts = WalOptions {
+        segment_bytes: cfg.wal_segment_bytes,
+        ..WalOptions::default()
+    };
+    let (mut wal, records) = Wal::open(&dir, opts)
+        .await
+        .map_err(|e| format!("WAL of shard {} at {}: {e}", shard.id, dir.display()))?;
+    let mut by_region: HashMap<RegionId, Vec<_>> = HashMap::new();
+    for r in records {
+        by_region.entry(r.region).or_default().push((r.kind, r.payload));
+    }
+    let peer_cfg = |region| PeerConfig {
+        election_ticks: cfg.election_ticks,
+        heartbeat_ticks: cfg.heartbeat_ticks,
+        ..PeerConfig::new(region, PeerId(1))
+    };
+    for (region, records) in by_region {
+        let peer = RegionPeer::recover(peer_cfg(region), records)
+            .map_err(|e| format!("recovering region {region}: {e}"))?;
+        tracing::info!(shard = %shard.id, %region, "region recovered");
+        shard
+            .regions
+            .borrow_mut()
+            .insert(region, RegionHandle::new(peer, notify.clone()));
+    }
+    if shard.directory.owner(FIRST_REGION) == Some(shard.id)
+        && !shard.regions.borrow().contains_key(&FIRST_REGION)
+    {
+        let meta = RegionMeta {
+            id: FIRST_REGION,
+            start: Vec::new(),
+            end: Vec::new(),
+            epoch: RegionEpoch {
+                conf_ver: 1,
+                version: 1,
+            },
+            peers: vec![PeerId(1)],
+        };
+        let peer = RegionPeer::bootstrap(peer_cfg(FIRST_REGION), meta, &mut wal)
+            .map_err(|e| format!("bootstrapping region {FIRST_REGION}: {e}"))?;
+        wal.sync().await;
+        tracing::info!(shard = %shard.id, region = %FIRST_REGION, "bootstrapped the first region");
+        shard
+            .regions
+            .borrow_mut()
+            .insert(FIRST_REGION, RegionHandle::new(peer, notify.clone()));
+    }
+    for r in shard.regions.borrow().values() {
+        r.peer.borrow_mut().campaign();
+    }
+    let addr = cfg.shard_listen(shard.id.get());
+    let listener = glommio::net::TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    Ok((wal, listener))
+}
+
+/// Serves requests forwarded by other shards.
+async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
+    while let Some(msg) = inbox.recv().await {
+        match msg {
+            ShardMsg::Forward { req, reply } => {
+                let shard = shard.clone();
+                spawn_local(async move {
+                    let _guard = shard.request_started();
+                    let resp = exec::execute(&shard, req).await;
+                    let _ = reply.send(resp);
+                })
+                .detach();
+            }
+        }
+    }
+}
