@@ -158,7 +158,10 @@ impl NodeConfig {
             return Err(invalid("shards", format!("must be 1..={SHARDS_MAX}")));
         }
         if listen.port() == 0 {
-            return Err(invalid("listen", "a fixed port is required (shard i uses port+i)"));
+            return Err(invalid(
+                "listen",
+                "a fixed port is required (shard i uses port+i)",
+            ));
         }
         if listen.port() as u32 + shards as u32 - 1 > u16::MAX as u32 {
             return Err(invalid("listen", "port + shards exceeds 65535"));
@@ -204,7 +207,10 @@ impl NodeConfig {
         let idle_timeout_ms = s.idle_timeout_ms.unwrap_or(600_000);
         let frame_timeout_ms = s.frame_timeout_ms.unwrap_or(10_000);
         if idle_timeout_ms == 0 || frame_timeout_ms == 0 {
-            return Err(invalid("timeouts", "idle and frame timeouts must be positive"));
+            return Err(invalid(
+                "timeouts",
+                "idle and frame timeouts must be positive",
+            ));
         }
         let wal_segment_mib = s.wal_segment_mib.unwrap_or(64);
         if !(1..=4096).contains(&wal_segment_mib) {
@@ -252,7 +258,7 @@ mod tests {
     #[test]
     fn defaults_resolve() {
         let c = NodeConfig::resolve(base()).unwrap();
-        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse::<SocketAddr>().unwrap());
         assert!(c.election_ticks > c.heartbeat_ticks);
         assert_eq!(c.shard_listen(1).port(), 7401);
     }
@@ -278,8 +284,20 @@ mod tests {
     #[test]
     fn bad_values_are_typed_errors() {
         for (s, name) in [
-            (NodeSettings { tick_ms: Some(0), ..base() }, "tick-ms"),
-            (NodeSettings { shards: Some(0), ..base() }, "shards"),
+            (
+                NodeSettings {
+                    tick_ms: Some(0),
+                    ..base()
+                },
+                "tick-ms",
+            ),
+            (
+                NodeSettings {
+                    shards: Some(0),
+                    ..base()
+                },
+                "shards",
+            ),
             (
                 NodeSettings {
                     election_ticks: Some(2),

@@ -3,9 +3,9 @@
 //! The logic lives in golem-core (no I/O); this crate owns the threads,
 //! sockets, files and timers around it, and the `golem` binary.
 
-pub mod fatal;
 pub mod cli;
 pub mod config;
+pub mod fatal;
 pub mod node;
 pub mod runtime;
 pub mod server;

@@ -67,7 +67,9 @@ pub struct LocalNotify {
 
 impl std::fmt::Debug for LocalNotify {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalNotify").field("set", &self.set.get()).finish()
+        f.debug_struct("LocalNotify")
+            .field("set", &self.set.get())
+            .finish()
     }
 }
 

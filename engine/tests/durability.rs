@@ -72,8 +72,13 @@ fn ten_thousand_acknowledged_keys_survive_kill_9() {
         let c = client(&node).await;
         check_all(&c, 0..10_000).await;
         // The node keeps accepting writes after recovery.
-        c.put(b"after-restart".to_vec(), b"ok".to_vec()).await.unwrap();
-        assert_eq!(c.get(b"after-restart".to_vec()).await.unwrap(), Some(b"ok".to_vec()));
+        c.put(b"after-restart".to_vec(), b"ok".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            c.get(b"after-restart".to_vec()).await.unwrap(),
+            Some(b"ok".to_vec())
+        );
     });
 }
 

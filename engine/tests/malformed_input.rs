@@ -68,10 +68,22 @@ fn framing_errors_close_only_the_offending_connection() {
     bad_version[1] = PROTOCOL_VERSION + 1;
     assert_eq!(
         goodbye_code(&node, &bad_version),
-        Some(GolemError::UnsupportedVersion { got: 0, supported: 0 }.code())
+        Some(
+            GolemError::UnsupportedVersion {
+                got: 0,
+                supported: 0
+            }
+            .code()
+        )
     );
-    assert_eq!(goodbye_code(&node, &raw_frame(99, 1, &valid)), Some(malformed));
-    assert_eq!(goodbye_code(&node, &raw_frame(4, 1, &valid)), Some(malformed));
+    assert_eq!(
+        goodbye_code(&node, &raw_frame(99, 1, &valid)),
+        Some(malformed)
+    );
+    assert_eq!(
+        goodbye_code(&node, &raw_frame(4, 1, &valid)),
+        Some(malformed)
+    );
     let mut bad_flags = raw_frame(3, 1, &valid);
     bad_flags[3] = 1;
     assert_eq!(goodbye_code(&node, &bad_flags), Some(malformed));
@@ -86,7 +98,10 @@ fn framing_errors_close_only_the_offending_connection() {
     // Trailing bytes inside the payload: the archive no longer ends at the end.
     let mut trailing = valid.clone();
     trailing.extend_from_slice(&[0u8; 16]);
-    assert_eq!(goodbye_code(&node, &raw_frame(3, 1, &trailing)), Some(malformed));
+    assert_eq!(
+        goodbye_code(&node, &raw_frame(3, 1, &trailing)),
+        Some(malformed)
+    );
     // Garbage after a valid frame: the valid one is answered, then goodbye.
     {
         let mut c = RawConn::handshake(node.base);
@@ -119,7 +134,10 @@ fn framing_errors_close_only_the_offending_connection() {
         let mut c = RawConn::handshake(node.base);
         c.send(&header(3, 1000, 1, 0));
         c.send(&[0u8; 10]);
-        assert_eq!(c.expect_close().map(|e| e.code()), Some(GolemError::Timeout.code()));
+        assert_eq!(
+            c.expect_close().map(|e| e.code()),
+            Some(GolemError::Timeout.code())
+        );
     }
     // A 1 byte/s sender cannot hold a connection open past the frame timeout.
     {
@@ -134,7 +152,10 @@ fn framing_errors_close_only_the_offending_connection() {
             std::thread::sleep(Duration::from_millis(300));
         }
         let _ = closed;
-        assert_eq!(c.expect_close().map(|e| e.code()), Some(GolemError::Timeout.code()));
+        assert_eq!(
+            c.expect_close().map(|e| e.code()),
+            Some(GolemError::Timeout.code())
+        );
     }
     // A request before the handshake.
     {
@@ -148,7 +169,10 @@ fn framing_errors_close_only_the_offending_connection() {
     // A connection that never says anything is closed by the handshake timeout.
     {
         let mut c = RawConn::connect(node.base);
-        assert_eq!(c.expect_close().map(|e| e.code()), Some(GolemError::Timeout.code()));
+        assert_eq!(
+            c.expect_close().map(|e| e.code()),
+            Some(GolemError::Timeout.code())
+        );
     }
 
     assert_eq!(
@@ -165,15 +189,23 @@ fn malformed_payloads_get_typed_errors() {
     let malformed = GolemError::malformed("").code();
 
     // All-0xFF payload of a plausible size: out-of-bounds pointers, bad tags.
-    assert_eq!(goodbye_code(&node, &raw_frame(3, 1, &[0xFF; 64])), Some(malformed));
+    assert_eq!(
+        goodbye_code(&node, &raw_frame(3, 1, &[0xFF; 64])),
+        Some(malformed)
+    );
     // Invalid enum tag: find the byte that differs between two request kinds.
     let get_p = request_payload(get(b"kkkk"));
-    let del_p = request_payload(RequestBody::Delete { key: b"kkkk".to_vec() });
+    let del_p = request_payload(RequestBody::Delete {
+        key: b"kkkk".to_vec(),
+    });
     assert_eq!(get_p.len(), del_p.len());
     let tag_at = (0..get_p.len()).find(|&i| get_p[i] != del_p[i]).unwrap();
     let mut bad_tag = get_p.clone();
     bad_tag[tag_at] = 0xEE;
-    assert_eq!(goodbye_code(&node, &raw_frame(3, 1, &bad_tag)), Some(malformed));
+    assert_eq!(
+        goodbye_code(&node, &raw_frame(3, 1, &bad_tag)),
+        Some(malformed)
+    );
     // Huge vector length / out-of-bounds relative pointer: corrupt every
     // 4-byte word in turn; each must be answered or refused, never crash.
     let base = request_payload(put(b"key-key-key", b"value-value"));

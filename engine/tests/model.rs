@@ -11,18 +11,28 @@ use proptest::prelude::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::time::Duration;
 
 #[derive(Clone, Debug)]
 enum Op {
     Put(u8, u8),
     Delete(u8),
     Get(u8),
-    Scan { start: u8, end: Option<u8>, limit: u32, reverse: bool },
+    Scan {
+        start: u8,
+        end: Option<u8>,
+        limit: u32,
+        reverse: bool,
+    },
     BatchGet(Vec<u8>),
     BatchWrite(Vec<(u8, Option<u8>)>),
-    Cas { key: u8, expected: Option<u8>, new: Option<u8> },
-    Restart { kill: bool },
+    Cas {
+        key: u8,
+        expected: Option<u8>,
+        new: Option<u8>,
+    },
+    Restart {
+        kill: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -66,8 +76,16 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let h = h.get_or_insert_with(|| {
             let dir = tempfile::tempdir().unwrap();
             let node = NodeProcess::start(dir.path(), 2, &[]);
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            Harness { node, _dir: dir, rt, case: 0 }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            Harness {
+                node,
+                _dir: dir,
+                rt,
+                case: 0,
+            }
         });
         h.case += 1;
         // Each case owns a fresh key prefix, so the model starts empty.
@@ -90,17 +108,26 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let got = h.rt.block_on(client.get(key(k))).unwrap();
                     prop_assert_eq!(got.as_ref(), model.get(&key(k)));
                 }
-                Op::Scan { start, end, limit, reverse } => {
+                Op::Scan {
+                    start,
+                    end,
+                    limit,
+                    reverse,
+                } => {
                     let s = key(start);
                     // An absent end scans to the end of this case's prefix.
-                    let e = end.map(key).unwrap_or_else(|| format!("{prefix}~").into_bytes());
-                    let r = h.rt.block_on(client.scan(s.clone(), e.clone(), limit, reverse));
+                    let e = end
+                        .map(key)
+                        .unwrap_or_else(|| format!("{prefix}~").into_bytes());
+                    let r =
+                        h.rt.block_on(client.scan(s.clone(), e.clone(), limit, reverse));
                     if s > e {
                         prop_assert!(r.is_err(), "scan with start > end must fail");
                         continue;
                     }
                     let r = r.unwrap();
-                    let range = model.range::<Vec<u8>, _>((Bound::Included(&s), Bound::Excluded(&e)));
+                    let range =
+                        model.range::<Vec<u8>, _>((Bound::Included(&s), Bound::Excluded(&e)));
                     let expect: Vec<_> = if reverse {
                         range.rev().take(limit as usize).collect()
                     } else {
@@ -110,7 +137,10 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(got, expect);
                 }
                 Op::BatchGet(ks) => {
-                    let got = h.rt.block_on(client.batch_get(ks.iter().map(|&k| key(k)).collect::<Vec<_>>())).unwrap();
+                    let got = h
+                        .rt
+                        .block_on(client.batch_get(ks.iter().map(|&k| key(k)).collect::<Vec<_>>()))
+                        .unwrap();
                     let expect: Vec<_> = ks.iter().map(|&k| model.get(&key(k)).cloned()).collect();
                     prop_assert_eq!(got, expect);
                 }
@@ -118,7 +148,10 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let ops: Vec<WriteOp> = ws
                         .iter()
                         .map(|&(k, v)| match v {
-                            Some(v) => WriteOp::Put { key: key(k), value: val(v) },
+                            Some(v) => WriteOp::Put {
+                                key: key(k),
+                                value: val(v),
+                            },
                             None => WriteOp::Delete { key: key(k) },
                         })
                         .collect();
@@ -130,10 +163,17 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         };
                     }
                 }
-                Op::Cas { key: k, expected, new } => {
-                    let r = h
-                        .rt
-                        .block_on(client.compare_and_swap(key(k), expected.map(val).as_deref(), new.map(val).as_deref()))
+                Op::Cas {
+                    key: k,
+                    expected,
+                    new,
+                } => {
+                    let r =
+                        h.rt.block_on(client.compare_and_swap(
+                            key(k),
+                            expected.map(val).as_deref(),
+                            new.map(val).as_deref(),
+                        ))
                         .unwrap();
                     let current = model.get(&key(k)).cloned();
                     let should_swap = current == expected.map(val);

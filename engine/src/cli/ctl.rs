@@ -75,7 +75,10 @@ pub enum CtlCommand {
 
 /// Runs a ctl command.
 pub fn run(args: CtlArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("golem ctl: {e}");
@@ -137,16 +140,26 @@ async fn run_async(args: &CtlArgs) -> Result<ExitCode, String> {
             let k = c.parse(key)?;
             let v = client.get(k).await.map_err(err)?;
             if args.json {
-                println!("{}", json!({ "key": key, "found": v.is_some(), "value": v.as_deref().map(|v| c.show(v)) }));
+                println!(
+                    "{}",
+                    json!({ "key": key, "found": v.is_some(), "value": v.as_deref().map(|v| c.show(v)) })
+                );
             } else if let Some(v) = &v {
                 println!("{}", c.show(v));
             } else {
                 eprintln!("(not found)");
             }
-            Ok(if v.is_some() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if v.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         CtlCommand::Put { key, value } => {
-            client.put(c.parse(key)?, c.parse(value)?).await.map_err(err)?;
+            client
+                .put(c.parse(key)?, c.parse(value)?)
+                .await
+                .map_err(err)?;
             print_ok(args.json);
             Ok(ExitCode::SUCCESS)
         }
@@ -212,7 +225,11 @@ async fn run_async(args: &CtlArgs) -> Result<ExitCode, String> {
                     previous.unwrap_or_else(|| "absent".into())
                 );
             }
-            Ok(if r.swapped { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if r.swapped {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

@@ -84,7 +84,9 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (data_dir, _temp) = match &args.data_dir {
         Some(d) => (d.clone(), None),
         None => {
-            let t = tempfile::Builder::new().prefix("golem-playground-").tempdir()?;
+            let t = tempfile::Builder::new()
+                .prefix("golem-playground-")
+                .tempdir()?;
             (t.path().to_owned(), Some(t))
         }
     };
@@ -114,7 +116,10 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("  golem ctl put hello world");
     println!("  golem ctl get hello");
     println!("  golem-loadgen --mode mixed --duration-s 10");
-    println!("(add --addr {} when not using the default address)", args.listen);
+    println!(
+        "(add --addr {} when not using the default address)",
+        args.listen
+    );
     println!();
     println!("Press Ctrl-C to stop.");
 

@@ -73,10 +73,11 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             ready: ready_tx.clone(),
         };
         let exited = events_tx.clone();
-        let handle = runtime::spawn_shard(id.get(), pinning, cfg.io_memory_bytes, move || async move {
-            shard::run(start).await;
-            let _ = exited.send(Event::ShardExited(id));
-        })?;
+        let handle =
+            runtime::spawn_shard(id.get(), pinning, cfg.io_memory_bytes, move || async move {
+                shard::run(start).await;
+                let _ = exited.send(Event::ShardExited(id));
+            })?;
         handles.push(handle);
     }
     drop(senders);

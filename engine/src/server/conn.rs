@@ -4,8 +4,9 @@
 //! - the first frame must be a valid `Hello`; requests before it close the
 //!   connection with `HandshakeRequired`;
 //! - any framing or payload error closes this connection (after a
-//!   `Goodbye` frame saying why) and nothing else: no panic, no effect on
-//!   other connections;
+//!   `Goodbye` frame saying why, sent once the requests already accepted
+//!   have been answered or a frame timeout has passed) and nothing else: no
+//!   panic, no effect on other connections;
 //! - at most `IN_FLIGHT_REQUESTS_MAX` requests run at once; one more gets
 //!   `TooManyInFlight`; a request id already in flight is a protocol
 //!   violation (`DuplicateRequestId`, connection closed);
@@ -17,7 +18,7 @@
 
 use super::outbox::Outbox;
 use super::split::{split, ReadHalf};
-use crate::runtime::{spawn_local, timeout};
+use crate::runtime::{spawn_local, timeout, LocalNotify};
 use crate::shard::{exec, Shard};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -51,9 +52,21 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         shard,
         out: out.clone(),
         in_flight: Rc::new(RefCell::new(HashSet::new())),
+        answered: LocalNotify::new(),
         handshaken: false,
     };
-    if let Some(err) = conn.read_loop(&mut rd).await {
+    let goodbye = conn.read_loop(&mut rd).await;
+    // Let requests already accepted finish, so their clients learn the
+    // outcome, but never wait on them longer than a frame timeout.
+    let deadline = Instant::now() + Duration::from_millis(conn.shard.cfg.frame_timeout_ms);
+    while !conn.in_flight.borrow().is_empty() && !out.is_broken() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        timeout(left, conn.answered.wait()).await;
+    }
+    if let Some(err) = goodbye {
         tracing::debug!(?peer, code = err.code(), %err, "closing connection");
         if let Ok(frame) = encode_goodbye(RequestId(0), &err) {
             out.push(&frame);
@@ -68,6 +81,8 @@ struct Conn {
     out: Rc<Outbox>,
     /// Request ids of this connection whose response has not been queued yet.
     in_flight: Rc<RefCell<HashSet<u32>>>,
+    /// Signalled whenever an in-flight request's response is queued.
+    answered: Rc<LocalNotify>,
     handshaken: bool,
 }
 
@@ -158,7 +173,8 @@ impl Conn {
             shard: self.shard.id,
             shard_count: self.shard.cfg.shards,
         };
-        self.out.push(&encode_hello_ok(frame.header.request_id, &ok)?);
+        self.out
+            .push(&encode_hello_ok(frame.header.request_id, &ok)?);
         self.handshaken = true;
         Ok(())
     }
@@ -185,6 +201,7 @@ impl Conn {
         let shard = self.shard.clone();
         let out = self.out.clone();
         let in_flight = self.in_flight.clone();
+        let answered = self.answered.clone();
         spawn_local(async move {
             let _guard = shard.request_started();
             let deadline = req.timeout_ms;
@@ -200,6 +217,7 @@ impl Conn {
             };
             in_flight.borrow_mut().remove(&id.0);
             out.push_response(id, resp.into());
+            answered.notify();
         })
         .detach();
         Ok(())

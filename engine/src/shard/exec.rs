@@ -67,7 +67,11 @@ pub fn region_info(shard: &Shard, peer: &golem_core::region::RegionPeer) -> Regi
     }
 }
 
-async fn forward(shard: &Rc<Shard>, owner: usize, req: Request) -> Result<ResponseBody, GolemError> {
+async fn forward(
+    shard: &Rc<Shard>,
+    owner: usize,
+    req: Request,
+) -> Result<ResponseBody, GolemError> {
     let (tx, rx) = oneshot::channel();
     let inbox = &shard.inboxes[owner];
     match inbox.try_send(ShardMsg::Forward { req, reply: tx }) {

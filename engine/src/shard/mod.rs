@@ -191,7 +191,10 @@ async fn open(
         .map_err(|e| format!("WAL of shard {} at {}: {e}", shard.id, dir.display()))?;
     let mut by_region: HashMap<RegionId, Vec<_>> = HashMap::new();
     for r in records {
-        by_region.entry(r.region).or_default().push((r.kind, r.payload));
+        by_region
+            .entry(r.region)
+            .or_default()
+            .push((r.kind, r.payload));
     }
     let peer_cfg = |region| PeerConfig {
         election_ticks: cfg.election_ticks,

@@ -7,7 +7,9 @@
 
 #![allow(dead_code)]
 
-use golem_wire::codec::{decode_goodbye, decode_hello_ok, decode_response, encode_hello, encode_request};
+use golem_wire::codec::{
+    decode_goodbye, decode_hello_ok, decode_response, encode_hello, encode_request,
+};
 use golem_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
 use golem_wire::*;
 use std::io::{Read, Write};
@@ -27,7 +29,8 @@ pub fn free_ports(n: u16) -> u16 {
     loop {
         let offset = NEXT.fetch_add(n + 1, Ordering::Relaxed);
         let start = base.wrapping_add(offset) % 40_000 + 20_000;
-        let all_free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", start + i)).is_ok());
+        let all_free =
+            (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", start + i)).is_ok());
         if all_free {
             return start;
         }
@@ -64,7 +67,10 @@ impl NodeProcess {
             .arg("--pin")
             .arg("off")
             .args(extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn golem node");
@@ -92,7 +98,7 @@ impl NodeProcess {
                 if let Some(status) = self.child.try_wait().unwrap() {
                     panic!("golem node exited during start-up: {status}");
                 }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                if handshake_ok(addr) {
                     break;
                 }
                 assert!(Instant::now() < deadline, "node did not listen on {addr}");
@@ -138,6 +144,28 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Whether a golem node answers a handshake at `addr` (a bare TCP connect
+/// could reach the lingering listener of a process just killed).
+fn handshake_ok(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION as u32,
+        cluster_id: ClusterId(0),
+        client_name: "test-ready".into(),
+    };
+    if stream
+        .write_all(&encode_hello(RequestId(0), &hello).unwrap())
+        .is_err()
+    {
+        return false;
+    }
+    let mut header = [0u8; 16];
+    stream.read_exact(&mut header).is_ok() && header[2] == FrameKind::HelloOk as u8
 }
 
 /// What the server sent back.
@@ -196,13 +224,17 @@ impl RawConn {
     pub fn recv(&mut self) -> Reply {
         loop {
             if !self.pending.is_empty() {
-                let (used, frame) = self.decoder.push(&self.pending).expect("server sent a bad frame");
+                let (used, frame) = self
+                    .decoder
+                    .push(&self.pending)
+                    .expect("server sent a bad frame");
                 self.pending.drain(..used);
                 if let Some(f) = frame {
                     return match f.header.kind {
-                        FrameKind::Response => {
-                            Reply::Response(f.header.request_id, decode_response(&f.payload).unwrap())
-                        }
+                        FrameKind::Response => Reply::Response(
+                            f.header.request_id,
+                            decode_response(&f.payload).unwrap(),
+                        ),
                         FrameKind::Goodbye => Reply::Goodbye(decode_goodbye(&f.payload).unwrap()),
                         FrameKind::HelloOk => Reply::HelloOk(decode_hello_ok(&f.payload).unwrap()),
                         k => panic!("unexpected frame kind {k:?} from server"),
@@ -279,7 +311,10 @@ pub fn get(key: &[u8]) -> RequestBody {
 pub fn assert_serves(addr: SocketAddr) {
     let mut c = RawConn::handshake(addr);
     let key = format!("still-alive-{}", Instant::now().elapsed().as_nanos());
-    assert_eq!(c.call(1, put(key.as_bytes(), b"yes")), Response::Ok(ResponseBody::Put));
+    assert_eq!(
+        c.call(1, put(key.as_bytes(), b"yes")),
+        Response::Ok(ResponseBody::Put)
+    );
     assert_eq!(
         c.call(2, get(key.as_bytes())),
         Response::Ok(ResponseBody::Get {

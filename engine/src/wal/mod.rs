@@ -1,0 +1,714 @@
+//! The per-shard write-ahead log (the Raft log): glommio `O_DIRECT` I/O
+//! around the pure record codec in `golem_core::wal_record`.
+//!
+//! Owns one directory of segment files (`{seq:020}.wal`), written by exactly
+//! one `Wal` (one per shard; an exclusive `flock` on `LOCK` in the directory
+//! enforces it, also against a second process). The byte format is in
+//! docs/storage.md.
+//!
+//! Write path: `append` encodes records into a memory buffer; `sync` (group
+//! commit) pads the buffer with one padding record to the write alignment,
+//! writes it with one `O_DIRECT` write at the end of the active segment, and
+//! calls `fdatasync` once. When the batch does not fit in the active segment
+//! it goes, whole, into a new segment (create, preallocate, fsync the
+//! directory, then the same one write and one fdatasync).
+//!
+//! Invariants:
+//! - Every batch starts on a write-alignment boundary and ends on one, so a
+//!   block (of the write alignment, ≥ the device's logical block size and by
+//!   default 4 KiB, the physical sector size of common disks) holds records
+//!   of one batch only, and no block that holds synced records is ever
+//!   written again. The log is append-only; a torn write can only damage the
+//!   batch being written, which was not acknowledged yet.
+//! - `sync` returns only after the data is durable. Any write, short write,
+//!   fdatasync, create, preallocate or directory-fsync error is fatal
+//!   (`crate::fatal::fail_stop`): never retried, never reported as success.
+//! - Every segment starts with a header record naming its sequence number and
+//!   where the previous segment's log ends. Recovery reads a non-last segment
+//!   only up to that point, and it must be intact up to exactly there. A
+//!   torn tail can thus only be in the last segment; after cutting one,
+//!   writing continues in a new segment, so the cut bytes are never followed
+//!   by new records in the same file (which would make them look like
+//!   corruption on the next recovery).
+//! - Recovery never drops a record that might have been acknowledged without
+//!   saying so: a bad record followed by a valid data record, a gap in the
+//!   segment numbers, a bad header on any segment but a trailing one that
+//!   holds no valid data record at all, are typed `WalError`s.
+//! - The WAL is never truncated or deleted in this version: the state
+//!   machine is in memory and is rebuilt at start by replaying the whole log.
+//!   (Segments will be deleted once their entries are persisted in the LSM.)
+//!
+//! `Wal` is used from a single glommio task on its shard's thread (it is not
+//! `Send`); every glommio I/O call panics outside a glommio executor.
+//! `Wal::open` uses `std::fs` for listing, locking and creating the directory:
+//! it runs once at start, never on the hot path.
+
+mod segment;
+#[cfg(test)]
+mod tests;
+
+use crate::fatal::fail_stop;
+use glommio::io::{Directory, DmaFile};
+use golem_core::wal_record::{
+    decode_segment_header, encode_padding, encode_record, encode_segment_header, find_data_record,
+    padded_len, scan, BadRecord, CorruptRecord, EncodeError, RecordKind, ScanEnd, SegmentHeader,
+    WalSink, RECORD_ALIGN, SEGMENT_HEADER_BYTES,
+};
+use golem_wire::RegionId;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub use segment::{segment_file_name, segment_path};
+
+/// Name of the lock file in a WAL directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Capacity kept in the append buffer between syncs; more is released.
+const PENDING_CAPACITY_KEEP_BYTES: usize = 16 * 1024 * 1024;
+
+/// How a WAL is laid out on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Size a new segment file is preallocated to. A batch larger than this
+    /// gets a segment of its own, sized to fit. Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Smallest unit of one write, and what every batch is padded to. The
+    /// effective alignment is the larger of this and the device's logical
+    /// block size (`DmaFile::alignment`). Default 4096: on disks that report
+    /// 512-byte logical but 4 KiB physical sectors, a 512-aligned write would
+    /// make the device read-modify-write a physical sector that holds synced
+    /// records. A power of two in 512 ..= 1 MiB.
+    pub write_alignment_bytes: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: 64 * 1024 * 1024,
+            write_alignment_bytes: 4096,
+        }
+    }
+}
+
+impl WalOptions {
+    fn validate(&self) -> Result<(), WalError> {
+        let a = self.write_alignment_bytes;
+        if !a.is_power_of_two() || !(512..=1024 * 1024).contains(&a) {
+            return Err(WalError::InvalidOptions(format!(
+                "write_alignment_bytes {a} must be a power of two in 512..=1048576"
+            )));
+        }
+        if self.segment_bytes < 4 * a || self.segment_bytes > 1 << 40 {
+            return Err(WalError::InvalidOptions(format!(
+                "segment_bytes {} must be in {}..=2^40 (at least 4 write alignments)",
+                self.segment_bytes,
+                4 * a
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One record read back by `Wal::open`, in write order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveredRecord {
+    pub kind: RecordKind,
+    pub region: RegionId,
+    pub payload: Vec<u8>,
+}
+
+/// What is wrong with a segment that makes its log untrustworthy.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Corruption {
+    /// A bad record followed by a valid data record (offsets in the file).
+    #[error("{0}")]
+    Record(CorruptRecord),
+    /// The segment's header record is bad (and the segment is not a trailing
+    /// one without any valid data record).
+    #[error("bad segment header: {0}")]
+    SegmentHeader(BadRecord),
+    /// The header names another sequence number than the file name.
+    #[error("segment header says sequence number {header_seq}")]
+    SegmentSeq { header_seq: u64 },
+    /// The next segment's header says this segment's log ends at `expected`,
+    /// but its valid records end at `valid_end` (why, if a bad record).
+    #[error("valid log ends at {valid_end}, but the next segment says it ends at {expected}{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    LogEnd {
+        valid_end: u64,
+        expected: u64,
+        reason: Option<BadRecord>,
+    },
+    /// The next segment's header names an end this segment cannot have.
+    #[error("the next segment says this log ends at {prev_log_end}, impossible for a file of {file_bytes} bytes")]
+    PrevLogEnd { prev_log_end: u64, file_bytes: u64 },
+}
+
+/// Why a WAL could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("invalid WAL options: {0}")]
+    InvalidOptions(String),
+    #[error("WAL directory {} is in use by another owner (lock file held)", dir.display())]
+    Locked { dir: PathBuf },
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("WAL file {} is named like a segment but is not one: {why}", path.display())]
+    BadSegmentName { path: PathBuf, why: &'static str },
+    #[error("WAL directory {}: segment {} is missing (found {found} after {after})", dir.display(), after + 1)]
+    MissingSegment {
+        dir: PathBuf,
+        after: u64,
+        found: u64,
+    },
+    #[error("corrupt WAL segment {} at offset {offset}: {what}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        what: Corruption,
+    },
+}
+
+impl WalError {
+    fn io(op: &'static str, path: &Path, source: std::io::Error) -> WalError {
+        WalError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn corrupt(path: &Path, offset: u64, what: Corruption) -> WalError {
+        WalError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            what,
+        }
+    }
+}
+
+/// The segment being appended to.
+struct Active {
+    file: DmaFile,
+    path: PathBuf,
+    seq: u64,
+    /// Where the next batch goes; always a multiple of `align`.
+    pos: u64,
+    /// The file's size: a batch must end at or before it.
+    capacity: u64,
+    /// Effective write alignment for this file.
+    align: u64,
+}
+
+/// The segment the next sync creates when there is no active one.
+#[derive(Clone, Copy, Debug)]
+struct NextSegment {
+    seq: u64,
+    prev_log_end: u64,
+    /// The file exists but its creation never completed: recreate it.
+    recreate: bool,
+}
+
+/// A shard's write-ahead log. See the module documentation.
+pub struct Wal {
+    dir: PathBuf,
+    dir_handle: Directory,
+    opts: WalOptions,
+    active: Option<Active>,
+    /// Used when `active` is `None`.
+    next: NextSegment,
+    /// Records appended since the last sync, encoded.
+    pending: Vec<u8>,
+    /// Holds the directory's exclusive flock while open.
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("active_seq", &self.active.as_ref().map(|a| a.seq))
+            .field("active_pos", &self.active.as_ref().map(|a| a.pos))
+            .field("pending_bytes", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Wal {
+    /// Opens (creating if needed) the WAL in `dir`, replays every segment in
+    /// order, cuts a torn tail (logging what was cut), and returns the records
+    /// in write order. A corrupt record before the tail is an Err (typed
+    /// WalError), never silently skipped.
+    pub async fn open(
+        dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(Wal, Vec<RecoveredRecord>), WalError> {
+        opts.validate()?;
+        ensure_dir(dir).await?;
+        let lock = lock_dir(dir)?;
+        let dir_handle = Directory::open(dir)
+            .await
+            .map_err(|e| WalError::io("opening directory", dir, e.into()))?;
+        let segs = segment::list_segments(dir)?;
+        let (records, tail) = recover(&segs).await?;
+
+        let mut active = None;
+        let next = match tail {
+            Tail::Empty => NextSegment {
+                seq: 1,
+                prev_log_end: 0,
+                recreate: false,
+            },
+            Tail::Dead { seq, prev_log_end } => NextSegment {
+                seq,
+                prev_log_end,
+                recreate: true,
+            },
+            Tail::Torn { seq, log_end } => NextSegment {
+                seq: seq + 1,
+                prev_log_end: log_end,
+                recreate: false,
+            },
+            Tail::Clean { seq, log_end } => {
+                let path = segment_path(dir, seq);
+                let file = segment::open_write(&path).await?;
+                let capacity = segment::file_len(&file, &path).await?;
+                let align = effective_alignment(&file, &opts);
+                if log_end % align == 0 {
+                    active = Some(Active {
+                        file,
+                        path,
+                        seq,
+                        pos: log_end,
+                        capacity,
+                        align,
+                    });
+                } else {
+                    // Written with a smaller alignment than we now use:
+                    // never share a block with synced records.
+                    segment::close_quietly(file, &path).await;
+                }
+                NextSegment {
+                    seq: seq + 1,
+                    prev_log_end: log_end,
+                    recreate: false,
+                }
+            }
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            segments = segs.len(),
+            records = records.len(),
+            "WAL recovered"
+        );
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            dir_handle,
+            opts,
+            active,
+            next,
+            pending: Vec::new(),
+            _lock: lock,
+        };
+        Ok((wal, records))
+    }
+
+    /// Buffers a record for the next sync (implements
+    /// `golem_core::wal_record::WalSink` too).
+    ///
+    /// # Panics
+    /// If `payload` is longer than `RECORD_PAYLOAD_BYTES_MAX` (64 MiB): a
+    /// caller bug (split long runs of entries into several records). Use
+    /// `try_append` to get an error instead.
+    pub fn append(&mut self, kind: RecordKind, region: RegionId, payload: &[u8]) {
+        if let Err(e) = self.try_append(kind, region, payload) {
+            panic!("WAL append for region {region}: {e}");
+        }
+    }
+
+    /// `append`, with an error for an oversized payload (nothing is buffered
+    /// then).
+    pub fn try_append(
+        &mut self,
+        kind: RecordKind,
+        region: RegionId,
+        payload: &[u8],
+    ) -> Result<(), EncodeError> {
+        encode_record(&mut self.pending, kind, region, payload)
+    }
+
+    /// Whether anything is buffered.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Bytes buffered for the next sync (encoded, before padding).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The WAL's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Group commit: writes everything buffered since the last sync with one
+    /// (or, across a segment boundary, a few) O_DIRECT writes and ONE
+    /// fdatasync, and returns once it is durable. Does nothing if nothing is
+    /// buffered. On any write or fdatasync error it calls
+    /// `crate::fatal::fail_stop` (never retries).
+    pub async fn sync(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let fits = self.active.as_ref().is_some_and(|a| {
+            a.pos + padded_len(self.pending.len(), a.align as usize) as u64 <= a.capacity
+        });
+        match self.active.as_mut() {
+            Some(a) if fits => {
+                encode_padding(&mut self.pending, a.align as usize);
+                write_durably(&a.file, &a.path, a.pos, &self.pending).await;
+                a.pos += self.pending.len() as u64;
+            }
+            _ => self.sync_into_new_segment().await,
+        }
+        self.pending.clear();
+        if self.pending.capacity() > PENDING_CAPACITY_KEEP_BYTES {
+            self.pending.shrink_to(PENDING_CAPACITY_KEEP_BYTES / 16);
+        }
+    }
+
+    /// Starts the next segment with everything pending as its first batch.
+    async fn sync_into_new_segment(&mut self) {
+        let next = match self.active.take() {
+            Some(old) => {
+                segment::close_quietly(old.file, &old.path).await;
+                NextSegment {
+                    seq: old.seq + 1,
+                    prev_log_end: old.pos,
+                    recreate: false,
+                }
+            }
+            None => self.next,
+        };
+        let mut batch = Vec::with_capacity(SEGMENT_HEADER_BYTES + self.pending.len());
+        encode_segment_header(
+            &mut batch,
+            &SegmentHeader {
+                seq: next.seq,
+                prev_log_end: next.prev_log_end,
+            },
+        );
+        batch.extend_from_slice(&self.pending);
+        let (file, align, capacity) = segment::create(
+            &self.dir_handle,
+            &self.dir,
+            next.seq,
+            batch.len() as u64,
+            &self.opts,
+            next.recreate,
+        )
+        .await;
+        encode_padding(&mut batch, align as usize);
+        let path = segment_path(&self.dir, next.seq);
+        write_durably(&file, &path, 0, &batch).await;
+        self.active = Some(Active {
+            file,
+            path,
+            seq: next.seq,
+            pos: batch.len() as u64,
+            capacity,
+            align,
+        });
+    }
+
+    /// Closes the WAL. Anything appended but not synced is dropped (it was
+    /// never acknowledged). Also happens on drop, less gracefully.
+    pub async fn close(mut self) {
+        if let Some(a) = self.active.take() {
+            segment::close_quietly(a.file, &a.path).await;
+        }
+    }
+}
+
+impl WalSink for Wal {
+    fn append(&mut self, kind: RecordKind, region: RegionId, payload: &[u8]) {
+        Wal::append(self, kind, region, payload);
+    }
+}
+
+/// The write alignment used for `file`.
+fn effective_alignment(file: &DmaFile, opts: &WalOptions) -> u64 {
+    file.alignment().max(opts.write_alignment_bytes)
+}
+
+/// Writes `bytes` at `pos` with one O_DIRECT write and fdatasyncs. `pos` and
+/// `bytes.len()` are multiples of the file's alignment. Fail-stop on error.
+async fn write_durably(file: &DmaFile, path: &Path, pos: u64, bytes: &[u8]) {
+    let mut buf = file.alloc_dma_buffer(bytes.len());
+    buf.as_bytes_mut().copy_from_slice(bytes);
+    match file.write_at(buf, pos).await {
+        Ok(n) if n == bytes.len() => {}
+        Ok(n) => fail_stop(
+            "writing the WAL",
+            &format!(
+                "short write to {} at {pos}: {n} of {} bytes",
+                path.display(),
+                bytes.len()
+            ),
+        ),
+        Err(e) => fail_stop("writing the WAL", &e),
+    }
+    if let Err(e) = file.fdatasync().await {
+        fail_stop("fdatasync of the WAL", &e);
+    }
+}
+
+/// Creates `dir` if missing, making its directory entry durable.
+async fn ensure_dir(dir: &Path) -> Result<(), WalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| WalError::io("creating directory", dir, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let d = Directory::open(parent)
+            .await
+            .map_err(|e| WalError::io("opening directory", parent, e.into()))?;
+        d.sync()
+            .await
+            .map_err(|e| WalError::io("fsyncing directory", parent, e.into()))?;
+        if let Err(e) = d.close().await {
+            tracing::warn!(dir = %parent.display(), error = %e, "closing directory");
+        }
+    }
+    Ok(())
+}
+
+/// Takes an exclusive, non-blocking flock on `dir/LOCK`, held as long as the
+/// returned file is open. flock locks belong to the open file description, so
+/// a second `Wal` on the same directory fails even within one process.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, WalError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| WalError::io("opening lock file", &path, e))?;
+    // SAFETY: flock only reads its two integer arguments; the descriptor is
+    // owned by `file`, which is alive for the duration of the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+            WalError::Locked {
+                dir: dir.to_path_buf(),
+            }
+        } else {
+            WalError::io("locking", &path, err)
+        });
+    }
+    Ok(file)
+}
+
+/// Where the log ends after recovery, and so where writing continues.
+#[derive(Debug)]
+enum Tail {
+    /// No segments.
+    Empty,
+    /// The last segment ends cleanly at `log_end`.
+    Clean { seq: u64, log_end: u64 },
+    /// The last segment's torn tail was cut at `log_end`.
+    Torn { seq: u64, log_end: u64 },
+    /// Segment `seq` (the last) never got a valid header nor any data
+    /// record: its creation did not complete. The log before it ends at
+    /// `prev_log_end` (in segment `seq - 1`, or 0).
+    Dead { seq: u64, prev_log_end: u64 },
+}
+
+/// Header of one segment, read in a first pass.
+struct Head {
+    seq: u64,
+    path: PathBuf,
+    len: u64,
+    header: Result<SegmentHeader, BadRecord>,
+}
+
+/// Replays `segs` (sorted, contiguous): the records in order, and the tail.
+async fn recover(segs: &[(u64, PathBuf)]) -> Result<(Vec<RecoveredRecord>, Tail), WalError> {
+    // Pass 1: every segment's header (a non-last segment is only read up to
+    // where the next one's header says its log ends).
+    let mut heads = Vec::with_capacity(segs.len());
+    for (seq, path) in segs {
+        let file = segment::open_read(path).await?;
+        let len = segment::file_len(&file, path).await?;
+        let first = segment::read_prefix(&file, path, SEGMENT_HEADER_BYTES as u64).await?;
+        segment::close_quietly(file, path).await;
+        heads.push(Head {
+            seq: *seq,
+            path: path.clone(),
+            len,
+            header: decode_segment_header(&first),
+        });
+    }
+
+    // A trailing segment without a valid header and without a single valid
+    // data record is a creation that did not complete: nothing in it was
+    // ever acknowledged. It is recreated by the next sync.
+    let mut dead = None;
+    if let Some(last) = heads.last() {
+        if let Err(bad) = &last.header {
+            let file = segment::open_read(&last.path).await?;
+            let buf = segment::read_prefix(&file, &last.path, last.len).await?;
+            segment::close_quietly(file, &last.path).await;
+            if let Some(at) = find_data_record(&buf, 0) {
+                tracing::error!(segment = %last.path.display(), first_record = at, reason = %bad, "WAL segment header is bad but the segment holds records");
+                return Err(WalError::corrupt(
+                    &last.path,
+                    0,
+                    Corruption::SegmentHeader(bad.clone()),
+                ));
+            }
+            tracing::warn!(segment = %last.path.display(), reason = %bad, "WAL segment was never completed (no header, no records); it will be recreated");
+            dead = Some(last.seq);
+            heads.pop();
+        }
+    }
+
+    // Pass 2: replay.
+    let mut records = Vec::new();
+    let mut tail = Tail::Empty;
+    for (i, h) in heads.iter().enumerate() {
+        let header = match &h.header {
+            Ok(header) => *header,
+            Err(bad) => {
+                return Err(WalError::corrupt(
+                    &h.path,
+                    0,
+                    Corruption::SegmentHeader(bad.clone()),
+                ))
+            }
+        };
+        if header.seq != h.seq {
+            return Err(WalError::corrupt(
+                &h.path,
+                0,
+                Corruption::SegmentSeq {
+                    header_seq: header.seq,
+                },
+            ));
+        }
+        let next_says = match heads.get(i + 1).map(|n| &n.header) {
+            Some(Ok(next)) => {
+                let p = next.prev_log_end;
+                if p < SEGMENT_HEADER_BYTES as u64 || p > h.len || p % RECORD_ALIGN as u64 != 0 {
+                    return Err(WalError::corrupt(
+                        &h.path,
+                        p,
+                        Corruption::PrevLogEnd {
+                            prev_log_end: p,
+                            file_bytes: h.len,
+                        },
+                    ));
+                }
+                Some(p)
+            }
+            // Reported when that segment's turn comes.
+            Some(Err(_)) => None,
+            None => None,
+        };
+        let limit = next_says.unwrap_or(h.len);
+        let file = segment::open_read(&h.path).await?;
+        let buf = segment::read_prefix(&file, &h.path, limit).await?;
+        segment::close_quietly(file, &h.path).await;
+        let Some(body) = buf.get(SEGMENT_HEADER_BYTES..) else {
+            // The header decoded from this file, so it is at least this long.
+            return Err(WalError::io(
+                "reading",
+                &h.path,
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment shrank"),
+            ));
+        };
+        let base = SEGMENT_HEADER_BYTES as u64;
+        let res = scan(body);
+        records.extend(res.records.iter().map(|r| RecoveredRecord {
+            kind: r.kind,
+            region: r.region,
+            payload: body[r.payload.clone()].to_vec(),
+        }));
+        let end = match res.end {
+            Ok(end) => end,
+            Err(c) => {
+                tracing::error!(segment = %h.path.display(), offset = base + c.offset as u64, next_valid = base + c.next_valid as u64, reason = %c.reason, "corrupt WAL record before valid records");
+                return Err(WalError::corrupt(
+                    &h.path,
+                    base + c.offset as u64,
+                    Corruption::Record(CorruptRecord {
+                        offset: SEGMENT_HEADER_BYTES + c.offset,
+                        reason: c.reason,
+                        next_valid: SEGMENT_HEADER_BYTES + c.next_valid,
+                    }),
+                ));
+            }
+        };
+        let log_end = base + end.log_end() as u64;
+        match (next_says, end) {
+            (Some(expected), ScanEnd::Clean { .. }) if log_end == expected => {}
+            (Some(expected), end) => {
+                let reason = match end {
+                    ScanEnd::TornTail { reason, .. } => Some(reason),
+                    ScanEnd::Clean { .. } => None,
+                };
+                return Err(WalError::corrupt(
+                    &h.path,
+                    log_end,
+                    Corruption::LogEnd {
+                        valid_end: log_end,
+                        expected,
+                        reason,
+                    },
+                ));
+            }
+            (None, ScanEnd::Clean { .. }) => {
+                tail = Tail::Clean {
+                    seq: h.seq,
+                    log_end,
+                };
+            }
+            (
+                None,
+                ScanEnd::TornTail {
+                    offset,
+                    reason,
+                    nonzero_end,
+                },
+            ) => {
+                tracing::warn!(
+                    segment = %h.path.display(),
+                    offset = log_end,
+                    cut_bytes = nonzero_end.saturating_sub(offset),
+                    reason = %reason,
+                    "cut torn WAL tail (an interrupted, unacknowledged write)"
+                );
+                tail = Tail::Torn {
+                    seq: h.seq,
+                    log_end,
+                };
+            }
+        }
+    }
+
+    if let Some(seq) = dead {
+        let prev_log_end = match tail {
+            Tail::Clean { log_end, .. } | Tail::Torn { log_end, .. } => log_end,
+            Tail::Empty | Tail::Dead { .. } => 0,
+        };
+        tail = Tail::Dead { seq, prev_log_end };
+    }
+    Ok((records, tail))
+}
