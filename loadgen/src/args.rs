@@ -81,7 +81,9 @@ impl Args {
             return Err(format!("--connections must be 1..={CONNECTIONS_MAX}"));
         }
         if self.in_flight == 0 || self.in_flight > IN_FLIGHT_PER_CONNECTION_MAX {
-            return Err(format!("--in-flight must be 1..={IN_FLIGHT_PER_CONNECTION_MAX}"));
+            return Err(format!(
+                "--in-flight must be 1..={IN_FLIGHT_PER_CONNECTION_MAX}"
+            ));
         }
         if self.value_bytes > golem_wire::limits::VALUE_BYTES_MAX {
             return Err("--value-bytes exceeds the protocol's value limit".into());

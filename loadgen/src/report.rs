@@ -89,7 +89,15 @@ impl Report {
             let l = &o.latency;
             s += &format!(
                 "{:<6} {:>12.0} {:>8} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-                o.op, o.ops_per_s, o.errors, l.mean_us, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+                o.op,
+                o.ops_per_s,
+                o.errors,
+                l.mean_us,
+                l.p50_us,
+                l.p90_us,
+                l.p99_us,
+                l.p999_us,
+                l.max_us
             );
         }
         s += &format!("total  {:>12.0} ops/s\n", self.total_ops_per_s);

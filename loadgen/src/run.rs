@@ -34,7 +34,9 @@ async fn connect(addr: SocketAddr, args: &Args) -> Result<Client, String> {
     let mut cfg = ClientConfig::new(vec![addr]);
     cfg.client_name = "golem-loadgen".into();
     cfg.request_timeout_ms = args.timeout_ms;
-    Client::connect(cfg).await.map_err(|e| format!("connect to {addr}: {e}"))
+    Client::connect(cfg)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))
 }
 
 /// Writes every key once so that gets find values.
@@ -116,7 +118,13 @@ pub async fn run(addr: SocketAddr, target: String, args: Args) -> Result<Report,
     })
 }
 
-async fn worker(client: Client, args: Args, seed: u64, warmup_end: Instant, end: Instant) -> WorkerResult {
+async fn worker(
+    client: Client,
+    args: Args,
+    seed: u64,
+    warmup_end: Instant,
+    end: Instant,
+) -> WorkerResult {
     let mut rng = SmallRng::seed_from_u64(seed);
     let value = vec![b'x'; args.value_bytes];
     let mut r = WorkerResult {

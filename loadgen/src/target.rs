@@ -26,12 +26,18 @@ impl Target {
     /// Resolves the target of a run.
     pub fn resolve(addr: Option<SocketAddr>, golem_bin: Option<PathBuf>) -> Result<Target, String> {
         if let Some(addr) = addr {
-            return Ok(Target { addr, playground: None });
+            return Ok(Target {
+                addr,
+                playground: None,
+            });
         }
         let default: SocketAddr = DEFAULT_PLAYGROUND_ADDR.parse().expect("valid default");
         if TcpStream::connect_timeout(&default, Duration::from_millis(300)).is_ok() {
             eprintln!("using the playground at {default}");
-            return Ok(Target { addr: default, playground: None });
+            return Ok(Target {
+                addr: default,
+                playground: None,
+            });
         }
         let bin = match golem_bin {
             Some(b) => b,
