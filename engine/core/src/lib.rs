@@ -5,4 +5,10 @@
 //! small traits; this crate never depends on glommio, sockets or files, so a
 //! deterministic simulator can drive it.
 
+pub mod command;
+pub mod kv;
+pub mod raft_log;
+pub mod region;
 pub mod wal_record;
+
+pub use region::CoreError;

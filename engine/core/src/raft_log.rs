@@ -1,0 +1,299 @@
+//! `RegionStorage`: the in-memory view of a region's Raft log that raft-rs
+//! reads through its `Storage` trait.
+//!
+//! Owns the region's hard state, conf state and an entry cache: the entries
+//! after a compaction point `(compacted_index, compacted_term)`. The WAL is
+//! the durable copy; this cache holds what raft-rs may still read (every
+//! unapplied entry and a bounded tail of applied ones), so memory stays
+//! bounded once entries are applied.
+//!
+//! Invariants: `entries` are consecutive, the first has index
+//! `compacted_index + 1`; terms never decrease along the log;
+//! `compacted_index <= applied` at every compaction (the peer only compacts
+//! applied entries). Entries are added here when a `Ready` is collected,
+//! before they are durable; raft-rs tracks durability separately (its
+//! `persisted` index), so reading an entry here does not imply it is synced.
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use std::collections::VecDeque;
+
+/// A region's Raft log cache, hard state and conf state.
+#[derive(Debug, Default)]
+pub struct RegionStorage {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index of the last entry dropped from the cache (0: none ever was).
+    compacted_index: u64,
+    /// Term of the entry at `compacted_index`, kept so that raft-rs can
+    /// still match the entry before the first cached one.
+    compacted_term: u64,
+    /// Entries `compacted_index + 1 ..= last_index()`.
+    entries: VecDeque<Entry>,
+}
+
+impl RegionStorage {
+    /// A storage with the given state, whose cache starts after
+    /// `(compacted_index, compacted_term)` with `entries`.
+    ///
+    /// # Panics
+    /// If `entries` are not consecutive from `compacted_index + 1`.
+    pub fn new(
+        hard_state: HardState,
+        conf_state: ConfState,
+        compacted_index: u64,
+        compacted_term: u64,
+        entries: Vec<Entry>,
+    ) -> RegionStorage {
+        let mut s = RegionStorage {
+            hard_state,
+            conf_state,
+            compacted_index,
+            compacted_term,
+            entries: VecDeque::new(),
+        };
+        s.append(&entries);
+        s
+    }
+
+    /// Appends entries taken from a `Ready`, dropping every cached entry at
+    /// or after the first new index (raft-rs overwrites a conflicting
+    /// suffix this way).
+    ///
+    /// # Panics
+    /// If the entries would leave a gap or overwrite compacted entries: raft-rs
+    /// never asks for that.
+    pub fn append(&mut self, ents: &[Entry]) {
+        let Some(first) = ents.first() else {
+            return;
+        };
+        assert!(
+            first.index > self.compacted_index,
+            "append at {} overwrites compacted entries (compacted to {})",
+            first.index,
+            self.compacted_index
+        );
+        assert!(
+            first.index <= self.last_index() + 1,
+            "append at {} leaves a gap after {}",
+            first.index,
+            self.last_index()
+        );
+        for pair in ents.windows(2) {
+            assert_eq!(pair[0].index + 1, pair[1].index, "entries not consecutive");
+        }
+        let keep = (first.index - self.compacted_index - 1) as usize;
+        self.entries.truncate(keep);
+        self.entries.extend(ents.iter().cloned());
+    }
+
+    /// Drops cached entries up to and including `index` (no-op if already
+    /// compacted that far).
+    ///
+    /// # Panics
+    /// If `index` is past the last entry.
+    pub fn compact_to(&mut self, index: u64) {
+        if index <= self.compacted_index {
+            return;
+        }
+        assert!(
+            index <= self.last_index(),
+            "compact to {index} past last index {}",
+            self.last_index()
+        );
+        let drop = (index - self.compacted_index) as usize;
+        let term = self.entries[drop - 1].term;
+        self.entries.drain(..drop);
+        self.compacted_index = index;
+        self.compacted_term = term;
+    }
+
+    /// The current hard state (as last handed out by raft-rs).
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// Replaces the hard state.
+    pub fn set_hard_state(&mut self, hs: HardState) {
+        self.hard_state = hs;
+    }
+
+    /// The current membership.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// Replaces the membership (after a conf change is applied).
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
+    /// Index of the last entry dropped from the cache.
+    pub fn compacted_index(&self) -> u64 {
+        self.compacted_index
+    }
+
+    /// Index of the first cached entry (`compacted_index + 1`).
+    pub fn first_index(&self) -> u64 {
+        self.compacted_index + 1
+    }
+
+    /// Index of the last entry (the compaction point if the cache is empty).
+    pub fn last_index(&self) -> u64 {
+        self.compacted_index + self.entries.len() as u64
+    }
+
+    /// Number of cached entries.
+    pub fn cached_entries(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The cached entry at `index`, if any.
+    pub fn entry(&self, index: u64) -> Option<&Entry> {
+        let offset = index.checked_sub(self.first_index())?;
+        self.entries.get(usize::try_from(offset).ok()?)
+    }
+}
+
+impl raft::Storage for RegionStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.compacted_index {
+            // Older entries live only in the WAL. Replication to lagging
+            // followers (a later issue) fetches them asynchronously and
+            // answers `LogTemporarilyUnavailable` here meanwhile.
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        assert!(
+            high <= self.last_index() + 1,
+            "entries [{low}, {high}) past last index {}",
+            self.last_index()
+        );
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for index in low..high {
+            let e = self.entry(index).expect("index within the cache");
+            size += u64::from(protobuf::Message::compute_size(e));
+            // Always return at least one entry, as raft-rs requires.
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.compacted_index {
+            return Ok(self.compacted_term);
+        }
+        if idx < self.compacted_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        match self.entry(idx) {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(RegionStorage::first_index(self))
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(RegionStorage::last_index(self))
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Snapshots are built from the LSM (a later issue); until then a
+        // follower that needs one waits.
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
+    }
+
+    fn ctx() -> GetEntriesContext {
+        GetEntriesContext::empty(false)
+    }
+
+    #[test]
+    fn append_overwrites_a_conflicting_suffix() {
+        let mut s = RegionStorage::default();
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        assert_eq!(RegionStorage::last_index(&s), 3);
+        s.append(&[entry(2, 2)]);
+        assert_eq!(RegionStorage::last_index(&s), 2);
+        assert_eq!(s.term(2).unwrap(), 2);
+        assert_eq!(
+            s.term(3),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "gap")]
+    fn append_with_a_gap_panics() {
+        let mut s = RegionStorage::default();
+        s.append(&[entry(2, 1)]);
+    }
+
+    #[test]
+    fn compaction_keeps_the_term_of_the_compaction_point() {
+        let mut s = RegionStorage::default();
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)]);
+        s.compact_to(3);
+        assert_eq!(RegionStorage::first_index(&s), 4);
+        assert_eq!(RegionStorage::last_index(&s), 4);
+        assert_eq!(s.term(3).unwrap(), 2);
+        assert_eq!(s.term(2), Err(raft::Error::Store(StorageError::Compacted)));
+        assert_eq!(
+            s.entries(3, 5, None, ctx()),
+            Err(raft::Error::Store(StorageError::Compacted))
+        );
+        assert_eq!(s.entries(4, 5, None, ctx()).unwrap(), vec![entry(4, 2)]);
+        // Compacting everything leaves an empty cache after the point.
+        s.compact_to(4);
+        assert_eq!(s.cached_entries(), 0);
+        assert_eq!(RegionStorage::last_index(&s), 4);
+        assert_eq!(s.term(4).unwrap(), 2);
+        s.append(&[entry(5, 3)]);
+        assert_eq!(s.term(5).unwrap(), 3);
+    }
+
+    #[test]
+    fn entries_respect_max_size_but_return_one() {
+        let mut s = RegionStorage::default();
+        let mut big = entry(1, 1);
+        big.data = vec![0u8; 100].into();
+        s.append(&[big.clone(), entry(2, 1)]);
+        assert_eq!(s.entries(1, 3, 1u64, ctx()).unwrap(), vec![big]);
+        assert_eq!(s.entries(1, 3, None, ctx()).unwrap().len(), 2);
+    }
+}

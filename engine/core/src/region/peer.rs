@@ -1,0 +1,297 @@
+//! `RegionPeer`: one replica of a region, wrapping a raft-rs `RawNode`.
+//!
+//! Owns the region's raft node, its state machine and the proposals waiting
+//! for their entries to apply. This file holds the type, its accessors,
+//! `tick`/`campaign`/`step`, `propose` and `read`; the `Ready` cycle is in
+//! `ready.rs`, bootstrap and recovery in `recover.rs`.
+//!
+//! Invariants:
+//! - a proposal is answered exactly once: with its entry's result once that
+//!   entry is persisted, committed and applied; with `NotLeader` if the
+//!   entry at its index turned out to have another term, or if leadership
+//!   was lost first;
+//! - `proposals` are in index order and all of one term (the leader's
+//!   current term, or older ones about to be failed);
+//! - a read is served only by a leader that has applied an entry of its own
+//!   term (so everything committed by earlier leaders is applied);
+//! - no I/O, clock or randomness here: time is `tick()`, disk is `WalSink`.
+
+use super::log_bridge::raft_logger;
+use super::{CoreError, PeerConfig, RegionMeta};
+use crate::command::Command;
+use crate::kv::KvState;
+use crate::raft_log::RegionStorage;
+use golem_wire::{GolemError, LogIndex, PeerId, RequestBody, ResponseBody, Term};
+use raft::eraftpb::{HardState, Message};
+use raft::{RawNode, StateRole};
+use std::collections::VecDeque;
+
+/// Identifies a proposal to its proposer; chosen by the caller, returned
+/// with the proposal's result. Must be unique among pending proposals.
+pub type ProposalToken = u64;
+
+/// `retry_after_ms` for a proposal raft dropped (leader transfer in
+/// progress, or `uncommitted_bytes_max` reached).
+pub const PROPOSAL_DROPPED_RETRY_AFTER_MS: u32 = 10;
+/// `retry_after_ms` for a read at a new leader that has not yet applied an
+/// entry of its term (one WAL sync away, normally).
+pub const LEADER_NOT_READY_RETRY_AFTER_MS: u32 = 2;
+
+/// A proposal waiting for its entry to apply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Proposal {
+    pub(crate) token: ProposalToken,
+    pub(crate) index: u64,
+    pub(crate) term: u64,
+}
+
+/// A finished proposal: its token and the answer for the client.
+pub(crate) type Finished = (ProposalToken, Result<ResponseBody, GolemError>);
+
+/// One replica of a region.
+pub struct RegionPeer {
+    pub(crate) cfg: PeerConfig,
+    pub(crate) meta: RegionMeta,
+    pub(crate) raw: RawNode<RegionStorage>,
+    pub(crate) kv: KvState,
+    /// Proposals whose entries are not applied yet, in index order.
+    pub(crate) proposals: VecDeque<Proposal>,
+    /// Answers decided but not yet handed out by `on_persisted`.
+    pub(crate) finished: Vec<Finished>,
+    /// A commit-only hard state taken from raft in `on_persisted`, to be
+    /// written by the next `collect_ready` (commit need not be durable at
+    /// once: recovery replays less and the leader re-commits the rest).
+    pub(crate) hs_unwritten: Option<HardState>,
+    /// The last hard state raft handed out (written or in `hs_unwritten`).
+    pub(crate) hs_last: HardState,
+    /// Whether a `PendingReady` is out (collected, not yet persisted).
+    pub(crate) ready_in_flight: bool,
+    /// Term of the last applied entry (reads need it to equal the term).
+    pub(crate) applied_term: u64,
+}
+
+impl std::fmt::Debug for RegionPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionPeer")
+            .field("region", &self.meta.id)
+            .field("peer", &self.cfg.peer)
+            .field("role", &self.raw.raft.state)
+            .field("term", &self.raw.raft.term)
+            .field("applied", &self.raw.raft.raft_log.applied)
+            .field("pending_proposals", &self.proposals.len())
+            .finish()
+    }
+}
+
+impl RegionPeer {
+    /// Builds the peer around a storage whose state is already settled;
+    /// `applied` entries are already in `kv`.
+    pub(crate) fn build(
+        cfg: PeerConfig,
+        meta: RegionMeta,
+        storage: RegionStorage,
+        kv: KvState,
+        applied: u64,
+        applied_term: u64,
+    ) -> Result<RegionPeer, CoreError> {
+        let hs_last = storage.hard_state().clone();
+        let logger = raft_logger(cfg.region, cfg.peer);
+        let raw = RawNode::new(&cfg.raft_config(applied), storage, &logger).map_err(|source| {
+            CoreError::Raft {
+                region: cfg.region,
+                source,
+            }
+        })?;
+        Ok(RegionPeer {
+            cfg,
+            meta,
+            raw,
+            kv,
+            proposals: VecDeque::new(),
+            finished: Vec::new(),
+            hs_unwritten: None,
+            hs_last,
+            ready_in_flight: false,
+            applied_term,
+        })
+    }
+
+    /// The region's metadata (range, epoch, peers).
+    pub fn meta(&self) -> &RegionMeta {
+        &self.meta
+    }
+
+    /// This peer's configuration.
+    pub fn config(&self) -> &PeerConfig {
+        &self.cfg
+    }
+
+    /// One logical tick (elections, heartbeats, quorum checks).
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Starts an election now. A single voter wins at once (its `Ready`
+    /// then holds the new term and the leader's empty entry). No-op if
+    /// already leader, or while entries of an earlier `Ready` are not yet
+    /// persisted (raft-rs requires a new leader's log to be durable; try
+    /// again after `on_persisted`).
+    pub fn campaign(&mut self) {
+        if self.is_leader() {
+            return;
+        }
+        let log = &self.raw.raft.raft_log;
+        if log.persisted < log.last_index() {
+            tracing::debug!(region = %self.meta.id, "campaign deferred: log not yet persisted");
+            return;
+        }
+        if let Err(e) = self.raw.campaign() {
+            tracing::warn!(region = %self.meta.id, error = %e, "campaign failed");
+        }
+    }
+
+    /// Steps a raft message from another peer (multi-voter regions).
+    pub fn step(&mut self, msg: Message) -> Result<(), CoreError> {
+        self.raw.step(msg).map_err(|source| CoreError::Raft {
+            region: self.meta.id,
+            source,
+        })
+    }
+
+    /// Whether this peer is the region's leader (it may still be waiting
+    /// for its first entry to apply before it serves reads).
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The leader this peer knows of, if any.
+    pub fn leader_id(&self) -> Option<PeerId> {
+        match self.raw.raft.leader_id {
+            0 => None,
+            id => Some(PeerId(id)),
+        }
+    }
+
+    /// The current raft term.
+    pub fn term(&self) -> Term {
+        Term(self.raw.raft.term)
+    }
+
+    /// Index of the last entry in the log (persisted or not).
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.raw.raft.raft_log.last_index())
+    }
+
+    /// Index of the last committed entry known here.
+    pub fn commit_index(&self) -> LogIndex {
+        LogIndex(self.raw.raft.raft_log.committed)
+    }
+
+    /// Index of the last applied entry.
+    pub fn applied_index(&self) -> LogIndex {
+        LogIndex(self.raw.raft.raft_log.applied)
+    }
+
+    /// The applied state machine (for checkers and tests).
+    pub fn kv(&self) -> &KvState {
+        &self.kv
+    }
+
+    /// Proposals not answered yet.
+    pub fn pending_proposals(&self) -> usize {
+        self.proposals.len()
+    }
+
+    /// Cached raft entries (bounded by `entry_cache_entries_max` once
+    /// applied).
+    pub fn cached_entries(&self) -> usize {
+        self.raw.store().cached_entries()
+    }
+
+    /// Proposes a write; its result comes back from `on_persisted` with
+    /// `token`. Errors (nothing was proposed): `NotLeader`, a limit error
+    /// from `RequestBody::validate`, `InvalidArgument` for a read,
+    /// `KeyNotInRegion`, `ServerBusy` when raft drops the proposal.
+    pub fn propose(&mut self, body: RequestBody, token: ProposalToken) -> Result<(), GolemError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        body.validate()?;
+        let cmd = Command::from_request(body)?;
+        for key in cmd.keys() {
+            self.meta.check_key(key)?;
+        }
+        let term = self.raw.raft.term;
+        if self.proposals.back().is_some_and(|p| p.term != term) {
+            // Leadership was lost and regained since those were proposed.
+            self.fail_proposals();
+        }
+        debug_assert!(
+            self.proposals.iter().all(|p| p.token != token),
+            "proposal token {token} reused"
+        );
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.propose(Vec::new(), cmd.encode()) {
+            Ok(()) => {}
+            Err(raft::Error::ProposalDropped) => {
+                return Err(GolemError::ServerBusy {
+                    retry_after_ms: PROPOSAL_DROPPED_RETRY_AFTER_MS,
+                })
+            }
+            Err(e) => {
+                return Err(GolemError::Internal {
+                    reason: e.to_string(),
+                })
+            }
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        assert_eq!(index, before + 1, "a proposal appends exactly one entry");
+        self.proposals.push_back(Proposal { token, index, term });
+        Ok(())
+    }
+
+    /// Serves a read (Get, Scan, BatchGet) from the applied state. Leader
+    /// only (`NotLeader` otherwise); `ServerBusy` until a new leader has
+    /// applied an entry of its term. A single voter is then always up to
+    /// date; multi-voter regions will add lease/ReadIndex checks here.
+    /// A Scan's whole `[start, end)` must lie in the region.
+    pub fn read(&self, body: &RequestBody) -> Result<ResponseBody, GolemError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        if self.applied_term != self.raw.raft.term {
+            return Err(GolemError::ServerBusy {
+                retry_after_ms: LEADER_NOT_READY_RETRY_AFTER_MS,
+            });
+        }
+        body.validate()?;
+        match body {
+            RequestBody::Get { key } => self.meta.check_key(key)?,
+            RequestBody::BatchGet { keys } => {
+                for key in keys {
+                    self.meta.check_key(key)?;
+                }
+            }
+            RequestBody::Scan { start, end, .. } => self.meta.check_range(start, end)?,
+            _ => {}
+        }
+        self.kv.read(body)
+    }
+
+    pub(crate) fn not_leader(&self) -> GolemError {
+        GolemError::NotLeader {
+            region: self.meta.id,
+            leader: None,
+        }
+    }
+
+    /// Answers every pending proposal with `NotLeader`.
+    pub(crate) fn fail_proposals(&mut self) {
+        let err = self.not_leader();
+        self.finished.extend(
+            self.proposals
+                .drain(..)
+                .map(|p| (p.token, Err(err.clone()))),
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! The `Ready` cycle of a region peer: what to persist, what to apply.
+//!
+//! Owns `collect_ready` (take raft's `Ready`, append its hard state and
+//! entries as WAL records, apply entries that are already committed and
+//! durable) and `on_persisted` (tell raft the records are durable, apply
+//! what that commits, hand out finished proposals and messages).
+//!
+//! raft-rs is driven in its asynchronous-persistence style
+//! (`advance_append_async` at collect time, `on_persist_ready` after the
+//! sync) so that `propose`, `tick` and `step` stay legal while a sync is in
+//! flight.
+//!
+//! Invariants:
+//! - records of one `Ready` are appended hard state first, then entries: a
+//!   torn tail that keeps an entry also keeps the hard state whose term
+//!   covers it (recovery clamps a commit index past the surviving log);
+//! - at most one `PendingReady` per peer is out at a time, and it is given
+//!   back to the peer that made it;
+//! - entries are applied in index order, each once; the applied index never
+//!   passes min(commit, persisted);
+//! - the entry cache is compacted only below the applied index.
+
+use super::peer::RegionPeer;
+use super::records::{encode_entries, encode_hard_state};
+use crate::command::Command;
+use crate::wal_record::{RecordKind, WalSink};
+use golem_wire::{GolemError, RegionId, ResponseBody};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{Ready, StateRole};
+
+/// What `on_persisted` must finish once the WAL sync covering the records
+/// of one `collect_ready` returned.
+#[derive(Debug)]
+#[must_use = "pass it to on_persisted after the WAL sync"]
+pub struct PendingReady {
+    region: RegionId,
+    /// The raft `Ready` to acknowledge (None: only a stashed hard state was
+    /// written).
+    number: Option<u64>,
+    /// Whether the records must be durable before `on_persisted` (entries,
+    /// or a new term or vote). Otherwise the shell may skip the sync.
+    must_sync: bool,
+    /// Raft messages (sent after the sync: always safe, see `on_persisted`).
+    messages: Vec<Message>,
+}
+
+impl PendingReady {
+    /// Whether the records appended by this `collect_ready` must be synced
+    /// before `on_persisted` (false: only a commit index was written, which
+    /// may stay in the WAL buffer until a later sync).
+    pub fn must_sync(&self) -> bool {
+        self.must_sync
+    }
+}
+
+/// The results of one persisted `Ready`.
+#[derive(Debug, Default)]
+pub struct PersistedOutput {
+    /// Finished proposals, each token exactly once.
+    pub finished: Vec<(super::ProposalToken, Result<ResponseBody, GolemError>)>,
+    /// Raft messages to send to other peers (none for a single voter).
+    pub messages: Vec<Message>,
+}
+
+impl RegionPeer {
+    /// Whether `collect_ready` has work (raft's `Ready`, a hard state to
+    /// write, or answers to hand out).
+    pub fn has_ready(&self) -> bool {
+        self.raw.has_ready() || self.hs_unwritten.is_some() || !self.finished.is_empty()
+    }
+
+    /// Takes raft's `Ready`: appends its hard state and entries as WAL
+    /// records of this region to `wal`, applies entries that are already
+    /// committed and durable, and returns what `on_persisted` must finish
+    /// after the sync. None when there is nothing to do.
+    ///
+    /// # Panics
+    /// If the previous `PendingReady` was not given to `on_persisted`.
+    pub fn collect_ready(&mut self, wal: &mut dyn WalSink) -> Option<PendingReady> {
+        assert!(
+            !self.ready_in_flight,
+            "region {}: collect_ready before on_persisted of the previous one",
+            self.meta.id
+        );
+        if !self.has_ready() {
+            return None;
+        }
+        let region = self.meta.id;
+        let mut hs_to_write = self.hs_unwritten.take();
+        let mut pending = PendingReady {
+            region,
+            number: None,
+            must_sync: false,
+            messages: Vec::new(),
+        };
+        let mut committed = Vec::new();
+        if self.raw.has_ready() {
+            let mut rd = self.raw.ready();
+            self.log_role_change(&rd);
+            assert!(
+                rd.snapshot().is_empty(),
+                "region {region}: raft snapshots are not supported yet"
+            );
+            pending.number = Some(rd.number());
+            pending.must_sync = rd.must_sync();
+            if let Some(hs) = rd.hs() {
+                // Newer than any stashed commit-only hard state.
+                hs_to_write = Some(hs.clone());
+                self.hs_last = hs.clone();
+            }
+            let entries = rd.take_entries();
+            committed = rd.take_committed_entries();
+            pending.messages = rd.take_messages();
+            pending.messages.extend(rd.take_persisted_messages());
+
+            if let Some(hs) = hs_to_write.take() {
+                wal.append(RecordKind::HardState, region, &encode_hard_state(&hs));
+                self.raw.mut_store().set_hard_state(hs);
+            }
+            for record in encode_entries(&entries) {
+                wal.append(RecordKind::Entries, region, &record);
+            }
+            self.raw.mut_store().append(&entries);
+            self.raw.advance_append_async(rd);
+        }
+        if let Some(hs) = hs_to_write {
+            wal.append(RecordKind::HardState, region, &encode_hard_state(&hs));
+            self.raw.mut_store().set_hard_state(hs);
+        }
+        // Committed entries of a Ready are already durable here (raft-rs
+        // hands out at most min(commit, persisted)); their answers go out
+        // after this pass's sync, with its commit index.
+        self.apply(committed);
+        if !self.is_leader() {
+            self.fail_proposals();
+        }
+        self.ready_in_flight = true;
+        Some(pending)
+    }
+
+    /// Called after the sync that covers the records of the matching
+    /// `collect_ready`: advances raft, applies what is now committed and
+    /// returns the finished proposals and the messages to send.
+    ///
+    /// # Panics
+    /// If `pending` is not this peer's outstanding one.
+    pub fn on_persisted(&mut self, pending: PendingReady) -> PersistedOutput {
+        assert!(
+            self.ready_in_flight && pending.region == self.meta.id,
+            "region {}: on_persisted without a matching collect_ready",
+            self.meta.id
+        );
+        self.ready_in_flight = false;
+        let mut messages = pending.messages;
+        if let Some(number) = pending.number {
+            self.raw.on_persist_ready(number);
+        }
+        // A leader's persisted entries may now be committed. Take that
+        // Ready at once when it needs nothing persisted (only a new commit
+        // index, committed entries and messages), so that a single voter
+        // answers a write after one sync.
+        if self.raw.has_ready() && self.light_ready_possible() {
+            let mut rd = self.raw.ready();
+            self.log_role_change(&rd);
+            assert!(rd.entries().is_empty() && rd.snapshot().is_empty());
+            if let Some(hs) = rd.hs() {
+                assert!(
+                    hs.term == self.hs_last.term && hs.vote == self.hs_last.vote,
+                    "only the commit index changes without a persist"
+                );
+                self.hs_unwritten = Some(hs.clone());
+                self.hs_last = hs.clone();
+            }
+            let committed = rd.take_committed_entries();
+            messages.extend(rd.take_messages());
+            messages.extend(rd.take_persisted_messages());
+            let number = rd.number();
+            self.raw.advance_append_async(rd);
+            self.raw.on_persist_ready(number);
+            self.apply(committed);
+        }
+        if !self.is_leader() {
+            self.fail_proposals();
+        }
+        PersistedOutput {
+            finished: std::mem::take(&mut self.finished),
+            messages,
+        }
+    }
+
+    /// Whether the next `Ready` can be taken without persisting anything: we
+    /// lead, nothing is unstable, and term and vote are as last written.
+    fn light_ready_possible(&self) -> bool {
+        let raft = &self.raw.raft;
+        raft.state == StateRole::Leader
+            && raft.raft_log.unstable_entries().is_empty()
+            && raft.raft_log.unstable_snapshot().is_none()
+            && raft.term == self.hs_last.term
+            && raft.vote == self.hs_last.vote
+    }
+
+    fn log_role_change(&self, rd: &Ready) {
+        if let Some(ss) = rd.ss() {
+            tracing::info!(
+                region = %self.meta.id,
+                peer = %self.cfg.peer,
+                role = ?ss.raft_state,
+                term = self.raw.raft.term,
+                "region role changed"
+            );
+        }
+    }
+
+    /// Applies committed entries in order, answers their proposals, and
+    /// compacts the entry cache.
+    fn apply(&mut self, entries: Vec<Entry>) {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        for e in entries {
+            let (index, term) = (e.index, e.term);
+            assert_eq!(
+                index,
+                self.raw.raft.raft_log.applied + 1,
+                "region {}: entries apply in order",
+                self.meta.id
+            );
+            let result = match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => None,
+                EntryType::EntryNormal => {
+                    let cmd = Command::decode(&e.data).unwrap_or_else(|err| {
+                        panic!(
+                            "region {}: committed entry {index} is not a command: {err}",
+                            self.meta.id
+                        )
+                    });
+                    Some(self.kv.apply(cmd))
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&e);
+                    None
+                }
+            };
+            self.applied_term = term;
+            self.answer(index, term, result);
+            self.raw.advance_apply_to(index);
+        }
+        debug_assert_eq!(self.raw.raft.raft_log.applied, last);
+        let keep = self.cfg.entry_cache_entries_max as u64;
+        let compact_to = last.saturating_sub(keep);
+        self.raw.mut_store().compact_to(compact_to);
+    }
+
+    /// Answers the proposals at `index`: the one of the entry's term gets
+    /// the result; any other was overwritten and gets `NotLeader`.
+    fn answer(&mut self, index: u64, term: u64, mut result: Option<ResponseBody>) {
+        while let Some(p) = self.proposals.front().copied() {
+            if p.index > index {
+                break;
+            }
+            self.proposals.pop_front();
+            let answer = if p.index == index && p.term == term {
+                Ok(result.take().expect("a proposal's entry carries a command"))
+            } else {
+                Err(self.not_leader())
+            };
+            self.finished.push((p.token, answer));
+        }
+    }
+
+    /// Applies a committed membership change to raft and the storage.
+    /// Membership changes are proposed by a later issue; this keeps raft's
+    /// view consistent if one is in the log.
+    pub(crate) fn apply_conf_change(&mut self, e: &Entry) {
+        let result = if e.get_entry_type() == EntryType::EntryConfChange {
+            let cc = ConfChange::parse_from_bytes(&e.data).unwrap_or_else(|err| {
+                panic!(
+                    "region {}: conf change at {} does not decode: {err}",
+                    self.meta.id, e.index
+                )
+            });
+            self.raw.apply_conf_change(&cc)
+        } else {
+            let cc = ConfChangeV2::parse_from_bytes(&e.data).unwrap_or_else(|err| {
+                panic!(
+                    "region {}: conf change at {} does not decode: {err}",
+                    self.meta.id, e.index
+                )
+            });
+            self.raw.apply_conf_change(&cc)
+        };
+        match result {
+            Ok(cs) => self.raw.mut_store().set_conf_state(cs),
+            Err(err) => tracing::warn!(
+                region = %self.meta.id,
+                index = e.index,
+                error = %err,
+                "conf change rejected"
+            ),
+        }
+    }
+}
