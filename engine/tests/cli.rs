@@ -1,0 +1,171 @@
+//! The `golem` command line as a user runs it: a playground, then
+//! `golem ctl` against it; Ctrl-C stops the playground and its node.
+
+mod common;
+
+use common::free_ports;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn golem() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_golem"))
+}
+
+fn ctl(addr: &str, args: &[&str]) -> (i32, String) {
+    let out = golem()
+        .args(["ctl", "--addr", addr])
+        .args(args)
+        .output()
+        .expect("run golem ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+/// Children of a process, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; check its state.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+#[test]
+fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
+    let port = free_ports(2);
+    let addr = format!("127.0.0.1:{port}");
+    let mut pg = golem()
+        .args(["playground", "--listen", &addr, "--shards", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The playground prints how to connect once the node listens.
+    let mut lines = BufReader::new(pg.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner += &line;
+        banner.push('\n');
+        if line.contains("Ctrl-C") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no banner: {banner}");
+    }
+    assert!(
+        banner.contains(&addr),
+        "banner does not name the address: {banner}"
+    );
+    assert!(
+        banner.contains("golem ctl"),
+        "banner does not say how to connect: {banner}"
+    );
+
+    assert_eq!(ctl(&addr, &["put", "k", "v"]), (0, "OK\n".into()));
+    assert_eq!(ctl(&addr, &["get", "k"]), (0, "v\n".into()));
+    let (code, json) = ctl(&addr, &["get", "k", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["value"], "v");
+    assert_eq!(ctl(&addr, &["get", "absent"]).0, 1);
+    assert_eq!(
+        ctl(&addr, &["cas", "k", "--expect", "nope", "--new", "w"]).0,
+        1,
+        "cas with a wrong expectation must not swap"
+    );
+    assert_eq!(
+        ctl(&addr, &["cas", "k", "--expect", "v", "--new", "w"]).0,
+        0
+    );
+    assert_eq!(ctl(&addr, &["put", "k2", "x"]).0, 0);
+    assert_eq!(ctl(&addr, &["scan"]), (0, "k\tw\nk2\tx\n".into()));
+    assert_eq!(
+        ctl(&addr, &["scan", "--reverse", "--limit", "1"]),
+        (0, "k2\tx\n".into())
+    );
+    assert_eq!(ctl(&addr, &["delete", "k"]).0, 0);
+    assert_eq!(ctl(&addr, &["get", "k"]).0, 1);
+    // The other shard's port serves too (forwarding or redirect).
+    let shard1 = format!("127.0.0.1:{}", port + 1);
+    assert_eq!(ctl(&shard1, &["get", "k2"]), (0, "x\n".into()));
+    // Hex mode for binary keys and values.
+    assert_eq!(ctl(&addr, &["--hex", "put", "00ff", "0a0b"]).0, 0);
+    assert_eq!(ctl(&addr, &["--hex", "get", "00ff"]), (0, "0a0b\n".into()));
+
+    let kids = children(pg.id());
+    assert_eq!(kids.len(), 1, "the playground runs one node now");
+    // Ctrl-C.
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(pg.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = pg.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "playground did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "playground exit status {status}");
+    for k in kids {
+        assert!(
+            !alive(k),
+            "node {k} still running after the playground stopped"
+        );
+    }
+}
+
+#[test]
+fn ctl_without_a_cluster_fails_with_a_clear_error() {
+    let port = free_ports(1);
+    let out = golem()
+        .args([
+            "ctl",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--timeout-ms",
+            "500",
+            "get",
+            "k",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+}
+
+#[test]
+fn node_rejects_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, "shardz = 2\n").unwrap();
+    let out = golem()
+        .args(["node", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shardz"));
+    let out = golem()
+        .args(["node", "--tick-ms", "0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tick-ms"));
+}
