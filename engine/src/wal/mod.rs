@@ -278,7 +278,7 @@ impl Wal {
                 let file = segment::open_write(&path).await?;
                 let capacity = segment::file_len(&file, &path).await?;
                 let align = effective_alignment(&file, &opts);
-                if log_end % align == 0 {
+                if log_end.is_multiple_of(align) {
                     active = Some(Active {
                         file,
                         path,
@@ -606,7 +606,10 @@ async fn recover(segs: &[(u64, PathBuf)]) -> Result<(Vec<RecoveredRecord>, Tail)
         let next_says = match heads.get(i + 1).map(|n| &n.header) {
             Some(Ok(next)) => {
                 let p = next.prev_log_end;
-                if p < SEGMENT_HEADER_BYTES as u64 || p > h.len || p % RECORD_ALIGN as u64 != 0 {
+                if p < SEGMENT_HEADER_BYTES as u64
+                    || p > h.len
+                    || !p.is_multiple_of(RECORD_ALIGN as u64)
+                {
                     return Err(WalError::corrupt(
                         &h.path,
                         p,
