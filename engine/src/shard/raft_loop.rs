@@ -6,7 +6,8 @@
 //! advance every region, apply committed entries and answer their waiters.
 //!
 //! Invariants: a write is answered only after the sync that covers its
-//! entry returned (acknowledged ⇒ durable); no region borrow is held across
+//! entry returned (acknowledged ⇒ durable); a pass whose records raft does
+//! not require to be durable (only the commit index moved) issues no sync; no region borrow is held across
 //! the sync's `.await`; a sync error never returns (fail-stop in the WAL).
 
 use super::region_handle::RegionHandle;
@@ -29,6 +30,9 @@ pub async fn run(
         let busy = regions.iter().any(|r| r.peer.borrow().has_ready());
         if !busy {
             if stopping() {
+                if wal.has_pending() {
+                    wal.sync().await;
+                }
                 return wal;
             }
             let now = Instant::now();
@@ -49,7 +53,9 @@ pub async fn run(
                 pending.push((r.clone(), p));
             }
         }
-        if wal.has_pending() {
+        // Records that need no sync (a commit-index-only hard state) stay
+        // buffered and ride on the next sync.
+        if pending.iter().any(|(_, p)| p.must_sync()) {
             wal.sync().await;
         }
         for (r, p) in pending.drain(..) {
