@@ -96,7 +96,7 @@ pub async fn run(addr: SocketAddr, target: String, args: Args) -> Result<Report,
     let secs = args.duration_s as f64;
     let mut ops = Vec::new();
     for (name, h, errors) in [("get", &gets, get_errors), ("put", &puts, put_errors)] {
-        if h.len() > 0 || errors > 0 {
+        if !h.is_empty() || errors > 0 {
             ops.push(OpReport {
                 op: name,
                 ops_per_s: h.len() as f64 / secs,

@@ -107,7 +107,7 @@ impl Codec {
         if !self.hex {
             return Ok(s.as_bytes().to_vec());
         }
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err(format!("{s:?} is not hex (odd length)"));
         }
         (0..s.len())
