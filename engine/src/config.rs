@@ -34,7 +34,7 @@ pub struct NodeSettings {
     /// Directory for the node's WAL, lock file and identity.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Base listen address (IP:port); shard i listens on port+i.
+    /// Base listen address (IP:port); shard i listens on port+i [default: 127.0.0.1:7400].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// IP that clients should connect to, when --listen is a wildcard address.
@@ -43,31 +43,31 @@ pub struct NodeSettings {
     /// Number of shards (one executor thread each). Default: number of CPUs.
     #[arg(long)]
     pub shards: Option<u16>,
-    /// CPU pinning of shard threads.
+    /// CPU pinning of shard threads [default: auto].
     #[arg(long, value_enum)]
     pub pin: Option<PinMode>,
-    /// Memory each shard pins for io_uring buffers, in MiB.
+    /// Memory each shard pins for io_uring buffers, in MiB [default: 2].
     #[arg(long)]
     pub io_memory_mib: Option<usize>,
-    /// Raft tick interval, in milliseconds.
+    /// Raft tick interval, in milliseconds [default: 100].
     #[arg(long)]
     pub tick_ms: Option<u64>,
-    /// Raft election timeout, in ticks (must exceed heartbeat-ticks).
+    /// Raft election timeout, in ticks; must exceed heartbeat-ticks [default: 10].
     #[arg(long)]
     pub election_ticks: Option<usize>,
-    /// Raft heartbeat interval, in ticks.
+    /// Raft heartbeat interval, in ticks [default: 2].
     #[arg(long)]
     pub heartbeat_ticks: Option<usize>,
-    /// Most open client connections per shard; more are refused.
+    /// Most open client connections per shard; more are refused [default: 10000].
     #[arg(long)]
     pub connections_per_shard_max: Option<usize>,
-    /// A connection with no frame in progress is closed after this long, in ms.
+    /// A connection with no frame in progress is closed after this long, in ms [default: 600000].
     #[arg(long)]
     pub idle_timeout_ms: Option<u64>,
-    /// A started frame (or the handshake) must complete within this long, in ms.
+    /// A started frame (or the handshake) must complete within this long, in ms [default: 10000].
     #[arg(long)]
     pub frame_timeout_ms: Option<u64>,
-    /// Size of each preallocated WAL segment file, in MiB.
+    /// Size of each preallocated WAL segment file, in MiB [default: 64].
     #[arg(long)]
     pub wal_segment_mib: Option<u64>,
 }

@@ -68,7 +68,7 @@ fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
         "banner does not name the address: {banner}"
     );
     assert!(
-        banner.contains("golem ctl"),
+        banner.contains(" ctl --addr"),
         "banner does not say how to connect: {banner}"
     );
 

@@ -34,11 +34,22 @@ pub struct CtlArgs {
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
     /// Print the value of a key (exit code 1 if absent).
-    Get { key: String },
+    Get {
+        /// The key.
+        key: String,
+    },
     /// Set a key to a value.
-    Put { key: String, value: String },
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
     /// Delete a key (succeeds whether or not it existed).
-    Delete { key: String },
+    Delete {
+        /// The key.
+        key: String,
+    },
     /// List pairs in key order within [start, end).
     Scan {
         /// First key (inclusive); default: the start of the key space.
@@ -57,6 +68,7 @@ pub enum CtlCommand {
     /// Compare-and-swap: write only if the current value is as expected
     /// (exit code 1 if it was not).
     Cas {
+        /// The key.
         key: String,
         /// The value the key must have now.
         #[arg(long, conflicts_with = "expect_absent")]

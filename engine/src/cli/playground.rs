@@ -11,7 +11,7 @@ use crate::config::DEFAULT_LISTEN;
 use clap::Args;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a node may take to start listening.
@@ -92,6 +92,12 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let exe = std::env::current_exe()?;
     let node_dir = data_dir.join("node-1");
+    std::fs::create_dir_all(&node_dir)?;
+    let log_path = data_dir.join("node-1.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
     let mut cmd = Command::new(&exe);
     cmd.arg("node")
         .arg("--data-dir")
@@ -99,7 +105,9 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
         .arg("--listen")
         .arg(args.listen.to_string())
         .arg("--pin")
-        .arg("off");
+        .arg("off")
+        .stdout(Stdio::null())
+        .stderr(log);
     if let Some(s) = args.shards {
         cmd.arg("--shards").arg(s.to_string());
     }
@@ -108,18 +116,27 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
         name: "node-1".into(),
         child: cmd.spawn()?,
     };
-    wait_listening(&mut node, args.listen)?;
+    if let Err(e) = wait_listening(&mut node, args.listen) {
+        print_log_tail(&log_path);
+        return Err(e.into());
+    }
     println!("GolemDB playground is running.");
-    println!("  node 1: {} (data in {})", args.listen, node_dir.display());
-    println!();
-    println!("Try:");
-    println!("  golem ctl put hello world");
-    println!("  golem ctl get hello");
-    println!("  golem-loadgen --mode mixed --duration-s 10");
     println!(
-        "(add --addr {} when not using the default address)",
-        args.listen
+        "  node 1: {}  data {}  log {}",
+        args.listen,
+        node_dir.display(),
+        log_path.display()
     );
+    println!();
+    let addr = if args.listen.to_string() == DEFAULT_LISTEN {
+        String::new()
+    } else {
+        format!(" --addr {}", args.listen)
+    };
+    println!("Try, in another terminal:");
+    println!("  cargo run --release --bin golem -- ctl{addr} put hello world");
+    println!("  cargo run --release --bin golem -- ctl{addr} get hello");
+    println!("  cargo run --release --bin golem-loadgen --{addr} --mode mixed --duration-s 10");
     println!();
     println!("Press Ctrl-C to stop.");
 
@@ -137,12 +154,25 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
         if let Ok(Some(status)) = node.child.try_wait() {
+            print_log_tail(&log_path);
             return Err(format!("node-1 exited unexpectedly ({status})").into());
         }
     }
     node.stop();
     println!("stopped.");
     Ok(())
+}
+
+/// Shows the end of a child's log (the temporary directory is removed on exit).
+fn print_log_tail(path: &std::path::Path) {
+    const LINES: usize = 20;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("last lines of {}:", path.display());
+        for l in &lines[lines.len().saturating_sub(LINES)..] {
+            eprintln!("  {l}");
+        }
+    }
 }
 
 fn wait_listening(child: &mut ChildGuard, addr: SocketAddr) -> Result<(), String> {
