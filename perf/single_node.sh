@@ -17,8 +17,9 @@ out="perf/results/single_node-${stamp}"
 mkdir -p "$out"
 
 cargo build --release --bin golem --bin golem-loadgen >/dev/null
+bin="${CARGO_TARGET_DIR:-target}/release"
 data="$(mktemp -d -t golem-perf-XXXXXX)"
-./target/release/golem node --data-dir "$data" --listen "127.0.0.1:${port}" \
+"$bin/golem" node --data-dir "$data" --listen "127.0.0.1:${port}" \
   --shards "$shards" --pin off >"$out/node.log" 2>&1 &
 node_pid=$!
 cleanup() {
@@ -43,7 +44,7 @@ for conc in "1 1" "4 32"; do
   for mode in put get; do
     name="${mode}-c$1-f$2"
     echo "== $name" | tee -a "$out/summary.txt"
-    ./target/release/golem-loadgen --addr "127.0.0.1:${port}" --mode "$mode" \
+    "$bin/golem-loadgen" --addr "127.0.0.1:${port}" --mode "$mode" \
       --connections "$1" --in-flight "$2" --duration-s "$duration" \
       --json-out "$out/$name.json" | tee -a "$out/summary.txt"
   done
