@@ -10,4 +10,5 @@ pub mod node;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+pub mod signals;
 pub mod wal;

@@ -80,7 +80,7 @@ pub fn run(args: PlaygroundArgs) -> ExitCode {
 fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Block SIGINT/SIGTERM here so that this process decides how to stop;
     // children get their own default dispositions back via exec.
-    let signals = block_signals()?;
+    let signals = crate::signals::block_stop_signals()?;
     let (data_dir, _temp) = match &args.data_dir {
         Some(d) => (d.clone(), None),
         None => {
@@ -111,7 +111,7 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(s) = args.shards {
         cmd.arg("--shards").arg(s.to_string());
     }
-    unblock_in_child(&mut cmd);
+    crate::signals::unblock_in_child(&mut cmd);
     let mut node = ChildGuard {
         name: "node-1".into(),
         child: cmd.spawn()?,
@@ -143,9 +143,7 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     // Wait for a signal, or for the node to exit on its own.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `signals` is an initialized sigset; `sig` is a valid out pointer.
-        unsafe { libc::sigwait(&signals, &mut sig) };
+        let _ = crate::signals::wait(&signals);
         let _ = tx.send(());
     });
     loop {
@@ -188,35 +186,5 @@ fn wait_listening(child: &mut ChildGuard, addr: SocketAddr) -> Result<(), String
             return Err(format!("{} did not start listening on {addr}", child.name));
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn block_signals() -> std::io::Result<libc::sigset_t> {
-    // SAFETY: sigset_t is plain data initialized by sigemptyset/sigaddset.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        Ok(set)
-    }
-}
-
-/// Children must not inherit the blocked signal mask.
-fn unblock_in_child(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and only calls
-    // async-signal-safe functions on a local sigset.
-    unsafe {
-        cmd.pre_exec(|| {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            Ok(())
-        });
     }
 }

@@ -42,7 +42,7 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let identity = Identity::load_or_create(&cfg.data_dir)?;
     let addrs: Vec<_> = (0..cfg.shards).map(|s| cfg.shard_listen(s)).collect();
     probe_ports_free(&addrs)?;
-    let signals = block_stop_signals()?;
+    let signals = crate::signals::block_stop_signals()?;
 
     let cfg = Arc::new(cfg);
     let stop = Arc::new(AtomicBool::new(false));
@@ -106,10 +106,7 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             std::thread::Builder::new()
                 .name("signals".into())
                 .spawn(move || {
-                    let mut sig: libc::c_int = 0;
-                    // SAFETY: `signals` is an initialized sigset; `sig` is a valid out pointer.
-                    let rc = unsafe { libc::sigwait(&signals, &mut sig) };
-                    if rc == 0 {
+                    if let Ok(sig) = crate::signals::wait(&signals) {
                         let _ = events_tx.send(Event::Signal(sig));
                     }
                 })?;
@@ -132,23 +129,5 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             tracing::info!("node stopped");
             Ok(())
         }
-    }
-}
-
-/// Blocks SIGINT and SIGTERM in this thread (and so in every thread it
-/// spawns afterwards) and returns the set, for `sigwait`.
-fn block_stop_signals() -> std::io::Result<libc::sigset_t> {
-    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialize it and
-    // pthread_sigmask only reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        Ok(set)
     }
 }
