@@ -1,0 +1,122 @@
+//! Size-tiered compaction: which segments to merge (`pick`, pure) and the
+//! merge itself (`write_merged`). Runs on the background thread only.
+//!
+//! Segments are layers ordered by seq (newest first); only a contiguous run
+//! of them may be merged, and the output takes the run's highest seq, so
+//! the layer order of everything else is unchanged. The output keeps the
+//! newest visible version of each key. Above the bottom it keeps point
+//! tombstones and the union of the run's range tombstones (they still hide
+//! older segments); when the run includes the oldest segment (the bottom)
+//! both are dropped, together with everything they hid.
+
+use crate::error::LsmError;
+use crate::options::LsmOptions;
+use crate::segment::{SegmentInfo, SegmentWriter};
+use crate::view::{merge, Layer, LayerKind, Tombstones};
+use std::ops::Range;
+use std::path::Path;
+
+/// Picks a run of segments to merge, given their file sizes newest first.
+///
+/// Like RocksDB's universal compaction: starting from each segment (newest
+/// first), a candidate run grows while the next older segment is at most
+/// `tier_size_ratio_percent` of the run's total size; the first run of
+/// `segments_per_tier_max` segments is merged. Tiers therefore grow
+/// geometrically, and each byte is rewritten about once per tier. Past
+/// `segments_max` segments the newest `segments_per_tier_max` are merged
+/// whatever their sizes.
+pub(crate) fn pick(sizes: &[u64], o: &LsmOptions) -> Option<Range<usize>> {
+    let width = o.segments_per_tier_max;
+    for i in 0..sizes.len() {
+        let mut total = u128::from(sizes[i]);
+        let mut j = i + 1;
+        while j < sizes.len() && j - i < width {
+            if u128::from(sizes[j]) * 100 > total * u128::from(o.tier_size_ratio_percent) {
+                break;
+            }
+            total += u128::from(sizes[j]);
+            j += 1;
+        }
+        if j - i >= width {
+            return Some(i..j);
+        }
+    }
+    (sizes.len() > o.segments_max).then_some(0..width)
+}
+
+/// Merges `run` (segments, newest first) into a new segment at `path`.
+/// `bottom`: no older segment exists, so tombstones are dropped.
+pub(crate) fn write_merged(
+    run: &[Layer],
+    bottom: bool,
+    path: &Path,
+    o: &LsmOptions,
+) -> Result<SegmentInfo, LsmError> {
+    let mut w = SegmentWriter::create(path, o.block_bytes, o.bloom_bits_per_key)?;
+    let refs: Vec<&Layer> = run.iter().collect();
+    let mut failed = None;
+    let tombstones = if bottom {
+        Tombstones::Hide
+    } else {
+        Tombstones::Keep
+    };
+    merge(
+        &refs,
+        b"",
+        b"",
+        false,
+        tombstones,
+        &mut |k, v| match w.add(k, v) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for layer in run {
+        let LayerKind::Seg(s) = &layer.kind else {
+            unreachable!("compaction merges segments only")
+        };
+        if !bottom {
+            for (start, end) in s.ranges().iter() {
+                w.add_range_tombstone(start, end)?;
+            }
+        }
+        for (r, i) in s.applied() {
+            w.set_applied(*r, *i);
+        }
+    }
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o() -> LsmOptions {
+        LsmOptions {
+            segments_per_tier_max: 4,
+            tier_size_ratio_percent: 100,
+            segments_max: 10,
+            ..LsmOptions::default()
+        }
+    }
+
+    #[test]
+    fn picks_runs_of_similar_sizes() {
+        assert_eq!(pick(&[1, 1, 1], &o()), None);
+        assert_eq!(pick(&[1, 1, 1, 1], &o()), Some(0..4));
+        // A big old segment stays out of a run of small ones.
+        assert_eq!(pick(&[1, 1, 1, 40], &o()), None);
+        assert_eq!(pick(&[1, 1, 1, 1, 40], &o()), Some(0..4));
+        // Tiers: four 4s merge into a 16 later.
+        assert_eq!(pick(&[1, 4, 4, 4, 4], &o()), Some(1..5));
+        // Too many segments: merge the newest whatever their sizes.
+        let many: Vec<u64> = (0..11).map(|i| 1u64 << (2 * i)).collect();
+        assert_eq!(pick(&many, &o()), Some(0..4));
+    }
+}

@@ -1,0 +1,42 @@
+//! golem-lsm: the per-shard LSM state machine of GolemDB.
+//!
+//! A shard owns one [`Lsm`]. Applied Raft writes go into a size-limited
+//! memtable; full memtables are frozen and flushed by a background thread to
+//! immutable, sorted, checksummed segment files that are read through
+//! `memmap2` (block index, bloom filter, per-region applied indexes in the
+//! footer). Reads merge the memtables and segments, newest first, with
+//! tombstones and range tombstones. Size-tiered compaction merges segments
+//! in the background; snapshots are reference-counted layer stacks.
+//!
+//! The Raft log is this store's write-ahead log: nothing is logged here.
+//! After a crash, [`Lsm::persisted_applied`] says where each region's WAL
+//! replay starts. The format and invariants are specified in
+//! docs/storage.md, section "LSM".
+//!
+//! Modules: `batch` (writes), `memtable`, `range` (range tombstones),
+//! `segment` (file format, writer, mapped reader), `bloom`, `manifest`
+//! (live segment set), `view` (merge, snapshots), `compaction` (policy and
+//! merge), `background` (the file-writing thread), `lsm` (the owner's API).
+//! No glommio: the crate is plain std + memmap2.
+
+mod background;
+mod batch;
+mod bloom;
+mod codec;
+mod compaction;
+mod error;
+mod lsm;
+mod manifest;
+mod memtable;
+mod options;
+mod range;
+mod segment;
+mod view;
+
+pub use batch::{WriteBatch, WriteOp};
+pub use error::LsmError;
+pub use golem_wire::{LogIndex, RegionId};
+pub use lsm::{Lsm, LsmStats};
+pub use options::{CrashPoint, LsmOptions, KEY_BYTES_MAX, VALUE_BYTES_MAX};
+pub use segment::{Segment, SegmentInfo, SegmentWriter};
+pub use view::{Chunks, LsmSnapshot, ScanPage};

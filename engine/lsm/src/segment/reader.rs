@@ -1,0 +1,450 @@
+//! `Segment`: a finished segment file, validated and mapped read-only, and
+//! `SegmentIter`, a bounded forward or reverse cursor over a key range.
+//!
+//! Invariants: the file length is checked before it is mapped and every
+//! offset is checked against it before use, so no read goes past the end of
+//! the mapping (SIGBUS). At open the footer, block index, range tombstones,
+//! bloom filter and regions block are checksummed and validated (the index
+//! tiles the data area exactly, its last keys strictly increase); a data
+//! block is checksummed and validated each time it is read. Bad bytes give
+//! `LsmError::Corrupt`, never wrong data and never a panic.
+
+use super::format::{
+    BlockHandle, Footer, BLOCK_BYTES_MAX, FOOTER_BYTES, KIND_TOMBSTONE, KIND_VALUE,
+};
+use crate::bloom::Bloom;
+use crate::codec::{check_crc_trailer, Cursor};
+use crate::error::LsmError;
+use crate::range::RangeTombstones;
+use golem_wire::{LogIndex, RegionId};
+use memmap2::Mmap;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Mutex;
+
+/// One data block's place in the file and its last key.
+#[derive(Debug)]
+struct IndexEntry {
+    offset: u64,
+    len: u32,
+    last_key: Vec<u8>,
+}
+
+/// One decoded entry of a data block: byte ranges in the mapping.
+#[derive(Clone, Debug)]
+struct EntryPos {
+    key: Range<usize>,
+    /// `None` for a point tombstone.
+    value: Option<Range<usize>>,
+}
+
+/// A read-only, validated segment file.
+pub struct Segment {
+    path: PathBuf,
+    map: Mmap,
+    index: Vec<IndexEntry>,
+    bloom: Bloom,
+    ranges: RangeTombstones,
+    applied: BTreeMap<RegionId, LogIndex>,
+    entry_count: u64,
+    /// Set once no manifest names this file any more: the last `Arc` drop
+    /// then deletes it (through `deleter`, off the shard thread).
+    obsolete: AtomicBool,
+    /// Where `Drop` sends the path of an obsolete file for deletion.
+    deleter: Mutex<Option<Sender<PathBuf>>>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("file_bytes", &self.map.len())
+            .field("entry_count", &self.entry_count)
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Opens and validates `path` (see the module doc).
+    pub fn open(path: &Path) -> Result<Segment, LsmError> {
+        let file = File::open(path).map_err(|e| LsmError::io("open", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| LsmError::io("stat", path, e))?
+            .len();
+        let corrupt = |offset: u64, what: &str| LsmError::corrupt(path, offset, what);
+        if len < FOOTER_BYTES as u64 {
+            return Err(corrupt(
+                0,
+                &format!("file of {len} bytes is shorter than a footer"),
+            ));
+        }
+        if usize::try_from(len).is_err() {
+            return Err(corrupt(0, "file larger than the address space"));
+        }
+        // SAFETY: mapping a file is unsound only if the file changes while
+        // mapped. Segment files are immutable once written (written under a
+        // temp name, fsynced, renamed; never opened for writing again and
+        // never truncated by this code); the LSM owns its directory (LOCK).
+        // The length was read above and every access below is checked
+        // against `map.len()`, so no read falls past the end of the file.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| LsmError::io("mmap", path, e))?;
+        if map.len() as u64 != len {
+            return Err(corrupt(0, "file length changed while opening"));
+        }
+        let footer_at = map.len() - FOOTER_BYTES;
+        let footer = match Footer::decode(&map[footer_at..]) {
+            Err(what) => return Err(corrupt(footer_at as u64, what)),
+            Ok(Err(version)) => {
+                return Err(LsmError::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    version,
+                })
+            }
+            Ok(Ok(f)) => f,
+        };
+        // The metadata blocks are contiguous, in this order, up to the footer.
+        let order = [
+            footer.range_tombstones,
+            footer.index,
+            footer.bloom,
+            footer.regions,
+        ];
+        let mut expect_end = footer_at as u64;
+        for h in order.iter().rev() {
+            if h.end() != Some(expect_end) || h.len < 8 || h.len > BLOCK_BYTES_MAX.max(len) {
+                return Err(corrupt(
+                    footer_at as u64,
+                    "metadata block handles do not tile the file",
+                ));
+            }
+            expect_end = h.offset;
+        }
+        let data_end = footer.range_tombstones.offset;
+        let meta = |h: BlockHandle, what: &str| -> Result<&[u8], LsmError> {
+            let block = &map[h.offset as usize..(h.offset + h.len) as usize];
+            check_crc_trailer(block).ok_or_else(|| corrupt(h.offset, &format!("{what} checksum")))
+        };
+        let ranges = decode_ranges(meta(footer.range_tombstones, "range tombstones")?)
+            .ok_or_else(|| corrupt(footer.range_tombstones.offset, "range tombstones block"))?;
+        let index = decode_index(meta(footer.index, "block index")?, data_end)
+            .ok_or_else(|| corrupt(footer.index.offset, "block index"))?;
+        let bloom = Bloom::decode(
+            meta(footer.bloom, "bloom filter")?,
+            footer.bloom.offset as usize,
+        )
+        .ok_or_else(|| corrupt(footer.bloom.offset, "bloom filter block"))?;
+        let applied = decode_regions(meta(footer.regions, "regions")?)
+            .ok_or_else(|| corrupt(footer.regions.offset, "regions block"))?;
+        Ok(Segment {
+            path: path.to_path_buf(),
+            map,
+            index,
+            bloom,
+            ranges,
+            applied,
+            entry_count: footer.entry_count,
+            obsolete: AtomicBool::new(false),
+            deleter: Mutex::new(None),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// File size in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Point entries (tombstones included), as the footer says.
+    pub fn entry_count(&self) -> u64 {
+        self.entry_count
+    }
+
+    /// Highest applied index of each region covered by this segment.
+    pub fn applied(&self) -> &BTreeMap<RegionId, LogIndex> {
+        &self.applied
+    }
+
+    pub(crate) fn ranges(&self) -> &RangeTombstones {
+        &self.ranges
+    }
+
+    /// Marks the file for deletion when the last reference drops; deletion
+    /// requests go to `deleter` (the background thread).
+    pub(crate) fn mark_obsolete(&self, deleter: Sender<PathBuf>) {
+        *self.deleter.lock().unwrap_or_else(|p| p.into_inner()) = Some(deleter);
+        self.obsolete.store(true, Ordering::Release);
+    }
+
+    /// Decodes data block `i`, checking its checksum and every bound.
+    fn block(&self, i: usize) -> Result<Vec<EntryPos>, LsmError> {
+        let ie = &self.index[i];
+        let start = ie.offset as usize;
+        let block = &self.map[start..start + ie.len as usize];
+        let corrupt = |what: &str| LsmError::corrupt(&self.path, ie.offset, what);
+        let body = check_crc_trailer(block).ok_or_else(|| corrupt("data block checksum"))?;
+        let count_at = body
+            .len()
+            .checked_sub(4)
+            .ok_or_else(|| corrupt("data block too short"))?;
+        let count = u32::from_le_bytes(body[count_at..].try_into().expect("4 bytes")) as usize;
+        let mut c = Cursor::new(&body[..count_at]);
+        let mut out = Vec::with_capacity(count.min(body.len()));
+        let mut prev: Option<&[u8]> = None;
+        while !c.is_done() {
+            let kind = c.u8().ok_or_else(|| corrupt("entry kind"))?;
+            let k_at = c.pos() + 4;
+            let key = c.bytes().ok_or_else(|| corrupt("entry key"))?;
+            let key_range = start + k_at..start + k_at + key.len();
+            let value = match kind {
+                KIND_VALUE => {
+                    let v_at = c.pos() + 4;
+                    let v = c.bytes().ok_or_else(|| corrupt("entry value"))?;
+                    Some(start + v_at..start + v_at + v.len())
+                }
+                KIND_TOMBSTONE => None,
+                _ => return Err(corrupt("entry kind")),
+            };
+            if key.is_empty() || prev.is_some_and(|p| p >= key) {
+                return Err(corrupt("keys not strictly increasing"));
+            }
+            prev = Some(key);
+            out.push(EntryPos {
+                key: key_range,
+                value,
+            });
+        }
+        if out.len() != count || out.is_empty() {
+            return Err(corrupt("entry count"));
+        }
+        if prev != Some(ie.last_key.as_slice()) {
+            return Err(corrupt("last key differs from the block index"));
+        }
+        Ok(out)
+    }
+
+    fn entry(&self, e: &EntryPos) -> (&[u8], Option<&[u8]>) {
+        (
+            &self.map[e.key.clone()],
+            e.value.clone().map(|v| &self.map[v]),
+        )
+    }
+
+    /// This layer's state of `key`: `Some(Some(v))` a value, `Some(None)` a
+    /// point or range tombstone, `None` not here.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Option<&[u8]>>, LsmError> {
+        if self.bloom.may_contain(&self.map, key) {
+            let i = self
+                .index
+                .partition_point(|ie| ie.last_key.as_slice() < key);
+            if i < self.index.len() {
+                let entries = self.block(i)?;
+                if let Ok(j) = entries.binary_search_by(|e| self.map[e.key.clone()].cmp(key)) {
+                    return Ok(Some(self.entry(&entries[j]).1));
+                }
+            }
+        }
+        Ok(self.ranges.covers(key).then_some(None))
+    }
+
+    /// A cursor over entries with keys in `[start, end)` (empty `end`:
+    /// unbounded), ascending or (`reverse`) descending.
+    pub(crate) fn iter<'a>(&'a self, start: &[u8], end: &[u8], reverse: bool) -> SegmentIter<'a> {
+        let block = if reverse {
+            if end.is_empty() {
+                self.index.len()
+            } else {
+                // First block whose last key >= end may hold keys < end.
+                (self
+                    .index
+                    .partition_point(|ie| ie.last_key.as_slice() < end)
+                    + 1)
+                .min(self.index.len())
+            }
+        } else {
+            self.index
+                .partition_point(|ie| ie.last_key.as_slice() < start)
+        };
+        SegmentIter {
+            seg: self,
+            start: start.to_vec(),
+            end: end.to_vec(),
+            reverse,
+            next_block: block,
+            entries: Vec::new(),
+            pos: 0,
+            failed: false,
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if !self.obsolete.load(Ordering::Acquire) {
+            return;
+        }
+        let sender = self
+            .deleter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let sent = sender.is_some_and(|s| s.send(self.path.clone()).is_ok());
+        if !sent {
+            // The background thread is gone (shutdown): delete here. A file
+            // left behind is harmless: open deletes files the manifest
+            // does not name.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A forward or reverse cursor over a segment's entries in a key range.
+/// Yields `Err` once on a corrupt block, then ends.
+pub(crate) struct SegmentIter<'a> {
+    seg: &'a Segment,
+    start: Vec<u8>,
+    end: Vec<u8>,
+    reverse: bool,
+    /// Forward: the next block to load. Reverse: one past it.
+    next_block: usize,
+    entries: Vec<EntryPos>,
+    /// Forward: next entry index. Reverse: one past it.
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for SegmentIter<'a> {
+    type Item = Result<(&'a [u8], Option<&'a [u8]>), LsmError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            let more = if self.reverse {
+                self.pos > 0
+            } else {
+                self.pos < self.entries.len()
+            };
+            if more {
+                let e = if self.reverse {
+                    self.pos -= 1;
+                    &self.entries[self.pos]
+                } else {
+                    self.pos += 1;
+                    &self.entries[self.pos - 1]
+                };
+                let (k, v) = self.seg.entry(e);
+                if k < self.start.as_slice() {
+                    if self.reverse {
+                        self.failed = true; // Done: everything further is smaller.
+                        return None;
+                    }
+                    continue;
+                }
+                if !self.end.is_empty() && k >= self.end.as_slice() {
+                    if self.reverse {
+                        continue;
+                    }
+                    self.failed = true;
+                    return None;
+                }
+                return Some(Ok((k, v)));
+            }
+            // Load the next block in the direction of travel.
+            let i = if self.reverse {
+                if self.next_block == 0 {
+                    return None;
+                }
+                self.next_block -= 1;
+                self.next_block
+            } else {
+                if self.next_block >= self.seg.index.len() {
+                    return None;
+                }
+                self.next_block += 1;
+                self.next_block - 1
+            };
+            match self.seg.block(i) {
+                Ok(entries) => {
+                    self.pos = if self.reverse { entries.len() } else { 0 };
+                    self.entries = entries;
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+fn decode_ranges(body: &[u8]) -> Option<RangeTombstones> {
+    let mut c = Cursor::new(body);
+    let n = c.u32()?;
+    let mut r = RangeTombstones::default();
+    let mut prev_end: Option<&[u8]> = None;
+    for _ in 0..n {
+        let s = c.bytes()?;
+        let e = c.bytes()?;
+        if !e.is_empty() && s >= e {
+            return None;
+        }
+        // Sorted and disjoint, as the writer stores them.
+        if let Some(pe) = prev_end {
+            if pe.is_empty() || s <= pe {
+                return None;
+            }
+        }
+        prev_end = Some(e);
+        r.insert(s.to_vec(), e.to_vec());
+    }
+    c.is_done().then_some(r)
+}
+
+fn decode_index(body: &[u8], data_end: u64) -> Option<Vec<IndexEntry>> {
+    let mut c = Cursor::new(body);
+    let n = c.u32()? as usize;
+    let mut out: Vec<IndexEntry> = Vec::with_capacity(n.min(body.len() / 16));
+    let mut expect_offset = 0u64;
+    for _ in 0..n {
+        let offset = c.u64()?;
+        let len = c.u32()?;
+        let last_key = c.bytes()?.to_vec();
+        if offset != expect_offset || len < 4 + 4 + 1 + 4 + 1 || u64::from(len) > BLOCK_BYTES_MAX {
+            return None;
+        }
+        if out.last().is_some_and(|p| p.last_key >= last_key) || last_key.is_empty() {
+            return None;
+        }
+        expect_offset = offset.checked_add(u64::from(len))?;
+        out.push(IndexEntry {
+            offset,
+            len,
+            last_key,
+        });
+    }
+    (c.is_done() && expect_offset == data_end).then_some(out)
+}
+
+fn decode_regions(body: &[u8]) -> Option<BTreeMap<RegionId, LogIndex>> {
+    let mut c = Cursor::new(body);
+    let n = c.u32()?;
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        let r = RegionId(c.u64()?);
+        let i = LogIndex(c.u64()?);
+        if out.insert(r, i).is_some() {
+            return None;
+        }
+    }
+    c.is_done().then_some(out)
+}
