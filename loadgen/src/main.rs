@@ -1,52 +1,95 @@
-//! golem-loadgen: closed-loop put/get/mixed load against GolemDB, with
-//! per-worker hdrhistograms merged into one report (text and JSON).
+//! golem-loadgen: YCSB-style workloads (load and run phases, workloads A–F,
+//! uniform/zipfian/latest) and raw put/get/mixed modes, closed or open loop,
+//! against GolemDB (through the client SDK only), etcd or redis; per-worker
+//! hdrhistograms merged into a go-ycsb table, JSON, `.hgrm` files and an SVG
+//! plot.
 //!
-//! It talks to GolemDB only through the client SDK (golem-client).
+//! Module map: `args` (flags) → `workload` (properties) → `run` (phases)
+//! → `driver` (workers; `schedule` paces the open loop, `dist` and
+//! `keyspace` choose keys and operations, `backend` sends) → `report`,
+//! `hgrm`, `plot` (outputs); `target` starts a playground when needed.
 
 mod args;
+mod backend;
+mod dist;
+mod driver;
+mod error;
+mod hgrm;
+mod keyspace;
+mod plot;
+mod progress;
 mod report;
 mod run;
+mod schedule;
 mod target;
+mod workload;
 
 use clap::Parser;
+use error::LoadgenError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = args::Args::parse();
-    if let Err(e) = args.validate() {
-        eprintln!("golem-loadgen: {e}");
-        return ExitCode::from(2);
-    }
-    let target = match target::Target::resolve(args.addr, args.golem_bin.clone()) {
-        Ok(t) => t,
+    match real_main(&args) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("golem-loadgen: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(match e {
+                LoadgenError::Args(_)
+                | LoadgenError::Workload { .. }
+                | LoadgenError::WorkloadFile { .. } => 2,
+                _ => 1,
+            })
         }
-    };
+    }
+}
+
+fn real_main(args: &args::Args) -> Result<(), LoadgenError> {
+    args.validate()?;
+    args.workload()?;
+    let (endpoints, target_desc, target) = run::resolve(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    let json_out = args.json_out.clone();
-    let result = rt.block_on(run::run(target.addr, target.describe(), args));
+        .map_err(|e| LoadgenError::Worker(format!("tokio runtime: {e}")))?;
+    let result = rt.block_on(run::run(args, endpoints, target_desc));
+    drop(rt);
     drop(target);
-    match result {
-        Ok(report) => {
-            print!("{}", report.to_text());
-            if let Some(path) = json_out {
-                let json = serde_json::to_string_pretty(&report).expect("serializable report");
-                if let Err(e) = std::fs::write(&path, json + "\n") {
-                    eprintln!("golem-loadgen: cannot write {}: {e}", path.display());
-                    return ExitCode::from(2);
-                }
+    let finished = result?;
+    print!("{}", finished.report.to_text());
+    write_outputs(args, &finished)?;
+    run::check_failures(&finished)
+}
+
+fn write_outputs(args: &args::Args, f: &run::Finished) -> Result<(), LoadgenError> {
+    let fail = |path: &std::path::Path, reason: String| LoadgenError::Output {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Some(path) = &args.json_out {
+        let json =
+            serde_json::to_string_pretty(&f.report).map_err(|e| fail(path, e.to_string()))?;
+        std::fs::write(path, json + "\n").map_err(|e| fail(path, e.to_string()))?;
+    }
+    if let Some(dir) = &args.hgrm_dir {
+        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
+        for p in &f.phases {
+            for (name, h) in &p.histograms {
+                let path = dir.join(format!("{}-{name}.hgrm", p.report.phase));
+                std::fs::write(&path, hgrm::percentile_distribution(h))
+                    .map_err(|e| fail(&path, e.to_string()))?;
             }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("golem-loadgen: {e}");
-            ExitCode::from(2)
         }
     }
+    if let Some(path) = &args.svg_out {
+        if let Some(p) = f.phases.last() {
+            let title = format!(
+                "{} {} ({}) — {} phase, latency by percentile",
+                f.report.backend, f.report.workload.name, f.report.driver, p.report.phase
+            );
+            plot::write_svg(path, &title, &p.histograms).map_err(|e| fail(path, e))?;
+        }
+    }
+    Ok(())
 }

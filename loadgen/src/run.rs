@@ -1,163 +1,167 @@
-//! The closed-loop driver: connections × in-flight workers, each issuing
-//! one request at a time and recording its latency.
+//! One invocation: resolve the backend, connect, run the phases, build the
+//! report and write the requested outputs.
 //!
-//! Owns the measurement. Invariants: each worker records into its own
-//! histograms (no shared state on the hot path), merged at the end;
-//! operations completing during warm-up are not recorded; the run stops
-//! issuing at its deadline.
+//! Owns the order of things. Invariants: the run phase starts only after
+//! the load phase finished; the run phase's insert sequence continues from
+//! `recordcount`; outputs are written only for phases that ran.
 
-use crate::args::{Args, Mode};
-use crate::report::{new_histogram, record, Latency, OpReport, Report};
-use golem_client::{Client, ClientConfig};
-use golem_wire::WriteOp;
-use hdrhistogram::Histogram;
-use rand::{rngs::SmallRng, Rng, SeedableRng};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use crate::args::Args;
+use crate::backend::{self, BackendKind, ConnectSpec};
+use crate::driver::{run_phase, Phase, PhaseOutcome, PhasePlan, Progress};
+use crate::error::LoadgenError;
+use crate::keyspace::InsertSequence;
+use crate::progress::{Bar, Goal};
+use crate::report::Report;
+use crate::workload::Workload;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Keys written per BatchWrite when preloading.
-const PRELOAD_BATCH_KEYS: u64 = 256;
-
-/// The key for index `i`: fixed width so keys sort like their indices.
-pub fn key_of(i: u64) -> Vec<u8> {
-    format!("key{i:012}").into_bytes()
+/// A finished run: the report and every phase's histograms.
+pub struct Finished {
+    pub report: Report,
+    pub phases: Vec<PhaseOutcome>,
 }
 
-struct WorkerResult {
-    gets: Histogram<u64>,
-    puts: Histogram<u64>,
-    get_errors: u64,
-    put_errors: u64,
+/// Runs `args` against `endpoints` (described as `target` in the report).
+pub async fn run(
+    args: &Args,
+    endpoints: Vec<String>,
+    target: String,
+) -> Result<Finished, LoadgenError> {
+    let workload = args.workload()?;
+    let workers = workload
+        .threadcount
+        .unwrap_or(args.connections * args.in_flight);
+    let connections = args.connections.min(workers);
+    let spec = ConnectSpec {
+        kind: args.backend,
+        endpoints,
+        connections,
+        request_timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let conns = backend::connect(&spec).await?;
+    let mut phases = Vec::new();
+    if args.runs_load() {
+        let plan = PhasePlan {
+            phase: Phase::Load,
+            workers,
+            ops_max: Some(workload.recordcount),
+            duration: None,
+            warmup: Duration::ZERO,
+            target_ops_per_s: workload.target,
+            seed: args.seed,
+        };
+        let inserts = Arc::new(InsertSequence::new(0));
+        phases.push(
+            phase(
+                &conns,
+                &workload,
+                plan,
+                inserts,
+                Goal::Ops(workload.recordcount),
+            )
+            .await?,
+        );
+    }
+    if args.runs_run() {
+        let duration_s = args.run_duration_s();
+        let plan = PhasePlan {
+            phase: Phase::Run,
+            workers,
+            ops_max: workload.operationcount,
+            duration: duration_s.map(Duration::from_secs),
+            warmup: Duration::from_secs(args.warmup_s),
+            target_ops_per_s: workload.target,
+            seed: args.seed,
+        };
+        let goal = match (workload.operationcount, duration_s) {
+            (Some(n), None) => Goal::Ops(n),
+            (_, Some(s)) => Goal::Seconds(args.warmup_s + s),
+            (None, None) => Goal::Ops(0),
+        };
+        let inserts = Arc::new(InsertSequence::new(workload.recordcount));
+        phases.push(phase(&conns, &workload, plan, inserts, goal).await?);
+    }
+    let last = phases.last().map(|p| &p.report);
+    let report = Report {
+        target,
+        backend: args.backend.name(),
+        mode: args.mode_name(),
+        connections,
+        workers,
+        in_flight_per_connection: workers.div_ceil(connections),
+        value_bytes: workload.value_bytes().unwrap_or(0),
+        keys: workload.recordcount,
+        driver: if workload.target > 0 {
+            "open"
+        } else {
+            "closed"
+        },
+        warmup_s: args.warmup_s as f64,
+        duration_s: last.map_or(0.0, |p| p.takes_s),
+        total_ops_per_s: last.map_or(0.0, |p| p.total_ops_per_s),
+        ops: last.map(|p| p.ops.clone()).unwrap_or_default(),
+        phases: phases.iter().map(|p| p.report.clone()).collect(),
+        workload,
+    };
+    Ok(Finished { report, phases })
 }
 
-async fn connect(addr: SocketAddr, args: &Args) -> Result<Client, String> {
-    let mut cfg = ClientConfig::new(vec![addr]);
-    cfg.client_name = "golem-loadgen".into();
-    cfg.request_timeout_ms = args.timeout_ms;
-    Client::connect(cfg)
-        .await
-        .map_err(|e| format!("connect to {addr}: {e}"))
+async fn phase(
+    conns: &[backend::Conn],
+    workload: &Workload,
+    plan: PhasePlan,
+    inserts: Arc<InsertSequence>,
+    goal: Goal,
+) -> Result<PhaseOutcome, LoadgenError> {
+    let progress = Arc::new(Progress::default());
+    let bar = Bar::start(plan.phase.name(), goal, progress.clone());
+    let outcome = run_phase(conns, workload, plan, inserts, progress).await;
+    bar.finish();
+    outcome
 }
 
-/// Writes every key once so that gets find values.
-async fn preload(client: &Client, args: &Args) -> Result<(), String> {
-    let value = vec![b'v'; args.value_bytes];
-    let mut start = 0;
-    while start < args.keys {
-        let end = (start + PRELOAD_BATCH_KEYS).min(args.keys);
-        let ops: Vec<WriteOp> = (start..end)
-            .map(|i| WriteOp::Put {
-                key: key_of(i),
-                value: value.clone(),
-            })
-            .collect();
-        client
-            .batch_write(ops)
-            .await
-            .map_err(|e| format!("preload: {e}"))?;
-        start = end;
+/// Checks that no phase failed entirely.
+pub fn check_failures(f: &Finished) -> Result<(), LoadgenError> {
+    for p in &f.report.phases {
+        let ok: u64 = p
+            .ops
+            .iter()
+            .filter(|o| !o.op.ends_with("-SERVICE"))
+            .map(|o| o.latency.count)
+            .sum();
+        let errors: u64 = p.ops.iter().map(|o| o.errors).sum();
+        if ok == 0 && errors > 0 {
+            let first = p
+                .ops
+                .iter()
+                .find_map(|o| o.first_error.clone())
+                .unwrap_or_default();
+            return Err(LoadgenError::AllFailed {
+                phase: p.phase,
+                count: errors,
+                first,
+            });
+        }
     }
     Ok(())
 }
 
-/// Runs the workload against `addr` and returns the report.
-pub async fn run(addr: SocketAddr, target: String, args: Args) -> Result<Report, String> {
-    let mut clients = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        clients.push(connect(addr, &args).await?);
-    }
-    if args.mode != Mode::Put {
-        eprintln!("preloading {} keys…", args.keys);
-        preload(&clients[0], &args).await?;
-    }
-    let warmup_end = Instant::now() + Duration::from_secs(args.warmup_s);
-    let end = warmup_end + Duration::from_secs(args.duration_s);
-    let mut tasks = Vec::new();
-    for (c, client) in clients.iter().enumerate() {
-        for w in 0..args.in_flight {
-            let client = client.clone();
-            let args = args.clone();
-            let seed = args.seed ^ ((c as u64) << 32 | w as u64);
-            tasks.push(tokio::spawn(async move {
-                worker(client, args, seed, warmup_end, end).await
-            }));
+/// The endpoints of the backend and a description, starting a playground
+/// for GolemDB when no address is given (kept alive by the returned guard).
+pub fn resolve(
+    args: &Args,
+) -> Result<(Vec<String>, String, Option<crate::target::Target>), LoadgenError> {
+    match args.backend {
+        BackendKind::Golem if args.endpoints.is_empty() => {
+            let t = crate::target::Target::resolve(args.addr, args.golem_bin.clone())
+                .map_err(LoadgenError::Target)?;
+            Ok((vec![t.addr.to_string()], t.describe(), Some(t)))
         }
-    }
-    let mut gets = new_histogram();
-    let mut puts = new_histogram();
-    let (mut get_errors, mut put_errors) = (0, 0);
-    for t in tasks {
-        let r = t.await.map_err(|e| format!("worker failed: {e}"))?;
-        gets.add(&r.gets).expect("same histogram bounds");
-        puts.add(&r.puts).expect("same histogram bounds");
-        get_errors += r.get_errors;
-        put_errors += r.put_errors;
-    }
-    let secs = args.duration_s as f64;
-    let mut ops = Vec::new();
-    for (name, h, errors) in [("get", &gets, get_errors), ("put", &puts, put_errors)] {
-        if !h.is_empty() || errors > 0 {
-            ops.push(OpReport {
-                op: name,
-                ops_per_s: h.len() as f64 / secs,
-                errors,
-                latency: Latency::of(h),
-            });
-        }
-    }
-    Ok(Report {
-        target,
-        mode: args.mode,
-        connections: args.connections,
-        in_flight_per_connection: args.in_flight,
-        value_bytes: args.value_bytes,
-        keys: args.keys,
-        duration_s: secs,
-        total_ops_per_s: (gets.len() + puts.len()) as f64 / secs,
-        ops,
-    })
-}
-
-async fn worker(
-    client: Client,
-    args: Args,
-    seed: u64,
-    warmup_end: Instant,
-    end: Instant,
-) -> WorkerResult {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let value = vec![b'x'; args.value_bytes];
-    let mut r = WorkerResult {
-        gets: new_histogram(),
-        puts: new_histogram(),
-        get_errors: 0,
-        put_errors: 0,
-    };
-    loop {
-        let started = Instant::now();
-        if started >= end {
-            return r;
-        }
-        let key = key_of(rng.gen_range(0..args.keys));
-        let is_get = match args.mode {
-            Mode::Get => true,
-            Mode::Put => false,
-            Mode::Mixed => rng.gen_range(0..100u8) < args.read_percent,
-        };
-        let ok = if is_get {
-            client.get(key).await.is_ok()
-        } else {
-            client.put(key, value.clone()).await.is_ok()
-        };
-        if started < warmup_end {
-            continue;
-        }
-        let micros = started.elapsed().as_micros() as u64;
-        match (is_get, ok) {
-            (true, true) => record(&mut r.gets, micros),
-            (true, false) => r.get_errors += 1,
-            (false, true) => record(&mut r.puts, micros),
-            (false, false) => r.put_errors += 1,
+        _ => {
+            let e = args.peer_endpoints();
+            let d = e.join(",");
+            Ok((e, d, None))
         }
     }
 }

@@ -1,0 +1,160 @@
+//! Pacing of the open-loop driver and the coordinated-omission correction.
+//!
+//! Open loop: each worker owns a fixed schedule of intended send times
+//! (`start + k × interval`), and an operation's latency is measured from its
+//! *intended* send time, not from when the worker got round to sending it.
+//! A stall therefore shows up in every operation that should have been sent
+//! during it, as it would for real users arriving at a fixed rate, instead
+//! of in one sample (coordinated omission). Closed loop: the intended time
+//! is the actual send time, so both measures agree.
+//!
+//! Owns pure arithmetic on `Duration`s since the phase start (no clock), so
+//! the correction is testable without sleeping. Invariant: intended times
+//! never depend on when earlier operations completed.
+
+use std::time::Duration;
+
+/// One worker's open-loop schedule.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    interval: Duration,
+    offset: Duration,
+    sent: u64,
+}
+
+impl Schedule {
+    /// `workers` workers sharing `ops_per_s` between them; this one is
+    /// number `worker` (its sends are staggered by `worker / workers` of an
+    /// interval so that the workers do not fire together).
+    pub fn new(ops_per_s: u64, workers: usize, worker: usize) -> Schedule {
+        let workers = workers.max(1) as u64;
+        let per_worker_nanos =
+            1_000_000_000u128 * u128::from(workers) / u128::from(ops_per_s.max(1));
+        let interval = Duration::from_nanos(per_worker_nanos.min(u128::from(u64::MAX)) as u64);
+        let offset = interval.mul_f64(worker as f64 / workers as f64);
+        Schedule {
+            interval,
+            offset,
+            sent: 0,
+        }
+    }
+
+    /// The intended send time of the next operation, since the phase start.
+    pub fn next_intended(&mut self) -> Duration {
+        let t = self.offset
+            + self
+                .interval
+                .saturating_mul(self.sent.min(u64::from(u32::MAX)) as u32);
+        self.sent += 1;
+        t
+    }
+
+    #[cfg(test)]
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
+/// The latencies recorded for one operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Measured {
+    /// From the intended send time to completion (what a user would see).
+    pub corrected: Duration,
+    /// From the actual send time to completion (the service time).
+    pub service: Duration,
+}
+
+/// Both latencies of an operation intended at `intended`, sent at `sent`
+/// (never earlier than intended) and completed at `done`.
+pub fn measure(intended: Duration, sent: Duration, done: Duration) -> Measured {
+    let sent = sent.max(intended);
+    Measured {
+        corrected: done.saturating_sub(intended),
+        service: done.saturating_sub(sent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{new_histogram, record};
+
+    /// Simulates one open-loop worker against a server whose answers take
+    /// `service(k)` for operation k, and returns (corrected, service)
+    /// histograms in µs.
+    fn simulate(
+        ops: u64,
+        rate: u64,
+        service: impl Fn(u64) -> Duration,
+    ) -> (hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>) {
+        let mut s = Schedule::new(rate, 1, 0);
+        let (mut corrected, mut serviced) = (new_histogram(), new_histogram());
+        let mut free_at = Duration::ZERO; // when the worker can send again
+        for k in 0..ops {
+            let intended = s.next_intended();
+            let sent = intended.max(free_at);
+            let done = sent + service(k);
+            free_at = done;
+            let m = measure(intended, sent, done);
+            record(&mut corrected, m.corrected.as_micros() as u64);
+            record(&mut serviced, m.service.as_micros() as u64);
+        }
+        (corrected, serviced)
+    }
+
+    #[test]
+    fn schedule_spreads_the_rate_over_workers() {
+        let mut a = Schedule::new(1000, 4, 0);
+        let mut b = Schedule::new(1000, 4, 1);
+        assert_eq!(a.interval(), Duration::from_millis(4));
+        assert_eq!(a.next_intended(), Duration::ZERO);
+        assert_eq!(a.next_intended(), Duration::from_millis(4));
+        assert_eq!(b.next_intended(), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_stall_is_charged_to_every_operation_it_delayed() {
+        // 1,000 ops/s for 10 s; every answer takes 100 µs except one that
+        // stalls for 1 s at t = 5 s.
+        let stall = Duration::from_secs(1);
+        let (corrected, service) = simulate(10_000, 1000, |k| {
+            if k == 5000 {
+                stall
+            } else {
+                Duration::from_micros(100)
+            }
+        });
+        // Service time sees one slow sample out of 10,000: p99 stays at 100 µs.
+        assert_eq!(service.value_at_quantile(0.99), 100);
+        assert_eq!(service.count_between(1000, u64::MAX), 1);
+        // Corrected: the operations intended during the stall, and those
+        // queued behind it until the worker caught up (sending every 100 µs
+        // against a 1 ms schedule), all waited: from 1 s down to 1 ms, for
+        // j = 0..=1110 operations after the stalled one (1 s - 0.9 ms × j).
+        let slow = corrected.count_between(1000, u64::MAX);
+        assert!((1100..=1115).contains(&slow), "slow samples {slow}");
+        assert!(
+            corrected.value_at_quantile(0.99) > 800_000,
+            "p99 shows the stall"
+        );
+        assert!(corrected.max() >= 999_000);
+    }
+
+    #[test]
+    fn without_stalls_both_measures_agree() {
+        let (corrected, service) = simulate(1000, 1000, |_| Duration::from_micros(200));
+        assert_eq!(corrected.max(), service.max());
+        assert_eq!(corrected.mean(), service.mean());
+    }
+
+    #[test]
+    fn a_late_send_is_never_measured_before_its_intended_time() {
+        let m = measure(
+            Duration::from_millis(5),
+            Duration::from_millis(3),
+            Duration::from_millis(6),
+        );
+        assert_eq!(m.corrected, Duration::from_millis(1));
+        assert_eq!(m.service, Duration::from_millis(1));
+    }
+}
