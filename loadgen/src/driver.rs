@@ -95,6 +95,9 @@ struct WorkerOut {
     service: Vec<Histogram<u64>>,
     errors: [u64; KINDS],
     first_error: [Option<String>; KINDS],
+    /// Reads and updates recorded inside read-modify-writes (also in their
+    /// own rows, as YCSB does, but not operations of their own).
+    inner: u64,
     last_done: Option<Instant>,
 }
 
@@ -105,6 +108,7 @@ impl WorkerOut {
             service: (0..KINDS).map(|_| new_histogram()).collect(),
             errors: [0; KINDS],
             first_error: Default::default(),
+            inner: 0,
             last_done: None,
         }
     }
@@ -178,7 +182,9 @@ fn summarize(ctx: &Ctx, outs: Vec<WorkerOut>) -> PhaseOutcome {
     let mut errors = [0u64; KINDS];
     let mut first_error: [Option<String>; KINDS] = Default::default();
     let mut last_done = ctx.warmup_end;
+    let mut inner = 0;
     for o in outs {
+        inner += o.inner;
         for k in 0..KINDS {
             merge(&mut corrected[k], &o.corrected[k]);
             merge(&mut service[k], &o.service[k]);
@@ -230,7 +236,7 @@ fn summarize(ctx: &Ctx, outs: Vec<WorkerOut>) -> PhaseOutcome {
         report: PhaseReport {
             phase: ctx.plan.phase.name(),
             takes_s,
-            total_ops_per_s: total as f64 / takes_s,
+            total_ops_per_s: total.saturating_sub(inner) as f64 / takes_s,
             ops: rows,
         },
         histograms,
@@ -311,10 +317,12 @@ async fn worker(mut conn: Conn, ctx: Arc<Ctx>, index: usize) -> WorkerOut {
                         let read_done = Instant::now();
                         if measuring {
                             out.ok(OpKind::Read, sent, sent, read_done);
+                            out.inner += 1;
                         }
                         let r = conn.write(key, value.clone()).await;
                         if measuring && r.is_ok() {
                             out.ok(OpKind::Update, read_done, read_done, Instant::now());
+                            out.inner += 1;
                         }
                         r
                     }
@@ -333,4 +341,143 @@ async fn worker(mut conn: Conn, ctx: Arc<Ctx>, index: usize) -> WorkerOut {
         ctx.progress.done.fetch_add(1, Ordering::Relaxed);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mem::MemConn;
+
+    fn plan(
+        phase: Phase,
+        ops_max: Option<u64>,
+        warmup_ms: u64,
+        duration_ms: Option<u64>,
+    ) -> PhasePlan {
+        PhasePlan {
+            phase,
+            workers: 8,
+            ops_max,
+            duration: duration_ms.map(Duration::from_millis),
+            warmup: Duration::from_millis(warmup_ms),
+            target_ops_per_s: 0,
+            seed: 1,
+        }
+    }
+
+    fn workload() -> Workload {
+        let mut w = Workload::load("workloadd").expect("d");
+        w.recordcount = 500;
+        w
+    }
+
+    async fn go(
+        mem: &MemConn,
+        w: &Workload,
+        p: PhasePlan,
+        inserts: Arc<InsertSequence>,
+    ) -> PhaseOutcome {
+        let conns = vec![Conn::Mem(mem.clone()), Conn::Mem(mem.clone())];
+        run_phase(&conns, w, p, inserts, Arc::new(Progress::default()))
+            .await
+            .expect("phase")
+    }
+
+    #[tokio::test]
+    async fn load_inserts_every_record_once_then_run_counts_exactly() {
+        let mem = MemConn::default();
+        let w = workload();
+        let load = go(
+            &mem,
+            &w,
+            plan(Phase::Load, Some(500), 0, None),
+            Arc::new(InsertSequence::new(0)),
+        )
+        .await;
+        assert_eq!(load.report.ops.len(), 1);
+        assert_eq!(load.report.ops[0].latency.count, 500);
+        {
+            let m = mem.map.lock().expect("map");
+            assert_eq!(m.len(), 500);
+            assert!(m
+                .values()
+                .all(|(v, writes)| *writes == 1 && v.len() == 1000));
+        }
+        let inserts = Arc::new(InsertSequence::new(w.recordcount));
+        let run = go(
+            &mem,
+            &w,
+            plan(Phase::Run, Some(2000), 0, None),
+            inserts.clone(),
+        )
+        .await;
+        let count: u64 = run.report.ops.iter().map(|o| o.latency.count).sum();
+        assert_eq!(count, 2000, "operationcount is exact");
+        // Workload D: ~5% inserts, each a new record after the loaded ones.
+        let inserted = mem.map.lock().expect("map").len() as u64 - 500;
+        assert!((50..=150).contains(&inserted), "{inserted} inserts");
+        assert_eq!(inserts.existing(), 500 + inserted);
+    }
+
+    #[tokio::test]
+    async fn warm_up_operations_are_not_recorded() {
+        let mem = MemConn::default();
+        let w = workload();
+        go(
+            &mem,
+            &w,
+            plan(Phase::Load, Some(500), 0, None),
+            Arc::new(InsertSequence::new(0)),
+        )
+        .await;
+        let writes_before: u64 = mem.map.lock().expect("map").values().map(|v| v.1).sum();
+        let run = go(
+            &mem,
+            &w,
+            plan(Phase::Run, Some(100), 200, None),
+            Arc::new(InsertSequence::new(500)),
+        )
+        .await;
+        let count: u64 = run.report.ops.iter().map(|o| o.latency.count).sum();
+        assert_eq!(count, 100);
+        // Reads and inserts ran during the 200 ms warm-up too, unrecorded.
+        let inserted: u64 = mem
+            .map
+            .lock()
+            .expect("map")
+            .values()
+            .map(|v| v.1)
+            .sum::<u64>()
+            - writes_before;
+        let recorded_inserts = run
+            .report
+            .ops
+            .iter()
+            .find(|o| o.op == "INSERT")
+            .map_or(0, |o| o.latency.count);
+        assert!(
+            inserted > recorded_inserts,
+            "warm-up inserts happened but were not recorded"
+        );
+    }
+
+    #[tokio::test]
+    async fn open_loop_holds_its_rate_and_reports_service_rows() {
+        let mem = MemConn::default();
+        let mut w = workload();
+        w.target = 2000;
+        let mut p = plan(Phase::Run, None, 0, Some(500));
+        p.target_ops_per_s = 2000;
+        let run = go(&mem, &w, p, Arc::new(InsertSequence::new(500))).await;
+        let count: u64 = run
+            .report
+            .ops
+            .iter()
+            .filter(|o| !o.op.ends_with("-SERVICE"))
+            .map(|o| o.latency.count)
+            .sum();
+        // 2,000 ops/s for 0.5 s.
+        assert!((900..=1001).contains(&count), "{count} ops");
+        assert!(run.report.ops.iter().any(|o| o.op == "READ-SERVICE"));
+    }
 }

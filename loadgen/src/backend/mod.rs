@@ -11,6 +11,8 @@
 #[cfg(feature = "etcd")]
 mod etcd;
 mod golem;
+#[cfg(test)]
+pub mod mem;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -70,6 +72,9 @@ pub enum Conn {
     Redis(redis::RedisConn),
     #[cfg(feature = "etcd")]
     Etcd(Box<etcd::EtcdConn>),
+    /// An in-process ordered map, for the driver's tests.
+    #[cfg(test)]
+    Mem(mem::MemConn),
 }
 
 impl Conn {
@@ -81,6 +86,8 @@ impl Conn {
             Conn::Redis(c) => c.read(key).await,
             #[cfg(feature = "etcd")]
             Conn::Etcd(c) => c.read(key).await,
+            #[cfg(test)]
+            Conn::Mem(c) => Ok(c.read(&key)),
         }
     }
 
@@ -92,6 +99,11 @@ impl Conn {
             Conn::Redis(c) => c.write(key, value).await,
             #[cfg(feature = "etcd")]
             Conn::Etcd(c) => c.write(key, value).await,
+            #[cfg(test)]
+            Conn::Mem(c) => {
+                c.write(key, value);
+                Ok(())
+            }
         }
     }
 
@@ -107,6 +119,8 @@ impl Conn {
             }),
             #[cfg(feature = "etcd")]
             Conn::Etcd(c) => c.scan(start, count).await,
+            #[cfg(test)]
+            Conn::Mem(c) => Ok(c.scan(&start, count)),
         }
     }
 }

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# GolemDB vs etcd vs redis: the same golem-loadgen workload against each, in
+# one run on one machine, with a table of ratios.
+#
+# Starts, all on loopback with data in one temporary directory:
+#   - one `golem node` (today: one node, one region, one voter — replication
+#     across nodes is issue #5), every put acknowledged after fdatasync;
+#   - a 3-member etcd cluster (Debian's etcd-server), its default durability
+#     (fdatasync on every commit), linearizable reads (etcd's default);
+#   - one redis-server without persistence (--save "" --appendonly no).
+# Installs etcd-server, redis-server and protobuf-compiler (the etcd
+# backend's gRPC stubs need protoc) with apt-get when missing. Runs put and
+# get at each concurrency against each system, writes the JSON reports, the
+# .hgrm files and summary.txt (with the ratios) to
+# perf/results/compare-<timestamp>/, and stops every process it started by
+# its pid.
+#
+# Usage: perf/compare.sh [duration_s] [shards] [concurrencies...]
+#   concurrencies: "connections:in_flight" pairs, default "1:1 4:32".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration="${1:-10}"
+shards="${2:-2}"
+shift $(( $# > 2 ? 2 : $# ))
+concurrencies=("$@")
+[ ${#concurrencies[@]} -eq 0 ] && concurrencies=("1:1" "4:32")
+keys="${GOLEM_PERF_KEYS:-10000}"
+value_bytes=256
+golem_port="${GOLEM_PERF_PORT:-17400}"
+redis_port=16379
+etcd_client_ports=(23791 23792 23793)
+etcd_peer_ports=(23801 23802 23803)
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+out="perf/results/compare-${stamp}"
+mkdir -p "$out"
+
+missing=()
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo build --release -p golem-engine --bin golem -p golem-loadgen \
+  --features golem-loadgen/etcd >/dev/null
+bin="${CARGO_TARGET_DIR:-target}/release"
+
+tmp="$(mktemp -d -t golem-compare-XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+"$bin/golem" node --data-dir "$tmp/golem" --listen "127.0.0.1:${golem_port}" \
+  --shards "$shards" --pin off >"$out/golem.log" 2>&1 &
+pids+=($!)
+
+cluster=""
+for i in 0 1 2; do
+  cluster+="${cluster:+,}e$i=http://127.0.0.1:${etcd_peer_ports[$i]}"
+done
+etcd_endpoints=""
+for i in 0 1 2; do
+  cp="${etcd_client_ports[$i]}"; pp="${etcd_peer_ports[$i]}"
+  etcd --name "e$i" --data-dir "$tmp/etcd$i" \
+    --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
+    --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
+    --initial-cluster "$cluster" --initial-cluster-state new \
+    --initial-cluster-token golem-compare >"$out/etcd$i.log" 2>&1 &
+  pids+=($!)
+  etcd_endpoints+="${etcd_endpoints:+,}127.0.0.1:$cp"
+done
+
+mkdir -p "$tmp/redis"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+  --dir "$tmp/redis" >"$out/redis.log" 2>&1 &
+pids+=($!)
+
+wait_port "$golem_port"
+for p in "${etcd_client_ports[@]}"; do wait_port "$p"; done
+wait_port "$redis_port"
+sleep 2 # let etcd elect a leader
+
+{
+  echo "# GolemDB vs etcd vs redis, ${duration}s per run (+1 s warm-up), ${value_bytes} B values, ${keys} keys, uniform keys"
+  echo "# golem: ONE node, ${shards} shards, one region, one voter (no replication yet: issue #5); puts durable (fdatasync)"
+  echo "# etcd $(etcd --version | awk '/etcd Version/{print $3}'): 3 members on loopback, defaults (fdatasync per commit), linearizable gets"
+  echo "# redis $(redis-server --version | awk '{print $3}' | tr -d v=): one node, no persistence"
+  echo "# machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), data on $(df -T "$tmp" | awk 'NR==2{print $2}'); servers and load generator share the CPUs"
+  echo "# commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "# command: CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target} perf/compare.sh $duration $shards ${concurrencies[*]}"
+} >"$out/summary.txt"
+
+for conc in "${concurrencies[@]}"; do
+  c="${conc%%:*}"; f="${conc##*:}"
+  for mode in put get; do
+    for backend in golem etcd redis; do
+      case "$backend" in
+        golem) target=(--addr "127.0.0.1:${golem_port}") ;;
+        etcd) target=(--endpoints "$etcd_endpoints") ;;
+        redis) target=(--endpoints "127.0.0.1:${redis_port}") ;;
+      esac
+      name="${backend}-${mode}-c${c}-f${f}"
+      echo "== $name"
+      "$bin/golem-loadgen" --backend "$backend" "${target[@]}" --mode "$mode" \
+        --connections "$c" --in-flight "$f" --duration-s "$duration" \
+        --keys "$keys" --value-bytes "$value_bytes" \
+        --json-out "$out/$name.json" --hgrm-dir "$out/hgrm-$name" >"$out/$name.txt"
+      tail -n 4 "$out/$name.txt"
+    done
+  done
+done
+
+python3 - "$out" "${concurrencies[@]}" <<'PY' | tee -a "$out/summary.txt"
+import json, sys
+out, concs = sys.argv[1], sys.argv[2:]
+def run(b, mode, c, f):
+    j = json.load(open(f"{out}/{b}-{mode}-c{c}-f{f}.json"))
+    row = next(p for p in j["phases"] if p["phase"] == "run")
+    op = "UPDATE" if mode == "put" else "READ"
+    o = next(o for o in row["ops"] if o["op"] == op)
+    return row["total_ops_per_s"], o["latency"]["p50_us"], o["latency"]["p99_us"], o["errors"]
+print()
+print("| workload | golem ops/s | etcd ops/s | redis ops/s | golem/etcd | golem/redis | golem p50/p99 µs | etcd p50/p99 µs | redis p50/p99 µs |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for conc in concs:
+    c, f = conc.split(":")
+    for mode in ("put", "get"):
+        g, e, r = (run(b, mode, c, f) for b in ("golem", "etcd", "redis"))
+        errs = g[3] + e[3] + r[3]
+        note = f" ({errs} errors)" if errs else ""
+        print(f"| {mode}, {c} conn × {f} in flight{note} | {g[0]:,.0f} | {e[0]:,.0f} | {r[0]:,.0f} | "
+              f"{g[0]/e[0]:.2f} | {g[0]/r[0]:.2f} | {g[1]:,}/{g[2]:,} | {e[1]:,}/{e[2]:,} | {r[1]:,}/{r[2]:,} |")
+PY
+echo "results in $out"
