@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// key → (value, writes of that key).
+pub type MemMap = BTreeMap<Vec<u8>, (Vec<u8>, u64)>;
+
 #[derive(Clone, Default)]
 pub struct MemConn {
-    /// key → (value, writes).
-    pub map: Arc<Mutex<BTreeMap<Vec<u8>, (Vec<u8>, u64)>>>,
+    pub map: Arc<Mutex<MemMap>>,
 }
 
 impl MemConn {
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, (Vec<u8>, u64)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, MemMap> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
