@@ -1,21 +1,30 @@
 //! WAL record kinds, the sink that region logic writes records into, and the
-//! byte-level record codec (pure: no I/O).
+//! byte-level codec of records and batches (pure: no I/O).
 //!
 //! Owns the vocabulary shared by the region logic (which decides *what* to
-//! persist) and the WAL (which decides *how*), and the on-disk framing of one
-//! record (docs/storage.md):
+//! persist) and the WAL (which decides *how*), and the on-disk framing
+//! (docs/storage.md, format version 2). One record:
 //!
 //! ```text
 //! offset size field
 //!      0    4 crc32c    Castagnoli, over bytes 4..24+len (len, kind, reserved, region, payload)
 //!      4    4 len       u32, payload length in bytes, ≤ RECORD_PAYLOAD_BYTES_MAX
-//!      8    1 kind      RecordKind, PADDING_KIND or SEGMENT_HEADER_KIND
+//!      8    1 kind      RecordKind, BATCH_HEADER_KIND, SEGMENT_HEADER_KIND or PADDING_KIND
 //!      9    7 reserved  zero
-//!     16    8 region    u64 (0 for padding and segment headers)
+//!     16    8 region    u64 (0 for batch headers, segment headers and padding)
 //!     24  len payload
 //!         pad zero bytes up to the next multiple of 8 (not covered by the crc)
 //! ```
-//! All integers are little endian.
+//! All integers are little endian. Records are grouped in **batches**, one
+//! batch per `Wal::sync` (one write, one fdatasync):
+//!
+//! ```text
+//! batch header (kind 0xFC): batch_bytes u64, record_count u32, reserved u32 = 0
+//! record_count data records (any padding records between them are skipped)
+//! one padding record up to the write alignment
+//! ```
+//! `batch_bytes` runs from the batch header's first byte through the end of
+//! the batch's padding; the next batch (or the end of the log) starts there.
 //!
 //! Invariants:
 //! - A `RecordKind`'s numeric value never changes; it is part of the on-disk
@@ -25,14 +34,17 @@
 //! - An all-zero record header is never a valid record (kind 0 does not
 //!   exist), so a preallocated, zero-filled area reads as the end of the log.
 //! - Decoding never panics and never allocates in proportion to a length read
-//!   from the input: every length is bounded by `RECORD_PAYLOAD_BYTES_MAX` and
+//!   from the input: every length is bounded by `RECORD_PAYLOAD_BYTES_MAX` or
 //!   by the buffer before it is used. Bad input gets a typed `BadRecord`.
-//! - `scan` never reports a record after a bad one: a bad record followed by
-//!   a valid data record at any later 8-aligned offset is `CorruptRecord`
-//!   (acknowledged data may be damaged; the shard must not serve), a bad
-//!   record with no valid data record after it is a torn tail (an
-//!   interrupted, unacknowledged write; recovery cuts it). An all-zero header
-//!   counts as a bad record unless everything after it is zero too.
+//! - `scan` returns the records of whole, valid batches only. A batch is
+//!   valid when its header is, every record lies exactly inside it, none is a
+//!   batch or segment header, and the data-record count matches. A damaged
+//!   batch followed by a valid batch header (searched after the damaged
+//!   batch's declared end if its header is valid, else after its start) is
+//!   `CorruptRecord`: that later batch was only written after the damaged one
+//!   had been synced and acknowledged. Without one, it is a torn tail cut at
+//!   the damaged batch's start: the last batch's write was interrupted, in
+//!   any block order, and was never acknowledged.
 
 use golem_wire::RegionId;
 use std::ops::Range;
@@ -100,33 +112,49 @@ pub const PADDING_KIND: u8 = 0xFE;
 /// Kind byte of a segment header record: the first record of every WAL
 /// segment file, and only there.
 pub const SEGMENT_HEADER_KIND: u8 = 0xFD;
+/// Kind byte of a batch header record: the first record of every batch, and
+/// only there.
+pub const BATCH_HEADER_KIND: u8 = 0xFC;
 /// Magic at the start of a segment header's payload.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"GOLEMWAL";
-/// Version of the WAL format written by this build.
-pub const WAL_FORMAT_VERSION: u32 = 1;
+/// Version of the WAL format written (and the only one read) by this build.
+pub const WAL_FORMAT_VERSION: u32 = 2;
 /// Payload length of a segment header record.
 pub const SEGMENT_HEADER_PAYLOAD_BYTES: usize = 32;
 /// Encoded size of a segment header record (header + payload).
 pub const SEGMENT_HEADER_BYTES: usize = RECORD_HEADER_BYTES + SEGMENT_HEADER_PAYLOAD_BYTES;
+/// Payload length of a batch header record.
+pub const BATCH_HEADER_PAYLOAD_BYTES: usize = 16;
+/// Encoded size of a batch header record (header + payload).
+pub const BATCH_HEADER_BYTES: usize = RECORD_HEADER_BYTES + BATCH_HEADER_PAYLOAD_BYTES;
+/// Most data records in one batch (the header's count is a u32).
+pub const BATCH_RECORDS_MAX: u32 = u32::MAX;
 /// Smallest alignment `encode_padding` accepts (the O_DIRECT minimum).
 pub const PADDING_ALIGNMENT_MIN: usize = 512;
 
 const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
+const _: () = assert!(BATCH_HEADER_BYTES.is_multiple_of(RECORD_ALIGN));
 const _: () = assert!(RECORD_PAYLOAD_BYTES_MAX <= u32::MAX as usize);
+// The segment header and the first batch header share the first block.
+const _: () = assert!(SEGMENT_HEADER_BYTES + BATCH_HEADER_BYTES <= PADDING_ALIGNMENT_MIN);
 
-/// Why a record could not be encoded.
+/// Why a record or a batch could not be encoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
     #[error("record payload of {len} bytes is over the limit of {max} bytes")]
     PayloadTooLarge { len: usize, max: usize },
+    #[error("batch already holds the most records one batch can count ({max})")]
+    BatchFull { max: u32 },
 }
 
-/// Why the bytes at some offset are not a valid record.
+/// Why the bytes at some offset are not a valid record, or not a valid batch.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BadRecord {
     #[error("truncated record header: {available} of {RECORD_HEADER_BYTES} bytes")]
     TruncatedHeader { available: usize },
+    #[error("all-zero record header (a hole) before later nonzero bytes")]
+    ZeroHeader,
     #[error("unknown record kind {kind:#04x}")]
     UnknownKind { kind: u8 },
     #[error("nonzero reserved header bytes")]
@@ -139,8 +167,6 @@ pub enum BadRecord {
     PastEnd { len: u64, available: usize },
     #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     ChecksumMismatch { stored: u32, computed: u32 },
-    #[error("all-zero record header (a hole) before later valid records")]
-    ZeroHeader,
     #[error("segment header record in the middle of a segment")]
     UnexpectedSegmentHeader,
     #[error("expected a segment header record, found kind {kind:#04x}")]
@@ -153,6 +179,20 @@ pub enum BadRecord {
     UnsupportedVersion { version: u32 },
     #[error("nonzero reserved segment header field")]
     SegmentReserved,
+    #[error("expected a batch header record, found kind {kind:#04x}")]
+    NotBatchHeader { kind: u8 },
+    #[error("batch header payload has {len} bytes, expected {BATCH_HEADER_PAYLOAD_BYTES}")]
+    BatchHeaderLength { len: u64 },
+    #[error("nonzero reserved batch header field")]
+    BatchReserved,
+    #[error("batch length {batch_bytes} is not a multiple of {RECORD_ALIGN} of at least {BATCH_HEADER_BYTES} bytes")]
+    BatchLength { batch_bytes: u64 },
+    #[error("batch of {batch_bytes} bytes runs past the end of the data ({available} bytes left)")]
+    BatchPastEnd { batch_bytes: u64, available: usize },
+    #[error("batch header record inside a batch")]
+    UnexpectedBatchHeader,
+    #[error("batch header counts {declared} data records, the batch holds {found}")]
+    RecordCount { declared: u32, found: u64 },
 }
 
 /// Encoded size of a record with a `payload_len`-byte payload (header,
@@ -241,6 +281,96 @@ pub fn encode_padding(out: &mut Vec<u8>, alignment: usize) {
     debug_assert_eq!(out.len(), target);
 }
 
+// ---------------------------------------------------------------------------
+// Batches
+// ---------------------------------------------------------------------------
+
+/// The record that starts every batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// From the batch header's first byte through the end of the batch's
+    /// padding: the next batch starts this many bytes after this header.
+    pub batch_bytes: u64,
+    /// Number of data records (`RecordKind`s) in the batch.
+    pub record_count: u32,
+}
+
+/// Starts a batch in `out`: appends `BATCH_HEADER_BYTES` zero bytes that
+/// `seal_batch` later fills in, so records are never moved.
+pub fn reserve_batch_header(out: &mut Vec<u8>) {
+    debug_assert!(out.len().is_multiple_of(RECORD_ALIGN));
+    out.resize(out.len() + BATCH_HEADER_BYTES, 0);
+}
+
+/// The encoded batch header record.
+pub fn encode_batch_header(header: &BatchHeader) -> [u8; BATCH_HEADER_BYTES] {
+    let mut payload = [0u8; BATCH_HEADER_PAYLOAD_BYTES];
+    payload[0..8].copy_from_slice(&header.batch_bytes.to_le_bytes());
+    payload[8..12].copy_from_slice(&header.record_count.to_le_bytes());
+    // 12..16 reserved, zero.
+    let mut rec = Vec::with_capacity(BATCH_HEADER_BYTES);
+    encode_raw(&mut rec, BATCH_HEADER_KIND, 0, &payload);
+    let mut out = [0u8; BATCH_HEADER_BYTES];
+    out.copy_from_slice(&rec);
+    out
+}
+
+/// Ends the batch that starts at `batch_start` in `out` (where
+/// `reserve_batch_header` reserved its header): appends padding so that
+/// `out.len()` becomes a multiple of `alignment`, then writes the batch
+/// header, with `record_count` data records, into the reserved bytes.
+///
+/// `out[0]` must go to a file offset that is a multiple of `alignment`, so
+/// that the batch ends on an alignment boundary in the file.
+///
+/// # Panics
+/// If `batch_start` is not 8-aligned or leaves no room for the header, or on
+/// a bad alignment (see `encode_padding`): caller bugs, never input-dependent.
+pub fn seal_batch(out: &mut Vec<u8>, batch_start: usize, record_count: u32, alignment: usize) {
+    assert!(
+        batch_start.is_multiple_of(RECORD_ALIGN) && batch_start + BATCH_HEADER_BYTES <= out.len(),
+        "no batch header reserved at {batch_start} in {} bytes",
+        out.len()
+    );
+    encode_padding(out, alignment);
+    let header = BatchHeader {
+        batch_bytes: (out.len() - batch_start) as u64,
+        record_count,
+    };
+    out[batch_start..batch_start + BATCH_HEADER_BYTES]
+        .copy_from_slice(&encode_batch_header(&header));
+}
+
+/// Decodes the batch header record at `off`. Does not check that the batch
+/// fits in `buf` (`scan` does).
+pub fn decode_batch_header(buf: &[u8], off: usize) -> Result<BatchHeader, BadRecord> {
+    let rec = check_record(buf, off)?;
+    if rec.kind != BATCH_HEADER_KIND {
+        return Err(BadRecord::NotBatchHeader { kind: rec.kind });
+    }
+    let payload = &buf[rec.payload.clone()];
+    if payload.len() != BATCH_HEADER_PAYLOAD_BYTES {
+        return Err(BadRecord::BatchHeaderLength {
+            len: payload.len() as u64,
+        });
+    }
+    if read_u32(payload, 12) != 0 {
+        return Err(BadRecord::BatchReserved);
+    }
+    let batch_bytes = read_u64(payload, 0);
+    if batch_bytes < BATCH_HEADER_BYTES as u64 || !batch_bytes.is_multiple_of(RECORD_ALIGN as u64) {
+        return Err(BadRecord::BatchLength { batch_bytes });
+    }
+    Ok(BatchHeader {
+        batch_bytes,
+        record_count: read_u32(payload, 8),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Segment header
+// ---------------------------------------------------------------------------
+
 /// The header record at the start of every segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -266,7 +396,7 @@ pub fn encode_segment_header(out: &mut Vec<u8>, header: &SegmentHeader) {
 }
 
 /// Decodes the segment header record at the start of `buf`. The segment's
-/// other records start at `SEGMENT_HEADER_BYTES`.
+/// first batch starts at `SEGMENT_HEADER_BYTES`.
 pub fn decode_segment_header(buf: &[u8]) -> Result<SegmentHeader, BadRecord> {
     let rec = check_record(buf, 0)?;
     if rec.kind != SEGMENT_HEADER_KIND {
@@ -294,6 +424,10 @@ pub fn decode_segment_header(buf: &[u8]) -> Result<SegmentHeader, BadRecord> {
     })
 }
 
+// ---------------------------------------------------------------------------
+// Scanning
+// ---------------------------------------------------------------------------
+
 /// One valid data record found by `scan`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScannedRecord {
@@ -309,15 +443,16 @@ pub struct ScannedRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScanEnd {
     /// The log ends at `end`: the end of the buffer, or an all-zero record
-    /// header with only zero bytes after it.
+    /// header, where a batch would start, with only zero bytes after it.
     Clean { end: usize },
-    /// A bad record at `offset` (possibly an all-zero header followed by
-    /// nonzero bytes) with no valid data record at any 8-aligned offset
-    /// after it: an interrupted write. The log ends at `offset`; recovery
-    /// cuts `offset..nonzero_end` (the last nonzero byte of the buffer is at
-    /// `nonzero_end - 1`).
+    /// The batch starting at `offset` is damaged (first found at
+    /// `damage_offset`, for `reason`), and no valid batch header follows it:
+    /// the last batch's write was interrupted and never acknowledged. The log
+    /// ends at `offset`; recovery cuts `offset..nonzero_end` (the last
+    /// nonzero byte of the buffer is at `nonzero_end - 1`).
     TornTail {
         offset: usize,
+        damage_offset: usize,
         reason: BadRecord,
         nonzero_end: usize,
     },
@@ -333,29 +468,32 @@ impl ScanEnd {
     }
 }
 
-/// A bad record at `offset` followed by a valid data record at `next_valid`:
-/// data after the damage may have been acknowledged, so it must not be
-/// dropped silently.
+/// The batch starting at `offset` is damaged (first found at
+/// `damage_offset`, for `reason`), and a valid batch header follows it at
+/// `next_valid`. That later batch was only written after the damaged one had
+/// been synced, so acknowledged data is damaged: it must not be dropped
+/// silently, and the shard must not serve.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("bad WAL record at offset {offset} ({reason}), followed by a valid record at offset {next_valid}")]
+#[error("damaged WAL batch at offset {offset} ({reason} at offset {damage_offset}), followed by a valid batch at offset {next_valid}")]
 pub struct CorruptRecord {
     pub offset: usize,
+    pub damage_offset: usize,
     pub reason: BadRecord,
     pub next_valid: usize,
 }
 
-/// The result of scanning a buffer of records.
+/// The result of scanning a buffer of batches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanResult {
-    /// Every valid data record before the end (or before the corruption), in
-    /// order. Padding records are skipped.
+    /// Every data record of the valid batches before the end (or before the
+    /// damaged batch), in order. Padding and batch headers are not included.
     pub records: Vec<ScannedRecord>,
     pub end: Result<ScanEnd, CorruptRecord>,
 }
 
-/// Walks the records of `buf` from offset 0 (which must be where a record
-/// starts), collecting valid data records and classifying how the log ends.
-/// Never panics.
+/// Walks the batches of `buf` from offset 0 (which must be where a batch
+/// starts), collecting the data records of valid batches and classifying how
+/// the log ends (see the module documentation). Never panics.
 pub fn scan(buf: &[u8]) -> ScanResult {
     let mut records = Vec::new();
     let mut off = 0usize;
@@ -363,71 +501,168 @@ pub fn scan(buf: &[u8]) -> ScanResult {
         if off >= buf.len() {
             break Ok(ScanEnd::Clean { end: buf.len() });
         }
-        let header_end = buf.len().min(off + RECORD_HEADER_BYTES);
-        let bad = if buf[off..header_end].iter().all(|&b| b == 0) {
-            if buf[off..].iter().all(|&b| b == 0) {
-                break Ok(ScanEnd::Clean { end: off });
-            }
-            BadRecord::ZeroHeader
-        } else {
-            match check_record(buf, off) {
-                Ok(rec) => match rec.kind {
-                    PADDING_KIND => {
-                        off = rec.next;
-                        continue;
-                    }
-                    SEGMENT_HEADER_KIND => BadRecord::UnexpectedSegmentHeader,
-                    k => match RecordKind::from_u8(k) {
-                        Some(kind) => {
-                            records.push(ScannedRecord {
-                                offset: off,
-                                kind,
-                                region: RegionId(rec.region),
-                                payload: rec.payload,
-                            });
-                            off = rec.next;
-                            continue;
-                        }
-                        // check_record only accepts known kinds.
-                        None => BadRecord::UnknownKind { kind: k },
-                    },
-                },
-                Err(bad) => bad,
-            }
-        };
-        break match find_data_record(buf, off.saturating_add(RECORD_ALIGN)) {
-            None => Ok(ScanEnd::TornTail {
-                offset: off,
-                reason: bad,
-                nonzero_end: buf.iter().rposition(|&b| b != 0).map_or(off, |i| i + 1),
-            }),
-            Some(next_valid) => Err(CorruptRecord {
-                offset: off,
-                reason: bad,
-                next_valid,
-            }),
-        };
+        // Short-circuits at the first nonzero byte: cheap at a valid header.
+        if buf[off..].iter().all(|&b| b == 0) {
+            break Ok(ScanEnd::Clean { end: off });
+        }
+        match check_batch(buf, off, &mut records) {
+            Ok(next) => off = next,
+            Err(damage) => break classify_damage(buf, off, damage),
+        }
     };
     ScanResult { records, end }
 }
 
+/// What is wrong with a batch.
+struct Damage {
+    /// Where the damage was found.
+    at: usize,
+    reason: BadRecord,
+    /// Where the batch ends according to its (valid) header; `None` when the
+    /// header itself is bad. May lie past the end of the buffer.
+    declared_end: Option<usize>,
+}
+
+/// Torn tail or corruption, for the damaged batch at `batch_start`.
+fn classify_damage(
+    buf: &[u8],
+    batch_start: usize,
+    damage: Damage,
+) -> Result<ScanEnd, CorruptRecord> {
+    let from = damage
+        .declared_end
+        .unwrap_or(batch_start.saturating_add(RECORD_ALIGN));
+    match find_batch_header(buf, from) {
+        Some(next_valid) => Err(CorruptRecord {
+            offset: batch_start,
+            damage_offset: damage.at,
+            reason: damage.reason,
+            next_valid,
+        }),
+        None => Ok(ScanEnd::TornTail {
+            offset: batch_start,
+            damage_offset: damage.at,
+            reason: damage.reason,
+            nonzero_end: buf
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(batch_start, |i| (i + 1).max(batch_start)),
+        }),
+    }
+}
+
+/// Validates the batch at `start` and appends its data records to `records`
+/// (nothing is appended if the batch is damaged). Returns where the next
+/// batch starts.
+fn check_batch(
+    buf: &[u8],
+    start: usize,
+    records: &mut Vec<ScannedRecord>,
+) -> Result<usize, Damage> {
+    let header = decode_batch_header(buf, start).map_err(|reason| Damage {
+        at: start,
+        reason,
+        declared_end: None,
+    })?;
+    let available = buf.len() - start;
+    let declared_end = usize::try_from(header.batch_bytes)
+        .ok()
+        .and_then(|n| start.checked_add(n));
+    let end = match declared_end {
+        Some(end) if end <= buf.len() => end,
+        _ => {
+            return Err(Damage {
+                at: start,
+                reason: BadRecord::BatchPastEnd {
+                    batch_bytes: header.batch_bytes,
+                    available,
+                },
+                declared_end: Some(declared_end.unwrap_or(usize::MAX)),
+            })
+        }
+    };
+    let first = records.len();
+    let damage = match check_batch_records(&buf[..end], start + BATCH_HEADER_BYTES, records) {
+        Ok(found) if found == u64::from(header.record_count) => return Ok(end),
+        Ok(found) => Damage {
+            at: end,
+            reason: BadRecord::RecordCount {
+                declared: header.record_count,
+                found,
+            },
+            declared_end: Some(end),
+        },
+        Err((at, reason)) => Damage {
+            at,
+            reason,
+            declared_end: Some(end),
+        },
+    };
+    records.truncate(first);
+    Err(damage)
+}
+
+/// Walks the records of one batch body, from `off` to exactly the end of
+/// `batch` (which ends where the batch does), appending data records.
+/// Returns how many data records it found, or where and why a record is bad.
+fn check_batch_records(
+    batch: &[u8],
+    mut off: usize,
+    records: &mut Vec<ScannedRecord>,
+) -> Result<u64, (usize, BadRecord)> {
+    let mut found = 0u64;
+    while off < batch.len() {
+        let rec = check_record(batch, off).map_err(|bad| (off, bad))?;
+        match rec.kind {
+            PADDING_KIND => {}
+            SEGMENT_HEADER_KIND => return Err((off, BadRecord::UnexpectedSegmentHeader)),
+            BATCH_HEADER_KIND => return Err((off, BadRecord::UnexpectedBatchHeader)),
+            k => {
+                // check_record only accepts known kinds.
+                let kind =
+                    RecordKind::from_u8(k).ok_or((off, BadRecord::UnknownKind { kind: k }))?;
+                records.push(ScannedRecord {
+                    offset: off,
+                    kind,
+                    region: RegionId(rec.region),
+                    payload: rec.payload,
+                });
+                found += 1;
+            }
+        }
+        off = rec.next;
+    }
+    Ok(found)
+}
+
 /// The first offset at or after `from`, in steps of `RECORD_ALIGN`, where a
-/// valid *data* record (a `RecordKind`, not padding or a segment header)
-/// starts. Decides torn tail versus corruption after a bad record (only data
-/// can have been acknowledged), and recognises a segment whose creation never
-/// completed (no valid data record anywhere). `from` should be 8-aligned.
-pub fn find_data_record(buf: &[u8], from: usize) -> Option<usize> {
+/// valid batch header starts (whether or not its batch fits in `buf`).
+/// Decides torn tail versus corruption after a damaged batch: a later batch
+/// is only ever written after the earlier one was synced.
+pub fn find_batch_header(buf: &[u8], from: usize) -> Option<usize> {
+    let from = from.checked_next_multiple_of(RECORD_ALIGN)?;
     (from..buf.len()).step_by(RECORD_ALIGN).find(|&o| {
         // Cheap pre-check on the kind byte before the full check (this runs
         // at every offset of what may be a large, mostly zero area).
-        buf.get(o + 8)
-            .is_some_and(|&k| RecordKind::from_u8(k).is_some())
-            && check_record(buf, o).is_ok()
+        buf.get(o + 8) == Some(&BATCH_HEADER_KIND) && decode_batch_header(buf, o).is_ok()
     })
 }
 
+/// `find_batch_header` after a damaged batch that starts at `batch_start`:
+/// from its declared end if its header is valid, else from just after
+/// `batch_start`. `Some` means the damaged batch was acknowledged.
+pub fn find_batch_header_after(buf: &[u8], batch_start: usize) -> Option<usize> {
+    let from = decode_batch_header(buf, batch_start)
+        .ok()
+        .and_then(|h| usize::try_from(h.batch_bytes).ok())
+        .map_or(batch_start.saturating_add(RECORD_ALIGN), |n| {
+            batch_start.saturating_add(n)
+        });
+    find_batch_header(buf, from)
+}
+
 /// A record that passed every check, with a kind byte that is a known data
-/// kind, padding or a segment header.
+/// kind, padding, a batch header or a segment header.
 struct CheckedRecord {
     kind: u8,
     region: u64,
@@ -437,7 +672,7 @@ struct CheckedRecord {
 }
 
 /// Validates the record at `off`. Cheap checks first (this also runs at
-/// every offset when looking for valid records after a bad one).
+/// every offset when looking for a valid batch header after a damaged batch).
 fn check_record(buf: &[u8], off: usize) -> Result<CheckedRecord, BadRecord> {
     let available = buf.len().saturating_sub(off);
     if available < RECORD_HEADER_BYTES {
@@ -445,7 +680,10 @@ fn check_record(buf: &[u8], off: usize) -> Result<CheckedRecord, BadRecord> {
     }
     let h = &buf[off..off + RECORD_HEADER_BYTES];
     let kind = h[8];
-    if kind != PADDING_KIND && kind != SEGMENT_HEADER_KIND && RecordKind::from_u8(kind).is_none() {
+    if !is_known_kind(kind) {
+        if h.iter().all(|&b| b == 0) {
+            return Err(BadRecord::ZeroHeader);
+        }
         return Err(BadRecord::UnknownKind { kind });
     }
     if h[9..16].iter().any(|&b| b != 0) {
@@ -484,6 +722,12 @@ fn check_record(buf: &[u8], off: usize) -> Result<CheckedRecord, BadRecord> {
     })
 }
 
+/// A data kind, padding, a batch header or a segment header.
+fn is_known_kind(kind: u8) -> bool {
+    matches!(kind, PADDING_KIND | SEGMENT_HEADER_KIND | BATCH_HEADER_KIND)
+        || RecordKind::from_u8(kind).is_some()
+}
+
 fn read_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
@@ -497,530 +741,4 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn kinds() -> [RecordKind; 3] {
-        [
-            RecordKind::RegionMeta,
-            RecordKind::Entries,
-            RecordKind::HardState,
-        ]
-    }
-
-    fn encode_all(records: &[(RecordKind, u64, Vec<u8>)]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (k, r, p) in records {
-            encode_record(&mut out, *k, RegionId(*r), p).unwrap();
-        }
-        out
-    }
-
-    fn decoded(buf: &[u8], res: &ScanResult) -> Vec<(RecordKind, u64, Vec<u8>)> {
-        res.records
-            .iter()
-            .map(|r| (r.kind, r.region.get(), buf[r.payload.clone()].to_vec()))
-            .collect()
-    }
-
-    fn sample() -> Vec<(RecordKind, u64, Vec<u8>)> {
-        vec![
-            (RecordKind::RegionMeta, 1, b"meta".to_vec()),
-            (RecordKind::Entries, 2, vec![7u8; 100]),
-            (RecordKind::HardState, 3, vec![]),
-            (RecordKind::Entries, u64::MAX, vec![0u8; 13]),
-        ]
-    }
-
-    #[test]
-    fn kind_values_are_stable() {
-        assert_eq!(RecordKind::RegionMeta as u8, 1);
-        assert_eq!(RecordKind::Entries as u8, 2);
-        assert_eq!(RecordKind::HardState as u8, 3);
-        for k in kinds() {
-            assert_eq!(RecordKind::from_u8(k as u8), Some(k));
-        }
-        assert_eq!(RecordKind::from_u8(0), None);
-        assert_eq!(RecordKind::from_u8(PADDING_KIND), None);
-        assert_eq!(RecordKind::from_u8(SEGMENT_HEADER_KIND), None);
-    }
-
-    #[test]
-    fn encode_layout_is_as_documented() {
-        let mut out = Vec::new();
-        encode_record(&mut out, RecordKind::Entries, RegionId(0x0102), b"abc").unwrap();
-        assert_eq!(out.len(), 32);
-        assert_eq!(&out[4..8], &3u32.to_le_bytes());
-        assert_eq!(out[8], 2);
-        assert_eq!(&out[9..16], &[0; 7]);
-        assert_eq!(&out[16..24], &0x0102u64.to_le_bytes());
-        assert_eq!(&out[24..27], b"abc");
-        assert_eq!(&out[27..32], &[0; 5]);
-        let crc = crc32c::crc32c(&out[4..27]);
-        assert_eq!(&out[0..4], &crc.to_le_bytes());
-    }
-
-    #[test]
-    fn round_trip_clean() {
-        let recs = sample();
-        let buf = encode_all(&recs);
-        let res = scan(&buf);
-        assert_eq!(res.end, Ok(ScanEnd::Clean { end: buf.len() }));
-        assert_eq!(decoded(&buf, &res), recs);
-    }
-
-    #[test]
-    fn zero_tail_is_clean_end() {
-        let recs = sample();
-        let mut buf = encode_all(&recs);
-        let end = buf.len();
-        buf.resize(end + 4096, 0);
-        let res = scan(&buf);
-        assert_eq!(res.end, Ok(ScanEnd::Clean { end }));
-        assert_eq!(decoded(&buf, &res), recs);
-    }
-
-    #[test]
-    fn empty_and_all_zero_buffers_are_clean() {
-        assert_eq!(scan(&[]).end, Ok(ScanEnd::Clean { end: 0 }));
-        let z = vec![0u8; 8192];
-        let res = scan(&z);
-        assert!(res.records.is_empty());
-        assert_eq!(res.end, Ok(ScanEnd::Clean { end: 0 }));
-        // Fewer zero bytes than a header.
-        assert_eq!(scan(&[0u8; 5]).end, Ok(ScanEnd::Clean { end: 0 }));
-    }
-
-    #[test]
-    fn padding_fills_to_alignment_and_is_skipped() {
-        for pre in [0usize, 8, 16, 24, 480, 488, 496, 504, 512, 1000] {
-            for align in [512usize, 4096] {
-                let mut out = Vec::new();
-                if pre >= RECORD_HEADER_BYTES {
-                    encode_record(
-                        &mut out,
-                        RecordKind::Entries,
-                        RegionId(9),
-                        &vec![1u8; pre - RECORD_HEADER_BYTES],
-                    )
-                    .unwrap();
-                } else {
-                    out.resize(pre, 0);
-                }
-                let before = out.len();
-                encode_padding(&mut out, align);
-                assert_eq!(out.len() % align, 0, "pre {pre} align {align}");
-                assert_eq!(out.len(), padded_len(before, align));
-                let gap = out.len() - before;
-                assert!(gap == 0 || gap >= RECORD_HEADER_BYTES);
-                assert!(gap < align + RECORD_HEADER_BYTES);
-                if pre >= RECORD_HEADER_BYTES {
-                    let res = scan(&out);
-                    assert_eq!(res.end, Ok(ScanEnd::Clean { end: out.len() }));
-                    assert_eq!(res.records.len(), 1);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn small_gap_pads_through_one_more_block() {
-        let mut out = Vec::new();
-        // 496 bytes: the gap to 512 is 16, smaller than a header.
-        encode_record(&mut out, RecordKind::Entries, RegionId(1), &[3u8; 472]).unwrap();
-        assert_eq!(out.len(), 496);
-        encode_padding(&mut out, 512);
-        assert_eq!(out.len(), 1024);
-        let res = scan(&out);
-        assert_eq!(res.records.len(), 1);
-        assert_eq!(res.end, Ok(ScanEnd::Clean { end: 1024 }));
-    }
-
-    #[test]
-    fn oversize_payload_is_rejected_on_encode() {
-        let big = vec![0u8; RECORD_PAYLOAD_BYTES_MAX + 1];
-        let mut out = Vec::new();
-        assert_eq!(
-            encode_record(&mut out, RecordKind::Entries, RegionId(1), &big),
-            Err(EncodeError::PayloadTooLarge {
-                len: RECORD_PAYLOAD_BYTES_MAX + 1,
-                max: RECORD_PAYLOAD_BYTES_MAX
-            })
-        );
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn oversize_length_is_rejected_on_read() {
-        let mut buf = encode_all(&sample()[..1]);
-        let len = (RECORD_PAYLOAD_BYTES_MAX as u32) + 1;
-        buf[4..8].copy_from_slice(&len.to_le_bytes());
-        let res = scan(&buf);
-        assert!(res.records.is_empty());
-        assert!(matches!(
-            res.end,
-            Ok(ScanEnd::TornTail {
-                offset: 0,
-                reason: BadRecord::PayloadTooLarge { .. },
-                ..
-            })
-        ));
-        // u32::MAX as well.
-        buf[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            scan(&buf).end,
-            Ok(ScanEnd::TornTail {
-                reason: BadRecord::PayloadTooLarge { .. },
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn torn_last_record_is_a_torn_tail() {
-        let recs = sample();
-        let buf = encode_all(&recs);
-        let last = scan(&buf).records.last().unwrap().offset;
-        // Cut inside the last record's payload.
-        let cut = &buf[..last + RECORD_HEADER_BYTES + 5];
-        let res = scan(cut);
-        assert_eq!(decoded(cut, &res), recs[..3].to_vec());
-        match res.end {
-            Ok(ScanEnd::TornTail {
-                offset,
-                reason: BadRecord::PastEnd { .. },
-                ..
-            }) => assert_eq!(offset, last),
-            other => panic!("unexpected end {other:?}"),
-        }
-        // Cut inside the header.
-        let cut = &buf[..last + 10];
-        let res = scan(cut);
-        assert_eq!(res.records.len(), 3);
-        assert!(matches!(
-            res.end,
-            Ok(ScanEnd::TornTail {
-                reason: BadRecord::TruncatedHeader { available: 10 },
-                ..
-            })
-        ));
-        // Last record zeroed half-way, then zeros: payload checksum fails.
-        let mut z = buf.clone();
-        let n = z.len();
-        z[last + 12..n].fill(0);
-        z.resize(n + 1024, 0);
-        let res = scan(&z);
-        assert_eq!(res.records.len(), 3);
-        match res.end {
-            Ok(ScanEnd::TornTail {
-                offset,
-                reason: BadRecord::ChecksumMismatch { .. },
-                nonzero_end,
-            }) => {
-                assert_eq!(offset, last);
-                assert!(nonzero_end <= last + 12);
-            }
-            other => panic!("unexpected end {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_bad_record_before_a_valid_one_is_corrupt() {
-        let recs = sample();
-        let mut buf = encode_all(&recs);
-        // Flip a payload byte of the second record.
-        let second = scan(&buf).records[1].clone();
-        buf[second.payload.start + 3] ^= 0x40;
-        let res = scan(&buf);
-        assert_eq!(res.records.len(), 1);
-        match res.end {
-            Err(CorruptRecord {
-                offset,
-                reason: BadRecord::ChecksumMismatch { .. },
-                next_valid,
-            }) => {
-                assert_eq!(offset, second.offset);
-                assert!(next_valid > offset);
-            }
-            other => panic!("unexpected end {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_zeroed_record_before_a_valid_one_is_corrupt() {
-        let recs = sample();
-        let mut buf = encode_all(&recs);
-        let first = scan(&buf).records[0].clone();
-        buf[first.offset..first.payload.end].fill(0);
-        let res = scan(&buf);
-        assert!(res.records.is_empty());
-        assert!(matches!(
-            res.end,
-            Err(CorruptRecord {
-                offset: 0,
-                reason: BadRecord::ZeroHeader,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn bad_kinds_and_reserved_bytes_are_bad_records() {
-        let mut buf = encode_all(&sample()[..1]);
-        buf[8] = 0x77;
-        assert!(matches!(
-            scan(&buf).end,
-            Ok(ScanEnd::TornTail {
-                reason: BadRecord::UnknownKind { kind: 0x77 },
-                ..
-            })
-        ));
-        let mut buf = encode_all(&sample()[..1]);
-        buf[12] = 1;
-        assert!(matches!(
-            scan(&buf).end,
-            Ok(ScanEnd::TornTail {
-                reason: BadRecord::NonzeroReserved,
-                ..
-            })
-        ));
-        // A segment header in the middle of a segment.
-        let mut buf = Vec::new();
-        encode_segment_header(
-            &mut buf,
-            &SegmentHeader {
-                seq: 1,
-                prev_log_end: 0,
-            },
-        );
-        assert!(matches!(
-            scan(&buf).end,
-            Ok(ScanEnd::TornTail {
-                reason: BadRecord::UnexpectedSegmentHeader,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn segment_header_round_trip_and_errors() {
-        let h = SegmentHeader {
-            seq: 42,
-            prev_log_end: 65536,
-        };
-        let mut buf = Vec::new();
-        encode_segment_header(&mut buf, &h);
-        assert_eq!(buf.len(), SEGMENT_HEADER_BYTES);
-        assert_eq!(decode_segment_header(&buf), Ok(h));
-        assert!(matches!(
-            decode_segment_header(&[0u8; 64]),
-            Err(BadRecord::UnknownKind { kind: 0 })
-        ));
-        assert!(matches!(
-            decode_segment_header(&buf[..30]),
-            Err(BadRecord::PastEnd { .. })
-        ));
-        let data = encode_all(&sample()[..1]);
-        assert!(matches!(
-            decode_segment_header(&data),
-            Err(BadRecord::NotSegmentHeader { kind: 1 })
-        ));
-        let mut bad = buf.clone();
-        bad[RECORD_HEADER_BYTES + 8] = 9; // version
-        let crc = crc32c::crc32c(&bad[4..]);
-        bad[0..4].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            decode_segment_header(&bad),
-            Err(BadRecord::UnsupportedVersion { version: 9 })
-        );
-        let mut bad = buf.clone();
-        bad[RECORD_HEADER_BYTES] = b'X'; // magic
-        let crc = crc32c::crc32c(&bad[4..]);
-        bad[0..4].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode_segment_header(&bad), Err(BadRecord::SegmentMagic));
-    }
-
-    #[test]
-    fn find_data_record_sees_data_records_anywhere() {
-        let mut buf = vec![0u8; 4096];
-        assert_eq!(find_data_record(&buf, 0), None);
-        // Padding and segment headers are not data.
-        let mut pad = Vec::new();
-        encode_segment_header(
-            &mut pad,
-            &SegmentHeader {
-                seq: 1,
-                prev_log_end: 0,
-            },
-        );
-        encode_padding(&mut pad, 512);
-        buf[..512].copy_from_slice(&pad);
-        assert_eq!(find_data_record(&buf, 0), None);
-        let rec = encode_all(&sample()[..1]);
-        buf[1024..1024 + rec.len()].copy_from_slice(&rec);
-        assert_eq!(find_data_record(&buf, 0), Some(1024));
-        assert_eq!(find_data_record(&buf, 1024), Some(1024));
-        assert_eq!(find_data_record(&buf, 1032), None);
-        assert_eq!(find_data_record(&buf, usize::MAX - 3), None);
-    }
-
-    #[test]
-    fn zero_header_then_garbage_or_padding_is_a_torn_tail() {
-        let recs = sample();
-        let mut buf = encode_all(&recs);
-        let end = buf.len();
-        // A hole, then a stray padding record (the end of a batch whose data
-        // never reached the disk).
-        buf.resize(end + 64, 0);
-        encode_padding(&mut buf, 512);
-        let res = scan(&buf);
-        assert_eq!(decoded(&buf, &res), recs);
-        match res.end {
-            Ok(ScanEnd::TornTail {
-                offset,
-                reason: BadRecord::ZeroHeader,
-                nonzero_end,
-            }) => {
-                assert_eq!(offset, end);
-                assert!(nonzero_end > end + 64);
-            }
-            other => panic!("unexpected end {other:?}"),
-        }
-        // A hole, then garbage that is no record.
-        let mut buf = encode_all(&recs);
-        buf.resize(end + 100, 0);
-        buf.extend_from_slice(&[0xAB; 50]);
-        assert!(matches!(
-            scan(&buf).end,
-            Ok(ScanEnd::TornTail {
-                reason: BadRecord::ZeroHeader,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn a_bad_record_followed_only_by_padding_is_a_torn_tail() {
-        let recs = sample();
-        let mut buf = encode_all(&recs);
-        encode_padding(&mut buf, 512);
-        let last = scan(&buf).records.last().unwrap().clone();
-        buf[last.offset] ^= 1; // its crc
-        let res = scan(&buf);
-        assert_eq!(res.records.len(), recs.len() - 1);
-        assert!(matches!(
-            res.end,
-            Ok(ScanEnd::TornTail {
-                reason: BadRecord::ChecksumMismatch { .. },
-                ..
-            })
-        ));
-    }
-
-    fn arb_records() -> impl Strategy<Value = Vec<(RecordKind, u64, Vec<u8>)>> {
-        proptest::collection::vec(
-            (
-                prop_oneof![
-                    Just(RecordKind::RegionMeta),
-                    Just(RecordKind::Entries),
-                    Just(RecordKind::HardState)
-                ],
-                any::<u64>(),
-                proptest::collection::vec(any::<u8>(), 0..300),
-            ),
-            0..12,
-        )
-    }
-
-    proptest! {
-        #[test]
-        fn prop_round_trip(recs in arb_records(), align_shift in 9u32..13, batches in 1usize..4) {
-            // Split into batches, each padded to the alignment like a sync.
-            let align = 1usize << align_shift;
-            let mut buf = Vec::new();
-            let per = recs.len().div_ceil(batches).max(1);
-            for chunk in recs.chunks(per) {
-                for (k, r, p) in chunk {
-                    encode_record(&mut buf, *k, RegionId(*r), p).unwrap();
-                }
-                encode_padding(&mut buf, align);
-                prop_assert_eq!(buf.len() % align, 0);
-            }
-            let end = buf.len();
-            buf.resize(end + align, 0);
-            let res = scan(&buf);
-            prop_assert_eq!(res.end.clone(), Ok(ScanEnd::Clean { end }));
-            prop_assert_eq!(decoded(&buf, &res), recs);
-        }
-
-        #[test]
-        fn prop_random_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let res = scan(&buf);
-            for r in &res.records {
-                prop_assert!(r.payload.end <= buf.len());
-            }
-            let _ = decode_segment_header(&buf);
-            let _ = find_data_record(&buf, 0);
-            let _ = find_data_record(&buf, 3);
-        }
-
-        #[test]
-        fn prop_mutations_never_panic_or_invent_records(
-            recs in arb_records(),
-            mutations in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
-            truncate in proptest::option::of(any::<usize>()),
-        ) {
-            let mut buf = encode_all(&recs);
-            encode_padding(&mut buf, 512);
-            buf.resize(buf.len() + 512, 0);
-            for (at, x) in &mutations {
-                let i = at % buf.len();
-                buf[i] ^= x | 1; // always changes the byte
-            }
-            if let Some(t) = truncate {
-                let t = t % (buf.len() + 1);
-                buf.truncate(t);
-            }
-            let res = scan(&buf);
-            let got = decoded(&buf, &res);
-            for r in &res.records {
-                prop_assert!(r.payload.end <= buf.len());
-            }
-            // Whatever the scan accepts is a prefix of what was written
-            // (crc32c catches every burst of up to 32 bits, and a single
-            // mutation is such a burst); corruption is never silently skipped.
-            if mutations.len() == 1 {
-                prop_assert!(got.len() <= recs.len());
-                prop_assert_eq!(&got[..], &recs[..got.len()]);
-            }
-        }
-
-        #[test]
-        fn prop_single_flip_is_detected(recs in arb_records(), at in any::<usize>(), bit in 0u8..8) {
-            prop_assume!(!recs.is_empty());
-            let mut buf = encode_all(&recs);
-            let clean = scan(&buf);
-            // Flip a bit inside some record's checksummed bytes.
-            let r = &clean.records[at % clean.records.len()];
-            let span = r.payload.end - r.offset;
-            let i = r.offset + (at / 7) % span;
-            buf[i] ^= 1 << bit;
-            let res = scan(&buf);
-            let idx = clean.records.iter().position(|x| x.offset == r.offset).unwrap();
-            prop_assert_eq!(res.records.len(), idx);
-            let is_last = idx + 1 == clean.records.len();
-            match res.end {
-                Ok(ScanEnd::TornTail { offset, .. }) => {
-                    prop_assert!(is_last);
-                    prop_assert_eq!(offset, r.offset);
-                }
-                Err(CorruptRecord { offset, .. }) => {
-                    prop_assert!(!is_last);
-                    prop_assert_eq!(offset, r.offset);
-                }
-                Ok(ScanEnd::Clean { .. }) => prop_assert!(false, "flip not detected"),
-            }
-        }
-    }
-}
+mod tests;

@@ -6,12 +6,15 @@
 //! enforces it, also against a second process). The byte format is in
 //! docs/storage.md.
 //!
-//! Write path: `append` encodes records into a memory buffer; `sync` (group
-//! commit) pads the buffer with one padding record to the write alignment,
-//! writes it with one `O_DIRECT` write at the end of the active segment, and
-//! calls `fdatasync` once. When the batch does not fit in the active segment
-//! it goes, whole, into a new segment (create, preallocate, fsync the
-//! directory, then the same one write and one fdatasync).
+//! Write path: the first `append` after a sync reserves a batch header in a
+//! memory buffer, and every `append` encodes its record behind it; `sync`
+//! (group commit) pads the batch with one padding record to the write
+//! alignment, seals the batch header (its length and record count) in place,
+//! writes the batch with one `O_DIRECT` write at the end of the active
+//! segment, and calls `fdatasync` once. When the batch does not fit in the
+//! active segment it goes, whole, into a new segment behind the segment
+//! header (create, preallocate, fsync the directory, then the same one write
+//! and one fdatasync).
 //!
 //! Invariants:
 //! - Every batch starts on a write-alignment boundary and ends on one, so a
@@ -19,7 +22,12 @@
 //!   default 4 KiB, the physical sector size of common disks) holds records
 //!   of one batch only, and no block that holds synced records is ever
 //!   written again. The log is append-only; a torn write can only damage the
-//!   batch being written, which was not acknowledged yet.
+//!   batch being written, which was not acknowledged yet, in any of its
+//!   blocks and in any order.
+//! - One batch per sync, and a batch is only written after the previous one
+//!   is durable. So a valid batch header after a damaged batch proves the
+//!   damaged batch was acknowledged (corruption), and its absence proves the
+//!   damaged batch is the interrupted last write (a torn tail, cut whole).
 //! - `sync` returns only after the data is durable. Any write, short write,
 //!   fdatasync, create, preallocate or directory-fsync error is fatal
 //!   (`crate::fatal::fail_stop`): never retried, never reported as success.
@@ -31,9 +39,11 @@
 //!   by new records in the same file (which would make them look like
 //!   corruption on the next recovery).
 //! - Recovery never drops a record that might have been acknowledged without
-//!   saying so: a bad record followed by a valid data record, a gap in the
-//!   segment numbers, a bad header on any segment but a trailing one that
-//!   holds no valid data record at all, are typed `WalError`s.
+//!   saying so: a damaged batch followed by a valid batch header, a gap in the
+//!   segment numbers, a bad header on any segment but a trailing one whose
+//!   first write never completed (no valid batch header after its first
+//!   batch), are typed `WalError`s. Recovery never returns a record of a
+//!   damaged batch.
 //! - The WAL is never truncated or deleted in this version: the state
 //!   machine is in memory and is rebuilt at start by replaying the whole log.
 //!   (Segments will be deleted once their entries are persisted in the LSM.)
@@ -43,6 +53,8 @@
 //! `Wal::open` uses `std::fs` for listing, locking and creating the directory:
 //! it runs once at start, never on the hot path.
 
+#[cfg(test)]
+mod crash_tests;
 mod segment;
 #[cfg(test)]
 mod tests;
@@ -50,9 +62,10 @@ mod tests;
 use crate::fatal::fail_stop;
 use glommio::io::{Directory, DmaFile};
 use golem_core::wal_record::{
-    decode_segment_header, encode_padding, encode_record, encode_segment_header, find_data_record,
-    padded_len, scan, BadRecord, CorruptRecord, EncodeError, RecordKind, ScanEnd, SegmentHeader,
-    WalSink, RECORD_ALIGN, SEGMENT_HEADER_BYTES,
+    decode_segment_header, encode_record, encode_segment_header, find_batch_header_after,
+    padded_len, reserve_batch_header, scan, seal_batch, BadRecord, CorruptRecord, EncodeError,
+    RecordKind, ScanEnd, SegmentHeader, WalSink, BATCH_RECORDS_MAX, RECORD_ALIGN,
+    SEGMENT_HEADER_BYTES,
 };
 use golem_wire::RegionId;
 use std::os::fd::AsRawFd;
@@ -120,11 +133,11 @@ pub struct RecoveredRecord {
 /// What is wrong with a segment that makes its log untrustworthy.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Corruption {
-    /// A bad record followed by a valid data record (offsets in the file).
+    /// A damaged batch followed by a valid batch header (offsets in the file).
     #[error("{0}")]
     Record(CorruptRecord),
     /// The segment's header record is bad (and the segment is not a trailing
-    /// one without any valid data record).
+    /// one whose first write never completed).
     #[error("bad segment header: {0}")]
     SegmentHeader(BadRecord),
     /// The header names another sequence number than the file name.
@@ -221,8 +234,12 @@ pub struct Wal {
     active: Option<Active>,
     /// Used when `active` is `None`.
     next: NextSegment,
-    /// Records appended since the last sync, encoded.
+    /// The batch being built since the last sync: a reserved batch header,
+    /// then the encoded records. Empty (or only the reservation) when
+    /// `pending_records` is 0.
     pending: Vec<u8>,
+    /// Data records in `pending`.
+    pending_records: u32,
     /// Holds the directory's exclusive flock while open.
     _lock: std::fs::File,
 }
@@ -234,6 +251,7 @@ impl std::fmt::Debug for Wal {
             .field("active_seq", &self.active.as_ref().map(|a| a.seq))
             .field("active_pos", &self.active.as_ref().map(|a| a.pos))
             .field("pending_bytes", &self.pending.len())
+            .field("pending_records", &self.pending_records)
             .finish()
     }
 }
@@ -312,6 +330,7 @@ impl Wal {
             active,
             next,
             pending: Vec::new(),
+            pending_records: 0,
             _lock: lock,
         };
         Ok((wal, records))
@@ -330,25 +349,41 @@ impl Wal {
         }
     }
 
-    /// `append`, with an error for an oversized payload (nothing is buffered
-    /// then).
+    /// `append`, with an error for an oversized payload or a batch that
+    /// already holds `BATCH_RECORDS_MAX` records (nothing is buffered then).
     pub fn try_append(
         &mut self,
         kind: RecordKind,
         region: RegionId,
         payload: &[u8],
     ) -> Result<(), EncodeError> {
-        encode_record(&mut self.pending, kind, region, payload)
+        if self.pending_records == BATCH_RECORDS_MAX {
+            return Err(EncodeError::BatchFull {
+                max: BATCH_RECORDS_MAX,
+            });
+        }
+        if self.pending_records == 0 {
+            self.pending.clear();
+            reserve_batch_header(&mut self.pending);
+        }
+        encode_record(&mut self.pending, kind, region, payload)?;
+        self.pending_records += 1;
+        Ok(())
     }
 
     /// Whether anything is buffered.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending_records > 0
     }
 
-    /// Bytes buffered for the next sync (encoded, before padding).
+    /// Bytes buffered for the next sync (encoded, with the batch header,
+    /// before padding); 0 when nothing is buffered.
     pub fn pending_bytes(&self) -> usize {
-        self.pending.len()
+        if self.has_pending() {
+            self.pending.len()
+        } else {
+            0
+        }
     }
 
     /// The WAL's directory.
@@ -362,7 +397,7 @@ impl Wal {
     /// buffered. On any write or fdatasync error it calls
     /// `crate::fatal::fail_stop` (never retries).
     pub async fn sync(&mut self) {
-        if self.pending.is_empty() {
+        if !self.has_pending() {
             return;
         }
         let fits = self.active.as_ref().is_some_and(|a| {
@@ -370,13 +405,14 @@ impl Wal {
         });
         match self.active.as_mut() {
             Some(a) if fits => {
-                encode_padding(&mut self.pending, a.align as usize);
+                seal_batch(&mut self.pending, 0, self.pending_records, a.align as usize);
                 write_durably(&a.file, &a.path, a.pos, &self.pending).await;
                 a.pos += self.pending.len() as u64;
             }
             _ => self.sync_into_new_segment().await,
         }
         self.pending.clear();
+        self.pending_records = 0;
         if self.pending.capacity() > PENDING_CAPACITY_KEEP_BYTES {
             self.pending.shrink_to(PENDING_CAPACITY_KEEP_BYTES / 16);
         }
@@ -413,7 +449,12 @@ impl Wal {
             next.recreate,
         )
         .await;
-        encode_padding(&mut batch, align as usize);
+        seal_batch(
+            &mut batch,
+            SEGMENT_HEADER_BYTES,
+            self.pending_records,
+            align as usize,
+        );
         let path = segment_path(&self.dir, next.seq);
         write_durably(&file, &path, 0, &batch).await;
         self.active = Some(Active {
@@ -525,8 +566,9 @@ enum Tail {
     Clean { seq: u64, log_end: u64 },
     /// The last segment's torn tail was cut at `log_end`.
     Torn { seq: u64, log_end: u64 },
-    /// Segment `seq` (the last) never got a valid header nor any data
-    /// record: its creation did not complete. The log before it ends at
+    /// Segment `seq` (the last) has a bad header and no valid batch header
+    /// after its first batch: its creation or its first write did not
+    /// complete, so nothing in it was acknowledged. The log before it ends at
     /// `prev_log_end` (in segment `seq - 1`, or 0).
     Dead { seq: u64, prev_log_end: u64 },
 }
@@ -541,8 +583,40 @@ struct Head {
 
 /// Replays `segs` (sorted, contiguous): the records in order, and the tail.
 async fn recover(segs: &[(u64, PathBuf)]) -> Result<(Vec<RecoveredRecord>, Tail), WalError> {
-    // Pass 1: every segment's header (a non-last segment is only read up to
-    // where the next one's header says its log ends).
+    let mut heads = read_heads(segs).await?;
+
+    // A trailing segment whose creation or first write did not complete
+    // holds nothing that was ever acknowledged. It is recreated by the next
+    // sync.
+    let mut dead = None;
+    if let Some(last) = heads.last() {
+        if let Err(bad) = &last.header {
+            check_unfinished(last, bad).await?;
+            tracing::warn!(segment = %last.path.display(), reason = %bad, "WAL segment's first write never completed (bad header, no later batch); it will be recreated");
+            dead = Some(last.seq);
+            heads.pop();
+        }
+    }
+
+    let mut records = Vec::new();
+    let mut tail = Tail::Empty;
+    for (i, h) in heads.iter().enumerate() {
+        let next_says = next_says_log_end(h, heads.get(i + 1))?;
+        tail = replay_segment(h, next_says, &mut records).await?;
+    }
+
+    if let Some(seq) = dead {
+        let prev_log_end = match tail {
+            Tail::Clean { log_end, .. } | Tail::Torn { log_end, .. } => log_end,
+            Tail::Empty | Tail::Dead { .. } => 0,
+        };
+        tail = Tail::Dead { seq, prev_log_end };
+    }
+    Ok((records, tail))
+}
+
+/// Pass 1: every segment's header (one aligned read each).
+async fn read_heads(segs: &[(u64, PathBuf)]) -> Result<Vec<Head>, WalError> {
     let mut heads = Vec::with_capacity(segs.len());
     for (seq, path) in segs {
         let file = segment::open_read(path).await?;
@@ -556,162 +630,154 @@ async fn recover(segs: &[(u64, PathBuf)]) -> Result<(Vec<RecoveredRecord>, Tail)
             header: decode_segment_header(&first),
         });
     }
+    Ok(heads)
+}
 
-    // A trailing segment without a valid header and without a single valid
-    // data record is a creation that did not complete: nothing in it was
-    // ever acknowledged. It is recreated by the next sync.
-    let mut dead = None;
-    if let Some(last) = heads.last() {
-        if let Err(bad) = &last.header {
-            let file = segment::open_read(&last.path).await?;
-            let buf = segment::read_prefix(&file, &last.path, last.len).await?;
-            segment::close_quietly(file, &last.path).await;
-            if let Some(at) = find_data_record(&buf, 0) {
-                tracing::error!(segment = %last.path.display(), first_record = at, reason = %bad, "WAL segment header is bad but the segment holds records");
-                return Err(WalError::corrupt(
-                    &last.path,
-                    0,
-                    Corruption::SegmentHeader(bad.clone()),
-                ));
-            }
-            tracing::warn!(segment = %last.path.display(), reason = %bad, "WAL segment was never completed (no header, no records); it will be recreated");
-            dead = Some(last.seq);
-            heads.pop();
-        }
+/// Checks that the trailing segment `last`, whose header is `bad`, is one
+/// whose first write never completed: the segment header and the first
+/// batch were written together, so a bad header is a torn first write
+/// unless a later batch (written only after the first was synced) exists.
+/// A well-formed header of another format version is never torn.
+async fn check_unfinished(last: &Head, bad: &BadRecord) -> Result<(), WalError> {
+    let corrupt = || WalError::corrupt(&last.path, 0, Corruption::SegmentHeader(bad.clone()));
+    if matches!(bad, BadRecord::UnsupportedVersion { .. }) {
+        tracing::error!(segment = %last.path.display(), reason = %bad, "WAL segment of another format version");
+        return Err(corrupt());
     }
+    let file = segment::open_read(&last.path).await?;
+    let buf = segment::read_prefix(&file, &last.path, last.len).await?;
+    segment::close_quietly(file, &last.path).await;
+    if let Some(at) = find_batch_header_after(&buf, SEGMENT_HEADER_BYTES) {
+        tracing::error!(segment = %last.path.display(), later_batch = at, reason = %bad, "WAL segment header is bad but a later batch exists");
+        return Err(corrupt());
+    }
+    Ok(())
+}
 
-    // Pass 2: replay.
-    let mut records = Vec::new();
-    let mut tail = Tail::Empty;
-    for (i, h) in heads.iter().enumerate() {
-        let header = match &h.header {
-            Ok(header) => *header,
-            Err(bad) => {
-                return Err(WalError::corrupt(
-                    &h.path,
-                    0,
-                    Corruption::SegmentHeader(bad.clone()),
-                ))
-            }
-        };
-        if header.seq != h.seq {
+/// Where the segment after `h` says `h`'s log ends (`None` if `h` is the
+/// last segment, or the next one's header is bad: reported in its turn).
+fn next_says_log_end(h: &Head, next: Option<&Head>) -> Result<Option<u64>, WalError> {
+    let Some(Ok(next)) = next.map(|n| &n.header) else {
+        return Ok(None);
+    };
+    let p = next.prev_log_end;
+    if p < SEGMENT_HEADER_BYTES as u64 || p > h.len || !p.is_multiple_of(RECORD_ALIGN as u64) {
+        return Err(WalError::corrupt(
+            &h.path,
+            p,
+            Corruption::PrevLogEnd {
+                prev_log_end: p,
+                file_bytes: h.len,
+            },
+        ));
+    }
+    Ok(Some(p))
+}
+
+/// Pass 2, one segment: reads it up to `next_says` (or whole, if last),
+/// appends the records of its valid batches to `records`, and says how its
+/// log ends. A non-last segment must be valid up to exactly `next_says`.
+async fn replay_segment(
+    h: &Head,
+    next_says: Option<u64>,
+    records: &mut Vec<RecoveredRecord>,
+) -> Result<Tail, WalError> {
+    let header = match &h.header {
+        Ok(header) => *header,
+        Err(bad) => {
             return Err(WalError::corrupt(
                 &h.path,
                 0,
-                Corruption::SegmentSeq {
-                    header_seq: header.seq,
-                },
-            ));
+                Corruption::SegmentHeader(bad.clone()),
+            ))
         }
-        let next_says = match heads.get(i + 1).map(|n| &n.header) {
-            Some(Ok(next)) => {
-                let p = next.prev_log_end;
-                if p < SEGMENT_HEADER_BYTES as u64
-                    || p > h.len
-                    || !p.is_multiple_of(RECORD_ALIGN as u64)
-                {
-                    return Err(WalError::corrupt(
-                        &h.path,
-                        p,
-                        Corruption::PrevLogEnd {
-                            prev_log_end: p,
-                            file_bytes: h.len,
-                        },
-                    ));
-                }
-                Some(p)
-            }
-            // Reported when that segment's turn comes.
-            Some(Err(_)) => None,
-            None => None,
-        };
-        let limit = next_says.unwrap_or(h.len);
-        let file = segment::open_read(&h.path).await?;
-        let buf = segment::read_prefix(&file, &h.path, limit).await?;
-        segment::close_quietly(file, &h.path).await;
-        let Some(body) = buf.get(SEGMENT_HEADER_BYTES..) else {
-            // The header decoded from this file, so it is at least this long.
-            return Err(WalError::io(
-                "reading",
+    };
+    if header.seq != h.seq {
+        return Err(WalError::corrupt(
+            &h.path,
+            0,
+            Corruption::SegmentSeq {
+                header_seq: header.seq,
+            },
+        ));
+    }
+    let file = segment::open_read(&h.path).await?;
+    let buf = segment::read_prefix(&file, &h.path, next_says.unwrap_or(h.len)).await?;
+    segment::close_quietly(file, &h.path).await;
+    let Some(body) = buf.get(SEGMENT_HEADER_BYTES..) else {
+        // The header decoded from this file, so it is at least this long.
+        return Err(WalError::io(
+            "reading",
+            &h.path,
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment shrank"),
+        ));
+    };
+    let res = scan(body);
+    records.extend(res.records.iter().map(|r| RecoveredRecord {
+        kind: r.kind,
+        region: r.region,
+        payload: body[r.payload.clone()].to_vec(),
+    }));
+    let end = res.end.map_err(|c| corrupt_batch(&h.path, c))?;
+    let log_end = (SEGMENT_HEADER_BYTES + end.log_end()) as u64;
+    match (next_says, end) {
+        (Some(expected), ScanEnd::Clean { .. }) if log_end == expected => Ok(Tail::Clean {
+            seq: h.seq,
+            log_end,
+        }),
+        (Some(expected), end) => {
+            let reason = match end {
+                ScanEnd::TornTail { reason, .. } => Some(reason),
+                ScanEnd::Clean { .. } => None,
+            };
+            Err(WalError::corrupt(
                 &h.path,
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment shrank"),
-            ));
-        };
-        let base = SEGMENT_HEADER_BYTES as u64;
-        let res = scan(body);
-        records.extend(res.records.iter().map(|r| RecoveredRecord {
-            kind: r.kind,
-            region: r.region,
-            payload: body[r.payload.clone()].to_vec(),
-        }));
-        let end = match res.end {
-            Ok(end) => end,
-            Err(c) => {
-                tracing::error!(segment = %h.path.display(), offset = base + c.offset as u64, next_valid = base + c.next_valid as u64, reason = %c.reason, "corrupt WAL record before valid records");
-                return Err(WalError::corrupt(
-                    &h.path,
-                    base + c.offset as u64,
-                    Corruption::Record(CorruptRecord {
-                        offset: SEGMENT_HEADER_BYTES + c.offset,
-                        reason: c.reason,
-                        next_valid: SEGMENT_HEADER_BYTES + c.next_valid,
-                    }),
-                ));
-            }
-        };
-        let log_end = base + end.log_end() as u64;
-        match (next_says, end) {
-            (Some(expected), ScanEnd::Clean { .. }) if log_end == expected => {}
-            (Some(expected), end) => {
-                let reason = match end {
-                    ScanEnd::TornTail { reason, .. } => Some(reason),
-                    ScanEnd::Clean { .. } => None,
-                };
-                return Err(WalError::corrupt(
-                    &h.path,
-                    log_end,
-                    Corruption::LogEnd {
-                        valid_end: log_end,
-                        expected,
-                        reason,
-                    },
-                ));
-            }
-            (None, ScanEnd::Clean { .. }) => {
-                tail = Tail::Clean {
-                    seq: h.seq,
-                    log_end,
-                };
-            }
-            (
-                None,
-                ScanEnd::TornTail {
-                    offset,
+                log_end,
+                Corruption::LogEnd {
+                    valid_end: log_end,
+                    expected,
                     reason,
-                    nonzero_end,
                 },
-            ) => {
-                tracing::warn!(
-                    segment = %h.path.display(),
-                    offset = log_end,
-                    cut_bytes = nonzero_end.saturating_sub(offset),
-                    reason = %reason,
-                    "cut torn WAL tail (an interrupted, unacknowledged write)"
-                );
-                tail = Tail::Torn {
-                    seq: h.seq,
-                    log_end,
-                };
-            }
+            ))
+        }
+        (None, ScanEnd::Clean { .. }) => Ok(Tail::Clean {
+            seq: h.seq,
+            log_end,
+        }),
+        (
+            None,
+            ScanEnd::TornTail {
+                offset,
+                damage_offset,
+                reason,
+                nonzero_end,
+            },
+        ) => {
+            tracing::warn!(
+                segment = %h.path.display(),
+                offset = log_end,
+                damage_offset = SEGMENT_HEADER_BYTES + damage_offset,
+                cut_bytes = nonzero_end.saturating_sub(offset),
+                reason = %reason,
+                "cut torn WAL tail (the last batch's write was interrupted; it was never acknowledged)"
+            );
+            Ok(Tail::Torn {
+                seq: h.seq,
+                log_end,
+            })
         }
     }
+}
 
-    if let Some(seq) = dead {
-        let prev_log_end = match tail {
-            Tail::Clean { log_end, .. } | Tail::Torn { log_end, .. } => log_end,
-            Tail::Empty | Tail::Dead { .. } => 0,
-        };
-        tail = Tail::Dead { seq, prev_log_end };
-    }
-    Ok((records, tail))
+/// The typed error for a damaged batch followed by a valid one, with the
+/// scanner's offsets (relative to the first batch) made file offsets.
+fn corrupt_batch(path: &Path, c: CorruptRecord) -> WalError {
+    let c = CorruptRecord {
+        offset: SEGMENT_HEADER_BYTES + c.offset,
+        damage_offset: SEGMENT_HEADER_BYTES + c.damage_offset,
+        reason: c.reason,
+        next_valid: SEGMENT_HEADER_BYTES + c.next_valid,
+    };
+    tracing::error!(segment = %path.display(), offset = c.offset, damage_offset = c.damage_offset, next_valid = c.next_valid, reason = %c.reason, "damaged WAL batch before a later batch: acknowledged data is damaged");
+    WalError::corrupt(path, c.offset as u64, Corruption::Record(c))
 }

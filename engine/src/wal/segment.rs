@@ -9,8 +9,9 @@
 //!   is never truncated); a gap is an error (a segment went missing), never
 //!   skipped.
 //! - A segment file is only created with `O_CREAT | O_EXCL`, except when a
-//!   trailing segment whose creation never completed (no valid record
-//!   anywhere) is recreated in place.
+//!   trailing segment whose creation or first write never completed (a bad
+//!   header and no valid batch header after its first batch) is recreated in
+//!   place.
 //! - A file is created, preallocated (so that its tail reads as zeros) and
 //!   its directory entry fsynced before a byte of log is written to it.
 //! - Reads are large, aligned `O_DIRECT` reads; listing uses `std::fs`,

@@ -4,12 +4,12 @@
 //! (torn tails), byte flips (corruption), removed and half-created segments.
 
 use super::*;
-use golem_core::wal_record::{scan, ScannedRecord};
+use golem_core::wal_record::{scan, ScannedRecord, BATCH_HEADER_BYTES};
 use std::future::Future;
 
 /// Runs `fut` on a fresh glommio executor. A small `io_memory` keeps the
 /// pinned ring buffers under a low `RLIMIT_MEMLOCK`.
-fn run<T>(fut: impl Future<Output = T>) -> T {
+pub(super) fn run<T>(fut: impl Future<Output = T>) -> T {
     glommio::LocalExecutorBuilder::default()
         .io_memory(512 * 1024)
         .make()
@@ -17,14 +17,14 @@ fn run<T>(fut: impl Future<Output = T>) -> T {
         .run(fut)
 }
 
-fn small() -> WalOptions {
+pub(super) fn small() -> WalOptions {
     WalOptions {
         segment_bytes: 16 * 1024,
         write_alignment_bytes: 4096,
     }
 }
 
-fn rec(i: usize) -> RecoveredRecord {
+pub(super) fn rec(i: usize) -> RecoveredRecord {
     let kind = match i % 3 {
         0 => RecordKind::Entries,
         1 => RecordKind::HardState,
@@ -37,18 +37,18 @@ fn rec(i: usize) -> RecoveredRecord {
     }
 }
 
-fn rec_sized(i: usize, bytes: usize) -> RecoveredRecord {
+pub(super) fn rec_sized(i: usize, bytes: usize) -> RecoveredRecord {
     let mut r = rec(i);
     r.payload = (0..bytes).map(|j| (i * 31 + j) as u8).collect();
     r
 }
 
-fn put(wal: &mut Wal, r: &RecoveredRecord) {
+pub(super) fn put(wal: &mut Wal, r: &RecoveredRecord) {
     wal.append(r.kind, r.region, &r.payload);
 }
 
 /// Segment files in `dir`, in order.
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn segment_files(dir: &Path) -> Vec<PathBuf> {
     segment::list_segments(dir)
         .unwrap()
         .into_iter()
@@ -349,7 +349,10 @@ fn corrupt_early_record_is_an_error() {
                 what: Corruption::Record(c),
                 ..
             }) => {
-                assert_eq!(offset, first.offset as u64);
+                // The whole first batch: its header, then the bad record.
+                let batch = first.offset - BATCH_HEADER_BYTES;
+                assert_eq!(offset, batch as u64);
+                assert_eq!((c.offset, c.damage_offset), (batch, first.offset));
                 assert!(matches!(c.reason, BadRecord::ChecksumMismatch { .. }));
                 assert!(c.next_valid > c.offset);
             }
@@ -413,6 +416,71 @@ fn bad_header_of_a_segment_with_records_is_an_error() {
                 ..
             })
         ));
+    });
+}
+
+#[test]
+fn segment_of_another_format_version_is_an_error_not_recreated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, seg) = three_syncs(dir);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // A well-formed version 1 header: not a torn write, never recreated.
+    let version_at = golem_core::wal_record::RECORD_HEADER_BYTES + 8;
+    bytes[version_at..version_at + 4].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[4..SEGMENT_HEADER_BYTES]);
+    bytes[0..4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    run(async {
+        assert!(matches!(
+            Wal::open(dir, WalOptions::default()).await,
+            Err(WalError::Corrupt {
+                what: Corruption::SegmentHeader(BadRecord::UnsupportedVersion { version: 1 }),
+                ..
+            })
+        ));
+    });
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes);
+}
+
+#[test]
+fn torn_first_write_of_a_new_segment_is_recreated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (written, _) = three_syncs(dir);
+    // Segment 2's first batch: its first block (segment header, batch
+    // header) never reached the disk, its later blocks did.
+    let mut img = Vec::new();
+    golem_core::wal_record::encode_segment_header(
+        &mut img,
+        &SegmentHeader {
+            seq: 2,
+            prev_log_end: 3 * 4096, // three 4 KiB batches in segment 1
+        },
+    );
+    let batch_at = img.len();
+    golem_core::wal_record::reserve_batch_header(&mut img);
+    for i in 0..3 {
+        let r = rec_sized(100 + i, 3000);
+        golem_core::wal_record::encode_record(&mut img, r.kind, r.region, &r.payload).unwrap();
+    }
+    golem_core::wal_record::seal_batch(&mut img, batch_at, 3, 4096);
+    img[..4096].fill(0);
+    img.resize(64 * 1024, 0);
+    std::fs::write(segment_path(dir, 2), &img).unwrap();
+    run(async {
+        let (mut wal, recs) = reopen(dir, WalOptions::default()).await;
+        assert_eq!(recs, written);
+        let r = rec(5);
+        put(&mut wal, &r);
+        wal.sync().await;
+        assert_eq!(wal.active.as_ref().unwrap().seq, 2, "recreated");
+        wal.close().await;
+        let (wal, recs) = reopen(dir, WalOptions::default()).await;
+        let mut expect = written.clone();
+        expect.push(r);
+        assert_eq!(recs, expect);
+        wal.close().await;
     });
 }
 
