@@ -231,6 +231,42 @@ impl Segment {
         Ok(out)
     }
 
+    /// Point lookup in data block `i` without decoding the whole block:
+    /// checks the checksum, then walks entries until one is `>= key`.
+    /// Every bound is checked; the sorted order is checked on the way.
+    fn find_in_block(&self, i: usize, key: &[u8]) -> Result<Option<Option<&[u8]>>, LsmError> {
+        let ie = &self.index[i];
+        let start = ie.offset as usize;
+        let block = &self.map[start..start + ie.len as usize];
+        let corrupt = |what: &str| LsmError::corrupt(&self.path, ie.offset, what);
+        let body = check_crc_trailer(block).ok_or_else(|| corrupt("data block checksum"))?;
+        let count_at = body
+            .len()
+            .checked_sub(4)
+            .ok_or_else(|| corrupt("data block too short"))?;
+        let mut c = Cursor::new(&body[..count_at]);
+        let mut prev: Option<&[u8]> = None;
+        while !c.is_done() {
+            let kind = c.u8().ok_or_else(|| corrupt("entry kind"))?;
+            let k = c.bytes().ok_or_else(|| corrupt("entry key"))?;
+            let v = match kind {
+                KIND_VALUE => Some(c.bytes().ok_or_else(|| corrupt("entry value"))?),
+                KIND_TOMBSTONE => None,
+                _ => return Err(corrupt("entry kind")),
+            };
+            if k.is_empty() || prev.is_some_and(|p| p >= k) {
+                return Err(corrupt("keys not strictly increasing"));
+            }
+            prev = Some(k);
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => return Ok(Some(v)),
+                std::cmp::Ordering::Greater => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     fn entry(&self, e: &EntryPos) -> (&[u8], Option<&[u8]>) {
         (
             &self.map[e.key.clone()],
@@ -246,9 +282,8 @@ impl Segment {
                 .index
                 .partition_point(|ie| ie.last_key.as_slice() < key);
             if i < self.index.len() {
-                let entries = self.block(i)?;
-                if let Ok(j) = entries.binary_search_by(|e| self.map[e.key.clone()].cmp(key)) {
-                    return Ok(Some(self.entry(&entries[j]).1));
+                if let Some(state) = self.find_in_block(i, key)? {
+                    return Ok(Some(state));
                 }
             }
         }
