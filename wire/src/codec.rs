@@ -43,6 +43,8 @@ macro_rules! codec {
         }
     };
 }
+/// Shared with the PD messages (`pd.rs`), which use the same framing.
+pub(crate) use codec;
 
 codec!(
     Hello,

@@ -5,7 +5,9 @@
 //! broken. Invariant: a variant's code never changes and is never reused;
 //! new variants get new codes (the enum is `#[non_exhaustive]`).
 
-use crate::ids::{PeerId, RegionEpoch, RegionId, RequestId, ShardId, StoreId};
+use crate::ids::{
+    ClusterId, PdMemberId, PeerId, RegionEpoch, RegionId, RequestId, ShardId, StoreId,
+};
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// Where a region's peer lives: enough to connect to its core directly.
@@ -124,6 +126,45 @@ pub enum GolemError {
     /// Code 202. The connection was idle or stalled mid-frame too long.
     #[error("connection timed out")]
     Timeout,
+
+    // --- Placement Driver (300–399) ---
+    /// Code 300. This PD member is not the PD leader; retry at `leader`
+    /// (unknown while an election runs: retry any member after a backoff).
+    #[error("not the PD leader (leader: {leader_id:?} at {leader_addr:?})")]
+    PdNotLeader {
+        leader_id: Option<PdMemberId>,
+        leader_addr: Option<String>,
+    },
+    /// Code 301. The cluster has not been bootstrapped yet.
+    #[error("cluster not bootstrapped")]
+    NotBootstrapped,
+    /// Code 302. Bootstrap of a cluster that already exists.
+    #[error("cluster {cluster} is already bootstrapped")]
+    AlreadyBootstrapped { cluster: ClusterId },
+    /// Code 303. No store with this id was ever registered.
+    #[error("store {store} not found")]
+    UnknownStore { store: StoreId },
+    /// Code 304. The PD knows no region with this id.
+    #[error("region {region} not known to the PD")]
+    UnknownRegion { region: RegionId },
+    /// Code 305. The store id is registered with another address, or the
+    /// address with another store.
+    #[error("store {store} conflicts with store {existing} at {existing_addr}")]
+    DuplicateStore {
+        store: StoreId,
+        existing: StoreId,
+        existing_addr: String,
+    },
+    /// Code 306. A region report older than what the PD knows; ignored.
+    #[error("stale epoch for region {region}: reported {reported:?}, known {current:?}")]
+    StaleEpoch {
+        region: RegionId,
+        reported: RegionEpoch,
+        current: RegionEpoch,
+    },
+    /// Code 307. The store was removed; its id is never reused.
+    #[error("store {store} is a tombstone")]
+    StoreTombstone { store: StoreId },
 }
 
 impl GolemError {
@@ -152,6 +193,14 @@ impl GolemError {
             GolemError::DeadlineExceeded => 200,
             GolemError::Internal { .. } => 201,
             GolemError::Timeout => 202,
+            GolemError::PdNotLeader { .. } => 300,
+            GolemError::NotBootstrapped => 301,
+            GolemError::AlreadyBootstrapped { .. } => 302,
+            GolemError::UnknownStore { .. } => 303,
+            GolemError::UnknownRegion { .. } => 304,
+            GolemError::DuplicateStore { .. } => 305,
+            GolemError::StaleEpoch { .. } => 306,
+            GolemError::StoreTombstone { .. } => 307,
         }
     }
 
@@ -167,6 +216,7 @@ impl GolemError {
                 | GolemError::ServerBusy { .. }
                 | GolemError::ShuttingDown
                 | GolemError::TooManyInFlight { .. }
+                | GolemError::PdNotLeader { .. }
         )
     }
 

@@ -42,6 +42,12 @@ pub enum FrameKind {
     /// Server → client, the last frame before the server closes the
     /// connection: a `GolemError` saying why (request id 0).
     Goodbye = 5,
+    /// Client → PD: `PdRequest` (docs/pd.md).
+    PdRequest = 6,
+    /// PD → client: `PdResponse`, same request id as its request.
+    PdResponse = 7,
+    /// PD member → PD member: `PdRaftBatch` (request id 0, no answer).
+    PdRaft = 8,
 }
 
 impl FrameKind {
@@ -53,6 +59,9 @@ impl FrameKind {
             3 => FrameKind::Request,
             4 => FrameKind::Response,
             5 => FrameKind::Goodbye,
+            6 => FrameKind::PdRequest,
+            7 => FrameKind::PdResponse,
+            8 => FrameKind::PdRaft,
             _ => return None,
         })
     }

@@ -68,6 +68,11 @@ typed_id!(
     LogIndex(u64)
 );
 typed_id!(
+    /// A member of the Placement Driver's Raft group (a raft-rs node id;
+    /// never 0, which raft-rs reserves).
+    PdMemberId(u64)
+);
+typed_id!(
     /// Identifies one request on one connection; chosen by the client,
     /// echoed in the response. Unique among the connection's in-flight
     /// requests (a reused id is rejected), free to wrap around.

@@ -6,6 +6,8 @@
 //! - [`msg`]: rkyv request/response messages.
 //! - [`error`]: `GolemError`, with stable codes and routing payloads.
 //! - [`codec`]: message ⇄ frame, validated with bytecheck before use.
+//! - [`pd`]: the Placement Driver's messages (docs/pd.md).
+//! - [`raft`]: rkyv mirrors of raft-rs messages (never decoded with protobuf).
 //!
 //! The byte-level specification is docs/wire.md.
 
@@ -15,6 +17,8 @@ pub mod frame;
 pub mod ids;
 pub mod limits;
 pub mod msg;
+pub mod pd;
+pub mod raft;
 
 pub use error::{GolemError, PeerLocation, RegionInfo};
 pub use frame::{Frame, FrameDecoder, FrameError, FrameHeader, FrameKind, PROTOCOL_VERSION};

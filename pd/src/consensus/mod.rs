@@ -1,0 +1,12 @@
+//! The PD's Raft plumbing: raft-rs storage, durable log, conversions.
+//!
+//! - [`storage`]: `PdStorage`, raft-rs's view of the log (in memory).
+//! - [`disk`]: `DurableLog`, the append-only crc-framed log file, hard
+//!   states and snapshots on disk, with torn-tail recovery.
+//! - [`convert`]: `eraftpb` ⇄ rkyv mirrors (protobuf never decodes input).
+//! - [`log_bridge`]: raft-rs's slog output → tracing.
+
+pub mod convert;
+pub mod disk;
+pub mod log_bridge;
+pub mod storage;

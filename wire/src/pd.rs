@@ -1,0 +1,583 @@
+//! The Placement Driver protocol: rkyv messages, limits and codecs.
+//!
+//! Owns the PD's requests and responses (nodes, clients and `golem ctl` → PD)
+//! and the PD members' Raft batches (PD ↔ PD). They use the same framing as
+//! the client protocol (docs/wire.md) with their own frame kinds
+//! (`PdRequest`, `PdResponse`, `PdRaft`); a connection starts with the usual
+//! `Hello`/`HelloOk`. The byte-level description is docs/pd.md.
+//!
+//! Invariants: every request is validated against the limits below
+//! ([`PdRequestBody::validate`]) by the server before it is used; errors are
+//! `GolemError`s (the PD-specific ones have codes 300–399).
+
+use crate::codec::codec;
+use crate::error::GolemError;
+use crate::frame::{encode_frame, FrameKind};
+use crate::ids::{
+    ClusterId, PdMemberId, PeerId, RegionEpoch, RegionId, RequestId, ShardId, StoreId,
+};
+use crate::limits::{FRAME_PAYLOAD_BYTES_MAX, KEY_BYTES_MAX};
+use crate::raft::RaftMessage;
+use rkyv::{rancor, Archive, Deserialize, Serialize};
+
+/// Most ids one `AllocIds` hands out.
+pub const PD_ALLOC_IDS_MAX: u32 = 100_000;
+/// Most timestamps one `Tso` hands out (a quarter of the logical space of one
+/// millisecond).
+pub const PD_TSO_COUNT_MAX: u32 = 1 << 16;
+/// Most regions one `ScanRegions` returns; larger limits are clamped.
+pub const PD_SCAN_REGIONS_MAX: u32 = 10_000;
+/// Most peers of one region.
+pub const PD_REGION_PEERS_MAX: usize = 16;
+/// Most shards of one store.
+pub const PD_STORE_SHARDS_MAX: u16 = 1024;
+/// Longest store or member address (`ip:port`), in bytes.
+pub const PD_ADDR_BYTES_MAX: usize = 256;
+/// Most Raft messages in one PD ↔ PD frame.
+pub const PD_RAFT_BATCH_MESSAGES_MAX: usize = 4096;
+
+/// Bits of a timestamp's logical part: a timestamp is
+/// `physical_ms << TSO_LOGICAL_BITS | logical`.
+pub const TSO_LOGICAL_BITS: u32 = 18;
+
+/// A timestamp from the PD's oracle: strictly increasing over the cluster's life.
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+)]
+#[rkyv(derive(Debug))]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Composes a timestamp. `logical` must be below `1 << TSO_LOGICAL_BITS`.
+    pub fn compose(physical_ms: u64, logical: u64) -> Timestamp {
+        debug_assert!(logical < 1 << TSO_LOGICAL_BITS);
+        Timestamp(physical_ms << TSO_LOGICAL_BITS | logical)
+    }
+    /// Milliseconds since the Unix epoch.
+    pub fn physical_ms(self) -> u64 {
+        self.0 >> TSO_LOGICAL_BITS
+    }
+    /// The logical counter within the millisecond.
+    pub fn logical(self) -> u64 {
+        self.0 & ((1 << TSO_LOGICAL_BITS) - 1)
+    }
+}
+
+/// A peer's role in its region's Raft group.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug))]
+pub enum PeerRole {
+    Voter,
+    Learner,
+}
+
+/// One replica of a region: its Raft id and the core that owns it.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug))]
+pub struct Peer {
+    pub id: PeerId,
+    pub store: StoreId,
+    pub shard: ShardId,
+    pub role: PeerRole,
+}
+
+/// A region's durable metadata: id, range, epoch and replicas.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Region {
+    pub id: RegionId,
+    /// Inclusive start key; empty is the start of the key space.
+    pub start: Vec<u8>,
+    /// Exclusive end key; empty is the end of the key space.
+    pub end: Vec<u8>,
+    pub epoch: RegionEpoch,
+    pub peers: Vec<Peer>,
+}
+
+impl Region {
+    /// Whether `key` lies in `[start, end)`.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+    }
+
+    /// Checks the limits and the shape: start < end (unless end is empty),
+    /// keys within `KEY_BYTES_MAX`, 1..=`PD_REGION_PEERS_MAX` peers with
+    /// distinct ids and stores, ids nonzero.
+    pub fn validate(&self) -> Result<(), GolemError> {
+        if self.id.0 == 0 {
+            return Err(GolemError::invalid("region id 0"));
+        }
+        if self.start.len() > KEY_BYTES_MAX || self.end.len() > KEY_BYTES_MAX {
+            return Err(GolemError::KeyTooLarge {
+                len: self.start.len().max(self.end.len()) as u32,
+                max: KEY_BYTES_MAX as u32,
+            });
+        }
+        if !self.end.is_empty() && self.start >= self.end {
+            return Err(GolemError::invalid("region start is not before its end"));
+        }
+        if self.peers.is_empty() || self.peers.len() > PD_REGION_PEERS_MAX {
+            return Err(GolemError::invalid(format!(
+                "region has {} peers (1..={PD_REGION_PEERS_MAX})",
+                self.peers.len()
+            )));
+        }
+        for (i, p) in self.peers.iter().enumerate() {
+            if p.id.0 == 0 || p.store.0 == 0 {
+                return Err(GolemError::invalid("peer or store id 0"));
+            }
+            if self.peers[..i]
+                .iter()
+                .any(|q| q.id == p.id || q.store == p.store)
+            {
+                return Err(GolemError::invalid("two peers share an id or a store"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Approximate size and recent load of a region, reported by its leader.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RegionStats {
+    pub approximate_size_bytes: u64,
+    pub approximate_keys: u64,
+    /// Load over the last `interval_ms`.
+    pub read_bytes: u64,
+    pub read_keys: u64,
+    pub written_bytes: u64,
+    pub written_keys: u64,
+    pub interval_ms: u32,
+}
+
+/// A region leader's report.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RegionHeartbeat {
+    pub region: Region,
+    /// The reporting leader; must be one of `region.peers`.
+    pub leader: PeerId,
+    /// The leader's Raft term: a report from an older term never overrides
+    /// the leader learnt from a newer one.
+    pub term: u64,
+    pub stats: RegionStats,
+}
+
+/// A region as the PD knows it: metadata, leader and stats.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RegionRoute {
+    pub region: Region,
+    pub leader: Option<Peer>,
+    /// The term the leader was reported in.
+    pub term: u64,
+    pub stats: RegionStats,
+}
+
+/// A storage node's identity and address.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Store {
+    pub id: StoreId,
+    /// `ip:port` of shard 0; shard `i` listens on `port + i`.
+    pub addr: String,
+    pub shard_count: u16,
+}
+
+impl Store {
+    /// Checks the limits: nonzero id, a non-empty address of at most
+    /// `PD_ADDR_BYTES_MAX` bytes, 1..=`PD_STORE_SHARDS_MAX` shards.
+    pub fn validate(&self) -> Result<(), GolemError> {
+        if self.id.0 == 0 {
+            return Err(GolemError::invalid("store id 0"));
+        }
+        check_addr(&self.addr)?;
+        if self.shard_count == 0 || self.shard_count > PD_STORE_SHARDS_MAX {
+            return Err(GolemError::invalid(format!(
+                "shard count {} (1..={PD_STORE_SHARDS_MAX})",
+                self.shard_count
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn check_addr(addr: &str) -> Result<(), GolemError> {
+    if addr.is_empty() || addr.len() > PD_ADDR_BYTES_MAX {
+        return Err(GolemError::invalid(format!(
+            "address of {} bytes (1..={PD_ADDR_BYTES_MAX})",
+            addr.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A store's life cycle. `Up`, `Disconnected` and `Down` follow from the
+/// time since its last heartbeat; `Offline` (draining) and `Tombstone`
+/// (removed; its id is never reused) are set by an operator.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug))]
+pub enum StoreState {
+    Up,
+    Disconnected,
+    Down,
+    Offline,
+    Tombstone,
+}
+
+/// Load of one shard (core) of a store.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ShardLoad {
+    pub shard: ShardId,
+    pub region_count: u32,
+    pub leader_count: u32,
+    /// Busy time of the core, in thousandths.
+    pub busy_permille: u16,
+}
+
+/// A store's report.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct StoreStats {
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub region_count: u32,
+    pub leader_count: u32,
+    pub read_bytes_per_sec: u64,
+    pub written_bytes_per_sec: u64,
+    /// At most `PD_STORE_SHARDS_MAX` entries.
+    pub shards: Vec<ShardLoad>,
+}
+
+/// A store as the PD knows it.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct StoreInfo {
+    pub store: Store,
+    pub state: StoreState,
+    pub stats: StoreStats,
+    /// PD leader's clock at the last heartbeat, ms since the Unix epoch (0: never).
+    pub last_heartbeat_ms: u64,
+}
+
+/// One member of the PD's Raft group.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct PdMember {
+    pub id: PdMemberId,
+    /// `ip:port` clients and members connect to.
+    pub addr: String,
+}
+
+/// One step a region leader should take, handed out in a heartbeat
+/// response (the schedulers of #6 produce them; #4 never does).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum OperatorStep {
+    AddLearner { peer: Peer },
+    PromoteLearner { peer: PeerId },
+    RemovePeer { peer: PeerId },
+    TransferLeader { to: PeerId },
+    Split { keys: Vec<Vec<u8>> },
+    Merge { target: RegionId },
+}
+
+/// A scheduling operator for one region, valid only at `epoch`.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Operator {
+    pub id: u64,
+    pub region: RegionId,
+    pub epoch: RegionEpoch,
+    pub step: OperatorStep,
+}
+
+/// A request to the PD.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct PdRequest {
+    /// How long the client waits, in ms; 0: the server's default.
+    pub timeout_ms: u32,
+    pub body: PdRequestBody,
+}
+
+/// The operation of a PD request.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum PdRequestBody {
+    /// Creates the cluster's first store and first region (once).
+    Bootstrap {
+        store: Store,
+        region: Region,
+    },
+    IsBootstrapped,
+    /// Registers a store or updates its shard count (same address only).
+    PutStore {
+        store: Store,
+    },
+    StoreHeartbeat {
+        store: StoreId,
+        stats: StoreStats,
+    },
+    RegionHeartbeat {
+        heartbeat: RegionHeartbeat,
+    },
+    /// `count` fresh ids, never handed out before.
+    AllocIds {
+        count: u32,
+    },
+    /// `count` fresh timestamps, all above every one handed out before.
+    Tso {
+        count: u32,
+    },
+    /// The region containing `key`.
+    GetRegion {
+        key: Vec<u8>,
+    },
+    GetRegionById {
+        region: RegionId,
+    },
+    /// Regions overlapping `[start, end)` in key order (empty end: to the end).
+    ScanRegions {
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u32,
+    },
+    GetStore {
+        store: StoreId,
+    },
+    GetStores {
+        include_tombstones: bool,
+    },
+    GetMembers,
+}
+
+impl PdRequestBody {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PdRequestBody::Bootstrap { .. } => "bootstrap",
+            PdRequestBody::IsBootstrapped => "is_bootstrapped",
+            PdRequestBody::PutStore { .. } => "put_store",
+            PdRequestBody::StoreHeartbeat { .. } => "store_heartbeat",
+            PdRequestBody::RegionHeartbeat { .. } => "region_heartbeat",
+            PdRequestBody::AllocIds { .. } => "alloc_ids",
+            PdRequestBody::Tso { .. } => "tso",
+            PdRequestBody::GetRegion { .. } => "get_region",
+            PdRequestBody::GetRegionById { .. } => "get_region_by_id",
+            PdRequestBody::ScanRegions { .. } => "scan_regions",
+            PdRequestBody::GetStore { .. } => "get_store",
+            PdRequestBody::GetStores { .. } => "get_stores",
+            PdRequestBody::GetMembers => "get_members",
+        }
+    }
+
+    /// Checks every limit of this module that applies.
+    pub fn validate(&self) -> Result<(), GolemError> {
+        match self {
+            PdRequestBody::Bootstrap { store, region } => {
+                store.validate()?;
+                region.validate()?;
+                if !region.start.is_empty() || !region.end.is_empty() {
+                    return Err(GolemError::invalid(
+                        "the first region must cover the whole key space",
+                    ));
+                }
+                if !region.peers.iter().any(|p| p.store == store.id) {
+                    return Err(GolemError::invalid(
+                        "the first region must have a peer on the bootstrapping store",
+                    ));
+                }
+                Ok(())
+            }
+            PdRequestBody::PutStore { store } => store.validate(),
+            PdRequestBody::StoreHeartbeat { store, stats } => {
+                if store.0 == 0 {
+                    return Err(GolemError::invalid("store id 0"));
+                }
+                if stats.shards.len() > PD_STORE_SHARDS_MAX as usize {
+                    return Err(GolemError::BatchTooLarge {
+                        len: stats.shards.len() as u32,
+                        max: PD_STORE_SHARDS_MAX.into(),
+                    });
+                }
+                Ok(())
+            }
+            PdRequestBody::RegionHeartbeat { heartbeat } => {
+                heartbeat.region.validate()?;
+                if !heartbeat
+                    .region
+                    .peers
+                    .iter()
+                    .any(|p| p.id == heartbeat.leader)
+                {
+                    return Err(GolemError::invalid(
+                        "the leader is not a peer of the region",
+                    ));
+                }
+                Ok(())
+            }
+            PdRequestBody::AllocIds { count } => check_count(*count, PD_ALLOC_IDS_MAX),
+            PdRequestBody::Tso { count } => check_count(*count, PD_TSO_COUNT_MAX),
+            PdRequestBody::GetRegion { key } => check_key_len(key),
+            PdRequestBody::ScanRegions { start, end, limit } => {
+                check_key_len(start)?;
+                check_key_len(end)?;
+                if *limit == 0 {
+                    return Err(GolemError::invalid("scan limit must be at least 1"));
+                }
+                if !end.is_empty() && start > end {
+                    return Err(GolemError::invalid("scan start is after its end"));
+                }
+                Ok(())
+            }
+            PdRequestBody::IsBootstrapped
+            | PdRequestBody::GetRegionById { .. }
+            | PdRequestBody::GetStore { .. }
+            | PdRequestBody::GetStores { .. }
+            | PdRequestBody::GetMembers => Ok(()),
+        }
+    }
+}
+
+fn check_count(count: u32, max: u32) -> Result<(), GolemError> {
+    if count == 0 {
+        return Err(GolemError::invalid("count must be at least 1"));
+    }
+    if count > max {
+        return Err(GolemError::BatchTooLarge { len: count, max });
+    }
+    Ok(())
+}
+
+fn check_key_len(key: &[u8]) -> Result<(), GolemError> {
+    if key.len() > KEY_BYTES_MAX {
+        return Err(GolemError::KeyTooLarge {
+            len: key.len() as u32,
+            max: KEY_BYTES_MAX as u32,
+        });
+    }
+    Ok(())
+}
+
+/// The successful result of a PD request; the variant matches the request's.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum PdResponseBody {
+    Bootstrap {
+        cluster: ClusterId,
+    },
+    IsBootstrapped {
+        bootstrapped: bool,
+    },
+    PutStore,
+    StoreHeartbeat,
+    RegionHeartbeat {
+        operator: Option<Operator>,
+    },
+    /// Ids `first .. first + count`.
+    AllocIds {
+        first: u64,
+        count: u32,
+    },
+    /// Timestamps `last - count + 1 ..= last`.
+    Tso {
+        last: Timestamp,
+        count: u32,
+    },
+    /// `None` when no region covers the key (not bootstrapped, or a gap
+    /// while a split is being reported).
+    Region {
+        route: Option<RegionRoute>,
+    },
+    Regions {
+        routes: Vec<RegionRoute>,
+    },
+    Store {
+        store: StoreInfo,
+    },
+    Stores {
+        stores: Vec<StoreInfo>,
+    },
+    Members {
+        members: Vec<PdMember>,
+        leader: Option<PdMemberId>,
+    },
+}
+
+/// The PD's answer to one request.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum PdResponse {
+    Ok(PdResponseBody),
+    Err(GolemError),
+}
+
+impl From<Result<PdResponseBody, GolemError>> for PdResponse {
+    fn from(r: Result<PdResponseBody, GolemError>) -> Self {
+        match r {
+            Ok(b) => PdResponse::Ok(b),
+            Err(e) => PdResponse::Err(e),
+        }
+    }
+}
+
+impl From<PdResponse> for Result<PdResponseBody, GolemError> {
+    fn from(r: PdResponse) -> Self {
+        match r {
+            PdResponse::Ok(b) => Ok(b),
+            PdResponse::Err(e) => Err(e),
+        }
+    }
+}
+
+/// Raft messages from one PD member to another, batched per send.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct PdRaftBatch {
+    pub from: PdMemberId,
+    pub to: PdMemberId,
+    /// At most `PD_RAFT_BATCH_MESSAGES_MAX`.
+    pub messages: Vec<RaftMessage>,
+}
+
+codec!(
+    PdRequest,
+    ArchivedPdRequest,
+    FrameKind::PdRequest,
+    encode_pd_request,
+    access_pd_request,
+    decode_pd_request
+);
+codec!(
+    PdResponse,
+    ArchivedPdResponse,
+    FrameKind::PdResponse,
+    encode_pd_response,
+    access_pd_response,
+    decode_pd_response
+);
+codec!(
+    PdRaftBatch,
+    ArchivedPdRaftBatch,
+    FrameKind::PdRaft,
+    encode_pd_raft,
+    access_pd_raft,
+    decode_pd_raft
+);
+
+#[cfg(test)]
+mod tests;

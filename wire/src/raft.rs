@@ -1,0 +1,83 @@
+//! rkyv mirrors of raft-rs's `eraftpb` messages.
+//!
+//! Owns the on-wire (and on-disk) form of Raft messages, entries and hard
+//! states. raft-rs 0.7 encodes these with protobuf 2, which has a known
+//! stack-overflow advisory on crafted input (RUSTSEC-2024-0437): bytes from
+//! the network or the disk are never decoded with it. They are validated
+//! here with bytecheck and converted field by field to `eraftpb` types at the
+//! boundary (the conversion lives with the crate that links raft-rs, so that
+//! this crate still depends on nothing of ours and on no Raft library).
+//!
+//! Invariant: every field of the `eraftpb` message has a field here, so the
+//! conversion is lossless in both directions. Enum-like fields (`msg_type`,
+//! `entry_type`) travel as their protobuf integer values and are checked by
+//! the converter, which rejects unknown values with a typed error.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// `eraftpb::Entry`.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RaftEntry {
+    /// `EntryType` as its protobuf value (0 normal, 1 conf change, 2 conf change v2).
+    pub entry_type: u8,
+    pub term: u64,
+    pub index: u64,
+    pub data: Vec<u8>,
+    pub context: Vec<u8>,
+}
+
+/// `eraftpb::HardState`.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RaftHardState {
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+}
+
+/// `eraftpb::ConfState`.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RaftConfState {
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub voters_outgoing: Vec<u64>,
+    pub learners_next: Vec<u64>,
+    pub auto_leave: bool,
+}
+
+/// `eraftpb::Snapshot` (metadata flattened).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RaftSnapshot {
+    pub data: Vec<u8>,
+    pub conf_state: RaftConfState,
+    /// Index of the last entry the snapshot covers.
+    pub index: u64,
+    /// Term of that entry.
+    pub term: u64,
+}
+
+/// `eraftpb::Message`.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RaftMessage {
+    /// `MessageType` as its protobuf value.
+    pub msg_type: u8,
+    pub to: u64,
+    pub from: u64,
+    pub term: u64,
+    pub log_term: u64,
+    pub index: u64,
+    pub entries: Vec<RaftEntry>,
+    pub commit: u64,
+    pub commit_term: u64,
+    pub snapshot: Option<RaftSnapshot>,
+    pub request_snapshot: u64,
+    pub reject: bool,
+    pub reject_hint: u64,
+    pub context: Vec<u8>,
+    pub deprecated_priority: u64,
+    pub priority: i64,
+}
