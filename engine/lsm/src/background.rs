@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) done: AtomicU64,
     /// The first fatal error; once set the thread has exited.
     pub(crate) error: Mutex<Option<String>>,
+    /// Test hook: while set, the thread takes no new job.
+    pub(crate) paused: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Background {
@@ -68,6 +70,11 @@ pub(crate) struct Background {
     pub(crate) deletions: Receiver<PathBuf>,
     pub(crate) deleter: Sender<PathBuf>,
     pub(crate) shared: Arc<Shared>,
+    /// A non-flush job received while a compaction was flushing in between
+    /// (it runs next, in order).
+    pub(crate) deferred: Option<Job>,
+    /// Crash-hook hits still to let pass (`LsmOptions::crash_point_skip`).
+    pub(crate) crash_skip: u32,
 }
 
 /// Returned by a step when the crash hook fired: stop dead.
@@ -94,10 +101,17 @@ impl Background {
     pub(crate) fn run(mut self) {
         loop {
             self.delete_obsolete();
-            let job = match self.jobs.recv_timeout(Duration::from_millis(50)) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
+            if self.shared.paused.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let job = match self.deferred.take() {
+                Some(job) => job,
+                None => match self.jobs.recv_timeout(Duration::from_millis(50)) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
             };
             let result = match job {
                 Job::Stop => break,
@@ -105,6 +119,8 @@ impl Background {
                 Job::Ingest { path, seq } => self.ingest(path, seq),
                 Job::CompactAll => self.compact_all(),
             };
+            // A job counts as done once the compactions it triggered are,
+            // so `wait_idle` returns with the background fully idle.
             let result = result.and_then(|()| self.compact_while_needed());
             match result {
                 Ok(()) => {
@@ -126,12 +142,25 @@ impl Background {
         self.delete_obsolete();
     }
 
-    fn crash(&self, at: CrashPoint) -> Result<(), Crashed> {
-        if self.options.crash_point == Some(at) {
+    fn crash(&mut self, at: CrashPoint) -> Result<(), Crashed> {
+        if self.should_crash(at) {
             Err(Crashed)
         } else {
             Ok(())
         }
+    }
+
+    /// The crash hook: whether to stop dead at `at` (after letting
+    /// `crash_point_skip` hits pass).
+    fn should_crash(&mut self, at: CrashPoint) -> bool {
+        if self.options.crash_point != Some(at) {
+            return false;
+        }
+        if self.crash_skip > 0 {
+            self.crash_skip -= 1;
+            return false;
+        }
+        true
     }
 
     fn delete_obsolete(&self) {
@@ -166,15 +195,15 @@ impl Background {
                 seq: *seq,
             })
             .collect();
-        let hook = self.options.crash_point;
-        let crash = move |step: Step| {
-            matches!(
-                (hook, step),
-                (Some(CrashPoint::ManifestTempWritten), Step::TempWritten)
-                    | (Some(CrashPoint::ManifestRenamed), Step::Renamed)
-            )
+        let manifest = self.manifest.clone();
+        let dir = self.dir.clone();
+        let mut crash = |step: Step| {
+            self.should_crash(match step {
+                Step::TempWritten => CrashPoint::ManifestTempWritten,
+                Step::Renamed => CrashPoint::ManifestRenamed,
+            })
         };
-        if !self.manifest.store(&self.dir, &crash)? {
+        if !manifest.store(&dir, &mut crash)? {
             return Err(Stop::Crashed);
         }
         let _ = self.updates.send(Update::Segments {
@@ -277,15 +306,40 @@ impl Background {
             })
             .collect();
         let seq = layers[0].seq;
+        let oldest_seq = layers[layers.len() - 1].seq;
         let (_, path) = self.new_file();
         let tmp = path.with_extension("seg.tmp");
-        compaction::write_merged(&layers, bottom, &tmp, &self.options)?;
+        let options = self.options.clone();
+        let mut stopped: Option<Stop> = None;
+        let written =
+            compaction::write_merged(&layers, bottom, &tmp, &options, &mut || match self
+                .flush_waiting()
+            {
+                Ok(()) => true,
+                Err(stop) => {
+                    stopped = Some(stop);
+                    false
+                }
+            })?;
+        if let Some(stop) = stopped {
+            return Err(stop);
+        }
+        written.expect("only a stop abandons a merge");
         self.publish_file(&tmp, &path)?;
         self.crash(CrashPoint::CompactionSegmentRenamed)?;
         let seg = Segment::open(&path)?;
+        // Flushes done meanwhile are newer: the run is still contiguous,
+        // found by its seqs.
+        let start = self.segments.partition_point(|(s, _)| *s > seq);
+        let end = self.segments.partition_point(|(s, _)| *s >= oldest_seq);
+        assert_eq!(
+            end - start,
+            run.len(),
+            "the compaction run changed under the merge"
+        );
         let old: Vec<(u64, Arc<Segment>)> = self
             .segments
-            .splice(run.clone(), [(seq, Arc::new(seg))])
+            .splice(start..end, [(seq, Arc::new(seg))])
             .collect();
         self.commit(None)?;
         // Durable: the inputs go when the last reader (a snapshot) drops them.
@@ -293,6 +347,23 @@ impl Background {
             s.mark_obsolete(self.deleter.clone());
         }
         tracing::debug!(inputs = run.len(), bottom, "LSM compaction done");
+        Ok(())
+    }
+
+    /// Runs the flush jobs waiting in the queue (called in the middle of a
+    /// compaction). Stops at the first other job, which is kept to run next,
+    /// so jobs other than flushes keep their order.
+    fn flush_waiting(&mut self) -> Result<(), Stop> {
+        while self.deferred.is_none() {
+            match self.jobs.try_recv() {
+                Ok(Job::Flush { mem, seq }) => {
+                    self.flush(&mem, seq)?;
+                    self.shared.done.fetch_add(1, Ordering::AcqRel);
+                }
+                Ok(other) => self.deferred = Some(other),
+                Err(_) => break,
+            }
+        }
         Ok(())
     }
 }

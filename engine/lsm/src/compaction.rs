@@ -44,38 +44,49 @@ pub(crate) fn pick(sizes: &[u64], o: &LsmOptions) -> Option<Range<usize>> {
     (sizes.len() > o.segments_max).then_some(0..width)
 }
 
+/// Entries merged between two calls of the `yield_to` hook.
+const YIELD_EVERY_ENTRIES: u64 = 4096;
+
 /// Merges `run` (segments, newest first) into a new segment at `path`.
 /// `bottom`: no older segment exists, so tombstones are dropped.
+/// `yield_to` is called every `YIELD_EVERY_ENTRIES` entries (the background
+/// thread flushes waiting memtables there, so a long merge never holds
+/// flushes back); when it returns `false` the merge is abandoned and
+/// `Ok(None)` returned (the caller keeps the reason).
 pub(crate) fn write_merged(
     run: &[Layer],
     bottom: bool,
     path: &Path,
     o: &LsmOptions,
-) -> Result<SegmentInfo, LsmError> {
+    yield_to: &mut dyn FnMut() -> bool,
+) -> Result<Option<SegmentInfo>, LsmError> {
     let mut w = SegmentWriter::create(path, o.block_bytes, o.bloom_bits_per_key)?;
     let refs: Vec<&Layer> = run.iter().collect();
     let mut failed = None;
+    let mut abandoned = false;
+    let mut entries = 0u64;
     let tombstones = if bottom {
         Tombstones::Hide
     } else {
         Tombstones::Keep
     };
-    merge(
-        &refs,
-        b"",
-        b"",
-        false,
-        tombstones,
-        &mut |k, v| match w.add(k, v) {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        },
-    )?;
+    merge(&refs, b"", b"", false, tombstones, &mut |k, v| {
+        if let Err(e) = w.add(k, v) {
+            failed = Some(e);
+            return false;
+        }
+        entries += 1;
+        if entries.is_multiple_of(YIELD_EVERY_ENTRIES) && !yield_to() {
+            abandoned = true;
+            return false;
+        }
+        true
+    })?;
     if let Some(e) = failed {
         return Err(e);
+    }
+    if abandoned {
+        return Ok(None);
     }
     for layer in run {
         let LayerKind::Seg(s) = &layer.kind else {
@@ -90,7 +101,7 @@ pub(crate) fn write_merged(
             w.set_applied(*r, *i);
         }
     }
-    w.finish()
+    w.finish().map(Some)
 }
 
 #[cfg(test)]

@@ -118,6 +118,7 @@ impl Lsm {
             _lock: lock,
         };
         lsm.install_segments(segments.clone());
+        let options_skip = options.crash_point_skip;
         let bg = Background {
             dir: dir.to_path_buf(),
             options,
@@ -128,6 +129,8 @@ impl Lsm {
             deletions,
             deleter,
             shared,
+            deferred: None,
+            crash_skip: options_skip,
         };
         let thread = std::thread::Builder::new()
             .name("golem-lsm-bg".into())
@@ -271,6 +274,13 @@ impl Lsm {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Test hook: while `paused`, the background thread takes no new job
+    /// (to test backpressure deterministically).
+    #[doc(hidden)]
+    pub fn set_background_paused(&self, paused: bool) {
+        self.shared.paused.store(paused, Ordering::Release);
     }
 
     /// Counts for monitoring and tests.

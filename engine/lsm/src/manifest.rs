@@ -143,7 +143,11 @@ impl Manifest {
 
     /// Writes the manifest atomically (see the module doc). `crash` is the
     /// test hook: it is asked after each step whether to stop there.
-    pub(crate) fn store(&self, dir: &Path, crash: &dyn Fn(Step) -> bool) -> Result<bool, LsmError> {
+    pub(crate) fn store(
+        &self,
+        dir: &Path,
+        crash: &mut dyn FnMut(Step) -> bool,
+    ) -> Result<bool, LsmError> {
         let tmp = dir.join(MANIFEST_TMP_NAME);
         let path = dir.join(MANIFEST_NAME);
         let mut f = File::create(&tmp).map_err(|e| LsmError::io("create", &tmp, e))?;

@@ -36,6 +36,9 @@ pub struct LsmOptions {
     /// process crashed there. `None` in production.
     #[doc(hidden)]
     pub crash_point: Option<CrashPoint>,
+    /// Test hook: hits of `crash_point` to let pass before stopping.
+    #[doc(hidden)]
+    pub crash_point_skip: u32,
 }
 
 impl Default for LsmOptions {
@@ -49,6 +52,7 @@ impl Default for LsmOptions {
             tier_size_ratio_percent: 100,
             segments_max: 24,
             crash_point: None,
+            crash_point_skip: 0,
         }
     }
 }

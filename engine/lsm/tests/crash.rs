@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
-fn options(crash_point: Option<CrashPoint>) -> LsmOptions {
+fn options(crash_point: Option<CrashPoint>, skip: u32) -> LsmOptions {
     LsmOptions {
+        crash_point_skip: skip,
         memtable_bytes_max: 4096,
         frozen_memtables_max: 1000,
         block_bytes: 512,
@@ -64,7 +65,7 @@ fn state(lsm: &mut Lsm) -> Model {
 
 const ENTRIES: u64 = 400;
 
-fn crash_and_recover(point: CrashPoint) {
+fn crash_and_recover(point: CrashPoint, skip: u32) {
     let dir = tempfile::tempdir().unwrap();
     let region = RegionId(1);
     let mut models = vec![Model::new()];
@@ -74,7 +75,7 @@ fn crash_and_recover(point: CrashPoint) {
         models.push(m);
     }
     // Run until the crash point fires (or the entries run out).
-    let mut lsm = Lsm::open(dir.path(), options(Some(point))).unwrap();
+    let mut lsm = Lsm::open(dir.path(), options(Some(point), skip)).unwrap();
     let mut crashed = false;
     for i in 1..=ENTRIES {
         match lsm.apply(batch(i), (region, LogIndex(i))) {
@@ -94,9 +95,16 @@ fn crash_and_recover(point: CrashPoint) {
         }
     }
     assert!(crashed, "{point:?} never reached");
+    if skip > 0 && point != CrashPoint::ManifestTempWritten {
+        // Earlier flushes were made durable before the crash.
+        assert!(
+            lsm.persisted_applied(region).get() > 0
+                || point == CrashPoint::CompactionSegmentRenamed
+        );
+    }
     drop(lsm); // The memtables are lost, like in a kill -9.
 
-    let mut lsm = Lsm::open(dir.path(), options(None)).unwrap();
+    let mut lsm = Lsm::open(dir.path(), options(None, 0)).unwrap();
     let p = lsm.persisted_applied(region).get();
     assert!(p < ENTRIES);
     assert_eq!(
@@ -118,40 +126,45 @@ fn crash_and_recover(point: CrashPoint) {
     lsm.compact().unwrap();
     lsm.wait_idle().unwrap();
     drop(lsm);
-    let mut lsm = Lsm::open(dir.path(), options(None)).unwrap();
+    let mut lsm = Lsm::open(dir.path(), options(None, 0)).unwrap();
     assert_eq!(lsm.persisted_applied(region), LogIndex(ENTRIES));
     assert_eq!(state(&mut lsm), models[ENTRIES as usize]);
 }
 
 #[test]
 fn crash_after_segment_temp_written() {
-    crash_and_recover(CrashPoint::SegmentTempWritten);
+    crash_and_recover(CrashPoint::SegmentTempWritten, 0);
+    crash_and_recover(CrashPoint::SegmentTempWritten, 3);
 }
 
 #[test]
 fn crash_after_segment_renamed() {
-    crash_and_recover(CrashPoint::SegmentRenamed);
+    crash_and_recover(CrashPoint::SegmentRenamed, 0);
+    crash_and_recover(CrashPoint::SegmentRenamed, 3);
 }
 
 #[test]
 fn crash_after_manifest_temp_written() {
-    crash_and_recover(CrashPoint::ManifestTempWritten);
+    crash_and_recover(CrashPoint::ManifestTempWritten, 0);
+    crash_and_recover(CrashPoint::ManifestTempWritten, 3);
 }
 
 #[test]
 fn crash_after_manifest_renamed() {
-    crash_and_recover(CrashPoint::ManifestRenamed);
+    crash_and_recover(CrashPoint::ManifestRenamed, 0);
+    crash_and_recover(CrashPoint::ManifestRenamed, 3);
 }
 
 #[test]
 fn crash_after_compaction_output_renamed() {
-    crash_and_recover(CrashPoint::CompactionSegmentRenamed);
+    crash_and_recover(CrashPoint::CompactionSegmentRenamed, 0);
+    crash_and_recover(CrashPoint::CompactionSegmentRenamed, 3);
 }
 
 #[test]
 fn clean_reopen_without_flush_loses_only_the_memtable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lsm = Lsm::open(dir.path(), options(None)).unwrap();
+    let mut lsm = Lsm::open(dir.path(), options(None, 0)).unwrap();
     let mut m = Model::new();
     for i in 1..=30 {
         apply_model(&mut m, &batch(i));
@@ -161,7 +174,7 @@ fn clean_reopen_without_flush_loses_only_the_memtable() {
     lsm.wait_idle().unwrap();
     lsm.apply(batch(31), (RegionId(1), LogIndex(31))).unwrap();
     drop(lsm);
-    let mut lsm = Lsm::open(dir.path(), options(None)).unwrap();
+    let mut lsm = Lsm::open(dir.path(), options(None, 0)).unwrap();
     assert_eq!(lsm.persisted_applied(RegionId(1)), LogIndex(30));
     assert_eq!(state(&mut lsm), m);
 }

@@ -180,3 +180,80 @@ fn a_second_owner_is_refused() {
         Err(golem_lsm::LsmError::Locked { .. })
     ));
 }
+
+#[test]
+fn a_full_frozen_queue_pushes_back_with_write_stall_without_applying() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LsmOptions {
+        memtable_bytes_max: 1024,
+        frozen_memtables_max: 2,
+        ..small()
+    };
+    let mut lsm = Lsm::open(dir.path(), options).unwrap();
+    lsm.set_background_paused(true);
+    let mut stalled_at = None;
+    for i in 0..100u32 {
+        let mut b = WriteBatch::new();
+        b.put(key(i), vec![b'x'; 200]);
+        match lsm.apply(b, (RegionId(1), LogIndex(u64::from(i) + 1))) {
+            Ok(()) => {}
+            Err(golem_lsm::LsmError::WriteStall { frozen: 2, max: 2 }) => {
+                stalled_at = Some(i);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let i = stalled_at.expect("never stalled");
+    assert_eq!(lsm.stats().frozen_memtables, 2);
+    assert_eq!(
+        lsm.get(&key(i)).unwrap(),
+        None,
+        "a stalled batch is not applied"
+    );
+    assert!(lsm.get(&key(i - 1)).unwrap().is_some());
+    // The background catches up; the same batch then goes in.
+    lsm.set_background_paused(false);
+    lsm.wait_idle().unwrap();
+    let mut b = WriteBatch::new();
+    b.put(key(i), vec![b'x'; 200]);
+    lsm.apply(b, (RegionId(1), LogIndex(u64::from(i) + 1)))
+        .unwrap();
+    assert!(lsm.get(&key(i)).unwrap().is_some());
+    lsm.wait_idle().unwrap();
+    assert_eq!(lsm.stats().frozen_memtables, 0);
+}
+
+#[test]
+fn flushes_proceed_while_a_long_compaction_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LsmOptions {
+        memtable_bytes_max: 64 * 1024,
+        frozen_memtables_max: 1000,
+        segments_per_tier_max: 2,
+        segments_max: 4,
+        ..LsmOptions::default()
+    };
+    let mut lsm = Lsm::open(dir.path(), options).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    for i in 0..40_000u32 {
+        let k = key(i.wrapping_mul(2_654_435_761) % 50_000);
+        let v = format!("v{i}").into_bytes();
+        let mut b = WriteBatch::new();
+        b.put(k.clone(), v.clone());
+        lsm.apply(b, (RegionId(1), LogIndex(u64::from(i) + 1)))
+            .unwrap();
+        model.insert(k, v);
+        if i % 10_000 == 0 {
+            lsm.compact().unwrap();
+        }
+    }
+    lsm.flush().unwrap();
+    lsm.wait_idle().unwrap();
+    let all = lsm
+        .scan(b"", b"", false, usize::MAX, usize::MAX)
+        .unwrap()
+        .pairs;
+    assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+    assert_eq!(lsm.persisted_applied(RegionId(1)), LogIndex(40_000));
+}
