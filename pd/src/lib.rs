@@ -7,9 +7,15 @@
 //!
 //! - [`state`]: the state machine — no I/O, no clock, no randomness.
 //! - [`consensus`]: raft-rs storage, the durable log, rkyv conversions.
+//! - [`server`]: a member on tokio: listener, connections, Raft driver, peers.
+//! - [`client`]: `PdClient`, leader-following and retrying.
+//! - [`config`], [`cli`]: `PdConfig` (validated) and `golem pd`'s `PdArgs`.
 //!
 //! Dependency rule: this crate never links the engine's crates.
 
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod consensus;
+pub mod server;
 pub mod state;

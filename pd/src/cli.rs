@@ -1,0 +1,104 @@
+//! `golem pd`: command-line arguments and entry point of a PD member.
+//!
+//! Owns `PdArgs` (clap) and `run`, so that the `golem` binary adds the
+//! subcommand with one line (`Pd(golem_pd::cli::PdArgs)` →
+//! `golem_pd::cli::run(args)`); `golem-pd` (this crate's binary) calls the
+//! same function.
+
+use crate::config::{parse_peers, ConfigError, PdConfig};
+use golem_wire::PdMemberId;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run one member of the Placement Driver.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PdArgs {
+    /// This member's id in the PD group (1, 2, 3 …); must appear in --peers.
+    #[arg(long, default_value_t = 1)]
+    pub id: u64,
+    /// Directory for the Raft log, snapshots and the lock file.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address to listen on for clients, nodes and peer members (ip:port).
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub listen: SocketAddr,
+    /// Every member of the group as id=ip:port, comma-separated (1, 3 or 5
+    /// members), e.g. 1=10.0.0.1:2379,2=10.0.0.2:2379,3=10.0.0.3:2379.
+    /// Default: this member alone, at --listen.
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// One Raft tick, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
+    /// Ticks without a leader before a member campaigns (election timeout).
+    #[arg(long, default_value_t = 10)]
+    pub election_ticks: usize,
+    /// Ticks between the leader's heartbeats (must be below --election-ticks).
+    #[arg(long, default_value_t = 2)]
+    pub heartbeat_ticks: usize,
+    /// Length of a persisted timestamp window, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub tso_window_ms: u64,
+    /// Applied entries between snapshots (the log is compacted at each).
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_entries: u64,
+    /// Default and largest wait for one request, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub request_timeout_ms: u32,
+    /// Open connections, at most.
+    #[arg(long, default_value_t = 1024)]
+    pub connections_max: usize,
+    /// Log filter (tracing env-filter syntax), e.g. info or golem_pd=debug.
+    #[arg(long, default_value = "info", env = "GOLEM_LOG")]
+    pub log: String,
+}
+
+impl PdArgs {
+    /// The validated configuration these arguments describe.
+    pub fn to_config(&self) -> Result<PdConfig, ConfigError> {
+        let mut cfg = PdConfig::single(self.data_dir.clone(), self.listen);
+        cfg.id = PdMemberId(self.id);
+        cfg.peers = match &self.peers {
+            Some(p) => parse_peers(p)?,
+            None => vec![(PdMemberId(self.id), self.listen)],
+        };
+        cfg.tick_ms = self.tick_ms;
+        cfg.election_ticks = self.election_ticks;
+        cfg.heartbeat_ticks = self.heartbeat_ticks;
+        cfg.tso_window_ms = self.tso_window_ms;
+        cfg.snapshot_entries = self.snapshot_entries;
+        cfg.request_timeout_ms = self.request_timeout_ms;
+        cfg.connections_max = self.connections_max;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Runs a PD member until SIGINT/SIGTERM. Exit codes: 0 clean stop,
+/// 2 bad configuration, 1 any other start or run failure (70: fatal I/O,
+/// from the driver).
+pub fn run(args: PdArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The `golem` binary may have installed a subscriber already.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cfg = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("golem pd: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::server::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("golem pd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! The Raft driver: one thread that owns the PD member's Raft node, log and
+//! state.
+//!
+//! Owns the raft-rs `RawNode`, the `DurableLog`, the `PdState`, the TSO
+//! oracle and the proposals waiting for their entries to apply. Everything
+//! reaches it as a message on one bounded inbox (client requests, peers'
+//! Raft messages); it ticks raft-rs on a timer and runs the Ready cycle:
+//! send, persist (one fdatasync per pass), send the persisted messages,
+//! apply, reply.
+//!
+//! Invariants:
+//! - a write is answered only after its entry is committed and applied;
+//! - reads are answered only by a leader that has applied an entry of its
+//!   own term (so its state includes everything committed before it);
+//! - timestamps are served only below a committed window end (`TsoOracle`);
+//! - a durable-log error stops the process (fail-stop, never retried).
+
+use super::Shared;
+use crate::config::PdConfig;
+use crate::consensus::convert;
+use crate::consensus::disk::DurableLog;
+use crate::consensus::log_bridge::raft_logger;
+use crate::consensus::storage::PdStorage;
+use crate::state::{HeartbeatEffect, PdCommand, PdState, StoreTimeouts, TsoError, TsoOracle};
+use golem_wire::pd::{PdMember, PdRequestBody, PdResponse, PdResponseBody};
+use golem_wire::raft::RaftMessage;
+use golem_wire::{ClusterId, GolemError, PdMemberId};
+use raft::eraftpb::{ConfState, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, StateRole};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages the driver accepts.
+pub enum DriverMsg {
+    /// A validated client request.
+    Client {
+        body: PdRequestBody,
+        deadline: Instant,
+        reply: oneshot::Sender<PdResponse>,
+    },
+    /// Raft messages from a peer (already converted and checked).
+    Raft(Vec<Message>),
+    /// Stop the driver.
+    Stop,
+}
+
+/// What a client request leads to.
+enum Step {
+    Reply(Result<PdResponseBody, GolemError>),
+    Propose(PdCommand),
+}
+
+/// A proposal waiting for its entry to apply.
+struct Pending {
+    reply: oneshot::Sender<PdResponse>,
+    deadline: Instant,
+}
+
+/// Client requests handled per loop pass, at most (keeps ticks on time).
+const INBOX_BATCH_MAX: usize = 4096;
+/// Retry hint while a new leader commits its first window, in ms.
+const NOT_READY_RETRY_MS: u32 = 10;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Raft context of a proposal: proposing member and token.
+fn proposal_context(member: PdMemberId, token: u64) -> Vec<u8> {
+    let mut c = Vec::with_capacity(16);
+    c.extend_from_slice(&member.0.to_le_bytes());
+    c.extend_from_slice(&token.to_le_bytes());
+    c
+}
+
+fn parse_context(c: &[u8]) -> Option<(u64, u64)> {
+    let c: &[u8; 16] = c.try_into().ok()?;
+    let member = u64::from_le_bytes(c[..8].try_into().ok()?);
+    let token = u64::from_le_bytes(c[8..].try_into().ok()?);
+    Some((member, token))
+}
+
+/// Fail-stop on a durable-log error (fsyncgate: never retry).
+fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
+    tracing::error!("fatal: {what}: {e}; stopping the PD member");
+    eprintln!("golem-pd: fatal: {what}: {e}");
+    std::process::exit(70)
+}
+
+/// The driver's state.
+pub struct Driver {
+    cfg: PdConfig,
+    node: RawNode<PdStorage>,
+    log: DurableLog,
+    state: PdState,
+    oracle: TsoOracle,
+    applied_index: u64,
+    applied_term: u64,
+    pending: HashMap<u64, Pending>,
+    next_token: u64,
+    peers_out: HashMap<u64, mpsc::Sender<RaftMessage>>,
+    shared: Arc<Shared>,
+    /// The TSO oracle was started in this leadership (its first window proposed).
+    tso_started: bool,
+    was_leader: bool,
+}
+
+impl Driver {
+    /// Recovers the member from its data directory.
+    pub fn open(
+        cfg: PdConfig,
+        peers_out: HashMap<u64, mpsc::Sender<RaftMessage>>,
+        shared: Arc<Shared>,
+    ) -> Result<Driver, super::ServerError> {
+        let (log, rec) = DurableLog::open(&cfg.data_dir)?;
+        if rec.cut_bytes > 0 {
+            tracing::warn!(bytes = rec.cut_bytes, "cut a torn tail from the raft log");
+        }
+        let timeouts = StoreTimeouts {
+            disconnected_after_ms: cfg.store_disconnected_after_ms,
+            down_after_ms: cfg.store_down_after_ms,
+        };
+        let (state, snapshot, conf_state) = match &rec.snapshot {
+            Some(s) => (
+                PdState::decode_snapshot(&s.data, timeouts)
+                    .map_err(|e| super::ServerError::Snapshot(e.to_string()))?,
+                convert::snapshot_from_wire(s),
+                convert::conf_state_from_wire(&s.conf_state),
+            ),
+            None => {
+                let cs = ConfState {
+                    voters: cfg.peers.iter().map(|(id, _)| id.0).collect(),
+                    ..Default::default()
+                };
+                (PdState::new(timeouts), Snapshot::default(), cs)
+            }
+        };
+        let applied = snapshot.get_metadata().index;
+        let applied_term = snapshot.get_metadata().term;
+        let entries = rec
+            .entries
+            .iter()
+            .map(convert::entry_from_wire)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| super::ServerError::Snapshot(e.to_string()))?;
+        let storage = PdStorage::new(
+            convert::hard_state_from_wire(&rec.hard_state),
+            conf_state,
+            snapshot,
+            entries,
+        );
+        let raft_cfg = raft::Config {
+            id: cfg.id.0,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied,
+            pre_vote: true,
+            check_quorum: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        raft_cfg
+            .validate()
+            .map_err(|e| super::ServerError::Raft(e.to_string()))?;
+        let mut node = RawNode::new(&raft_cfg, storage, &raft_logger(cfg.id))
+            .map_err(|e| super::ServerError::Raft(e.to_string()))?;
+        if cfg.peers.len() == 1 {
+            // A single member need not wait for an election timeout.
+            let _ = node.campaign();
+        }
+        shared
+            .cluster
+            .store(state.cluster().map_or(0, |c| c.0), Ordering::Release);
+        let oracle = TsoOracle::new(cfg.tso_window_ms);
+        Ok(Driver {
+            cfg,
+            node,
+            log,
+            state,
+            oracle,
+            applied_index: applied,
+            applied_term,
+            pending: HashMap::new(),
+            next_token: 1,
+            peers_out,
+            shared,
+            tso_started: false,
+            was_leader: false,
+        })
+    }
+
+    /// Runs until `Stop` or until every sender is gone.
+    pub fn run(mut self, inbox: Receiver<DriverMsg>) {
+        let tick = Duration::from_millis(self.cfg.tick_ms);
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match inbox.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch: Vec<DriverMsg> = first.into_iter().collect();
+            while batch.len() < INBOX_BATCH_MAX {
+                match inbox.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            for m in batch {
+                match m {
+                    DriverMsg::Stop => return,
+                    DriverMsg::Raft(msgs) => {
+                        for msg in msgs {
+                            // A message from a stale term or an unknown peer is
+                            // ignored by raft-rs; an error here is not fatal.
+                            let _ = self.node.step(msg);
+                        }
+                    }
+                    DriverMsg::Client {
+                        body,
+                        deadline,
+                        reply,
+                    } => self.on_client(body, deadline, reply),
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.node.tick();
+                next_tick = now + tick;
+                self.expire_pending(now);
+            }
+            self.handle_ready();
+            self.leadership_changes();
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    /// Leader whose applied state includes everything committed before its term.
+    fn is_ready_leader(&self) -> bool {
+        self.is_leader() && self.applied_term == self.node.raft.term
+    }
+
+    fn redirect(&self) -> GolemError {
+        let leader = self.node.raft.leader_id;
+        if leader == self.cfg.id.0 {
+            // Leader, still applying the log of earlier terms.
+            return GolemError::ServerBusy {
+                retry_after_ms: NOT_READY_RETRY_MS,
+            };
+        }
+        let id = (leader != 0).then_some(PdMemberId(leader));
+        GolemError::PdNotLeader {
+            leader_id: id,
+            leader_addr: id
+                .and_then(|id| self.cfg.addr_of(id))
+                .map(|a| a.to_string()),
+        }
+    }
+
+    fn members(&self) -> PdResponseBody {
+        let leader = self.node.raft.leader_id;
+        PdResponseBody::Members {
+            members: self
+                .cfg
+                .peers
+                .iter()
+                .map(|(id, addr)| PdMember {
+                    id: *id,
+                    addr: addr.to_string(),
+                })
+                .collect(),
+            leader: (leader != 0).then_some(PdMemberId(leader)),
+        }
+    }
+
+    fn on_client(
+        &mut self,
+        body: PdRequestBody,
+        deadline: Instant,
+        reply: oneshot::Sender<PdResponse>,
+    ) {
+        if let PdRequestBody::GetMembers = body {
+            let _ = reply.send(PdResponse::Ok(self.members()));
+            return;
+        }
+        if !self.is_ready_leader() {
+            let _ = reply.send(PdResponse::Err(self.redirect()));
+            return;
+        }
+        let now = now_ms();
+        let step = self.local_step(body, now);
+        let cmd = match step {
+            Step::Reply(r) => {
+                let _ = reply.send(r.into());
+                return;
+            }
+            Step::Propose(cmd) => cmd,
+        };
+        if let Err(e) = self.state.precheck(&cmd) {
+            let _ = reply.send(PdResponse::Err(e));
+            return;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        match self
+            .node
+            .propose(proposal_context(self.cfg.id, token), cmd.encode())
+        {
+            Ok(()) => {
+                self.pending.insert(token, Pending { reply, deadline });
+            }
+            Err(_) => {
+                let e = self.redirect();
+                let _ = reply.send(PdResponse::Err(e));
+            }
+        }
+    }
+
+    /// Serves a request from local state, or says what to propose.
+    fn local_step(&mut self, body: PdRequestBody, now: u64) -> Step {
+        let s = &mut self.state;
+        match body {
+            PdRequestBody::GetMembers => unreachable!("answered above"),
+            PdRequestBody::IsBootstrapped => Step::Reply(Ok(PdResponseBody::IsBootstrapped {
+                bootstrapped: s.cluster().is_some(),
+            })),
+            PdRequestBody::GetRegion { key } => Step::Reply(
+                s.get_region(&key)
+                    .map(|route| PdResponseBody::Region { route }),
+            ),
+            PdRequestBody::GetRegionById { region } => Step::Reply(
+                s.get_region_by_id(region)
+                    .map(|r| PdResponseBody::Region { route: Some(r) }),
+            ),
+            PdRequestBody::ScanRegions { start, end, limit } => Step::Reply(
+                s.scan_regions(&start, &end, limit)
+                    .map(|routes| PdResponseBody::Regions { routes }),
+            ),
+            PdRequestBody::GetStore { store } => Step::Reply(
+                s.get_store(store, now)
+                    .map(|store| PdResponseBody::Store { store }),
+            ),
+            PdRequestBody::GetStores { include_tombstones } => Step::Reply(
+                s.get_stores(include_tombstones, now)
+                    .map(|stores| PdResponseBody::Stores { stores }),
+            ),
+            PdRequestBody::StoreHeartbeat { store, stats } => Step::Reply(
+                s.store_heartbeat(store, stats, now)
+                    .map(|()| PdResponseBody::StoreHeartbeat),
+            ),
+            PdRequestBody::Tso { count } => {
+                let r = match self.oracle.next(count, now) {
+                    Ok(last) => Ok(PdResponseBody::Tso { last, count }),
+                    Err(TsoError::NotReady | TsoError::WindowExhausted) => {
+                        Err(GolemError::ServerBusy {
+                            retry_after_ms: NOT_READY_RETRY_MS,
+                        })
+                    }
+                };
+                self.maybe_extend_tso(now);
+                Step::Reply(r)
+            }
+            PdRequestBody::RegionHeartbeat { heartbeat } => {
+                match s.region_heartbeat_local(&heartbeat) {
+                    Err(e) => Step::Reply(Err(e)),
+                    Ok(HeartbeatEffect::StatsOnly) => {
+                        Step::Reply(Ok(PdResponseBody::RegionHeartbeat { operator: None }))
+                    }
+                    Ok(HeartbeatEffect::Meta) => {
+                        Step::Propose(PdCommand::RegionHeartbeat { heartbeat })
+                    }
+                }
+            }
+            PdRequestBody::Bootstrap { store, region } => Step::Propose(PdCommand::Bootstrap {
+                cluster: ClusterId(rand::random::<u64>() | 1),
+                store,
+                region,
+            }),
+            PdRequestBody::PutStore { store } => Step::Propose(PdCommand::PutStore { store }),
+            PdRequestBody::AllocIds { count } => Step::Propose(PdCommand::AllocIds { count }),
+        }
+    }
+
+    fn propose_internal(&mut self, cmd: PdCommand) -> bool {
+        self.node
+            .propose(proposal_context(self.cfg.id, 0), cmd.encode())
+            .is_ok()
+    }
+
+    fn maybe_extend_tso(&mut self, now: u64) {
+        if let Some(end_ms) = self.oracle.extension_due(now) {
+            if !self.propose_internal(PdCommand::TsoWindow { end_ms }) {
+                self.oracle.extension_failed();
+            }
+        }
+    }
+
+    fn expire_pending(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in expired {
+            if let Some(p) = self.pending.remove(&t) {
+                let _ = p.reply.send(PdResponse::Err(GolemError::DeadlineExceeded));
+            }
+        }
+    }
+
+    fn leadership_changes(&mut self) {
+        let leader = self.is_leader();
+        let ready = self.is_ready_leader();
+        self.shared
+            .leader
+            .store(self.node.raft.leader_id, Ordering::Release);
+        if ready && !self.tso_started {
+            tracing::info!(term = self.node.raft.term, "PD leader ready");
+            let end_ms = self.oracle.start(self.state.tso_window_end_ms(), now_ms());
+            if self.propose_internal(PdCommand::TsoWindow { end_ms }) {
+                self.tso_started = true;
+            } else {
+                self.oracle.stop(); // retried next pass
+            }
+        } else if ready {
+            self.maybe_extend_tso(now_ms());
+        }
+        if !ready && self.tso_started {
+            self.oracle.stop();
+            self.tso_started = false;
+        }
+        if !leader && self.was_leader {
+            tracing::info!(term = self.node.raft.term, "PD member lost leadership");
+            // Their entries may still commit; the outcome is unknown to the
+            // client, which retries (every PD write is safe to retry).
+            let e = self.redirect();
+            for (_, p) in self.pending.drain() {
+                let _ = p.reply.send(PdResponse::Err(e.clone()));
+            }
+        }
+        self.was_leader = leader;
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            if let Some(tx) = self.peers_out.get(&m.to) {
+                // A full queue drops the message: Raft retransmits.
+                let _ = tx.try_send(convert::message_to_wire(&m));
+            }
+        }
+    }
+
+    fn handle_ready(&mut self) {
+        if !self.node.has_ready() {
+            return;
+        }
+        let mut rd = self.node.ready();
+        self.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            self.install_received_snapshot(rd.snapshot().clone());
+        }
+        let committed = rd.take_committed_entries();
+        self.apply(committed);
+        if !rd.entries().is_empty() {
+            let wire: Vec<_> = rd.entries().iter().map(convert::entry_to_wire).collect();
+            self.log.append_entries(&wire);
+        }
+        if let Some(hs) = rd.hs() {
+            self.log.append_hard_state(convert::hard_state_to_wire(hs));
+        }
+        if let Err(e) = self.log.sync() {
+            fatal("raft log sync", e);
+        }
+        let store = self.node.mut_store();
+        store.append(rd.entries());
+        if let Some(hs) = rd.hs() {
+            store.set_hard_state(hs.clone());
+        }
+        self.send(rd.take_persisted_messages());
+        let mut light = self.node.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().set_commit(commit);
+        }
+        self.send(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply(committed);
+        self.node.advance_apply();
+        self.maybe_compact();
+    }
+
+    fn install_received_snapshot(&mut self, snap: Snapshot) {
+        let timeouts = StoreTimeouts {
+            disconnected_after_ms: self.cfg.store_disconnected_after_ms,
+            down_after_ms: self.cfg.store_down_after_ms,
+        };
+        let state = match PdState::decode_snapshot(&snap.data, timeouts) {
+            Ok(s) => s,
+            Err(e) => fatal("snapshot from the leader", e),
+        };
+        let meta = snap.get_metadata().clone();
+        let mut hs = self.node.store().hard_state().clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        if let Err(e) = self.log.install_snapshot(
+            &convert::snapshot_to_wire(&snap),
+            convert::hard_state_to_wire(&hs),
+            &[],
+        ) {
+            fatal("installing a snapshot", e);
+        }
+        self.node.mut_store().apply_snapshot(snap);
+        self.state = state;
+        self.applied_index = meta.index;
+        self.applied_term = meta.term;
+        self.oracle
+            .on_window_committed(self.state.tso_window_end_ms());
+        self.publish_cluster();
+        tracing::info!(index = meta.index, "installed a snapshot from the leader");
+    }
+
+    fn publish_cluster(&self) {
+        self.shared
+            .cluster
+            .store(self.state.cluster().map_or(0, |c| c.0), Ordering::Release);
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            self.applied_index = e.index;
+            self.applied_term = e.term;
+            if e.data.is_empty() || e.get_entry_type() != EntryType::EntryNormal {
+                continue; // a new leader's empty entry; no conf changes yet
+            }
+            let result = match PdCommand::decode(&e.data) {
+                Ok(cmd) => self.state.apply(&cmd),
+                Err(err) => {
+                    // Every member skips the same entry: state stays identical.
+                    tracing::error!(index = e.index, "undecodable PD command skipped: {err}");
+                    Err(GolemError::Internal {
+                        reason: err.to_string(),
+                    })
+                }
+            };
+            self.oracle
+                .on_window_committed(self.state.tso_window_end_ms());
+            if let Some((member, token)) = parse_context(&e.context) {
+                if member == self.cfg.id.0 && token != 0 {
+                    if let Some(p) = self.pending.remove(&token) {
+                        let resp = match result {
+                            Ok(Some(body)) => PdResponse::Ok(body),
+                            Ok(None) => PdResponse::Err(GolemError::Internal {
+                                reason: "command without an answer".into(),
+                            }),
+                            Err(e) => PdResponse::Err(e),
+                        };
+                        let _ = p.reply.send(resp);
+                    }
+                }
+            }
+        }
+        self.publish_cluster();
+    }
+
+    fn maybe_compact(&mut self) {
+        let store = self.node.store();
+        let snap_index = store.snapshot_ref().get_metadata().index;
+        if self.applied_index < snap_index + self.cfg.snapshot_entries {
+            return;
+        }
+        let index = self.applied_index;
+        let Some(term) = store.term_of(index) else {
+            return;
+        };
+        let mut snap = Snapshot {
+            data: self.state.encode_snapshot().into(),
+            ..Default::default()
+        };
+        snap.mut_metadata().index = index;
+        snap.mut_metadata().term = term;
+        snap.mut_metadata()
+            .set_conf_state(store.conf_state().clone());
+        let after: Vec<_> = store
+            .entries_after_snapshot()
+            .iter()
+            .filter(|e| e.index > index)
+            .map(convert::entry_to_wire)
+            .collect();
+        let hs = convert::hard_state_to_wire(store.hard_state());
+        if let Err(e) = self
+            .log
+            .install_snapshot(&convert::snapshot_to_wire(&snap), hs, &after)
+        {
+            fatal("writing a snapshot", e);
+        }
+        self.node.mut_store().compact_to(snap);
+        tracing::info!(index, "snapshot taken, raft log compacted");
+    }
+}
