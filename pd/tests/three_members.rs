@@ -214,3 +214,46 @@ async fn followers_redirect_to_the_leader() {
     let c = g.client();
     assert!(c.alloc_ids(1).await.unwrap().start >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_member_catches_up_by_snapshot() {
+    let mut g = Group::start(3, &["--snapshot-entries", "50"]);
+    let leader = leader_of(&g).await;
+    let lagging = g.members.iter().position(|m| m.id != leader).unwrap();
+    g.members[lagging].kill();
+    let c = g.client();
+    let mut last = 0;
+    for _ in 0..200 {
+        last = c.alloc_ids(1).await.unwrap().start;
+    }
+    // The leader has compacted its log past what the lagging member has.
+    g.members[lagging].start();
+    let other = g
+        .members
+        .iter()
+        .position(|m| m.id != leader && m.id != g.members[lagging].id)
+        .unwrap();
+    let lag_id = g.members[lagging].id;
+    // Wait until the lagging member has the snapshot, then take the other
+    // follower away: progress now needs the caught-up member.
+    eventually(Duration::from_secs(10), || async {
+        g.members[lagging]
+            .log()
+            .contains("installed a snapshot from the leader")
+            .then_some(())
+    })
+    .await;
+    g.members[other].kill();
+    let next = c.alloc_ids(1).await.unwrap().start;
+    assert!(next > last);
+    // The caught-up member serves (by redirect) once the other is back.
+    drop(c);
+    g.members[other].start();
+    let c = client(vec![g.members[lagging].addr]);
+    assert!(c.alloc_ids(1).await.unwrap().start > next);
+    assert!(
+        g.members[lagging].is_running(),
+        "member {lag_id} died\n{}",
+        g.logs()
+    );
+}
