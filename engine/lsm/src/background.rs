@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) done: AtomicU64,
     /// The first fatal error; once set the thread has exited.
     pub(crate) error: Mutex<Option<String>>,
+    /// Set by `Lsm::drop`: a running compaction is abandoned.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// Test hook: while set, the thread takes no new job.
     pub(crate) paused: std::sync::atomic::AtomicBool,
 }
@@ -82,6 +84,9 @@ struct Crashed;
 
 enum Stop {
     Crashed,
+    /// The owner is dropping the `Lsm`: abandon a running compaction (its
+    /// temp file is deleted at the next open) and exit.
+    Shutdown,
     Failed(LsmError),
 }
 
@@ -126,8 +131,10 @@ impl Background {
                 Ok(()) => {
                     self.shared.done.fetch_add(1, Ordering::AcqRel);
                 }
+                Err(Stop::Shutdown) => return,
                 Err(stop) => {
                     let msg = match stop {
+                        Stop::Shutdown => unreachable!("handled above"),
                         Stop::Crashed => "stopped at a test crash point".to_string(),
                         Stop::Failed(e) => {
                             tracing::error!(error = %e, dir = %self.dir.display(), "LSM background thread failed");
@@ -311,16 +318,19 @@ impl Background {
         let tmp = path.with_extension("seg.tmp");
         let options = self.options.clone();
         let mut stopped: Option<Stop> = None;
-        let written =
-            compaction::write_merged(&layers, bottom, &tmp, &options, &mut || match self
-                .flush_waiting()
-            {
+        let written = compaction::write_merged(&layers, bottom, &tmp, &options, &mut || {
+            if self.shared.stopping.load(Ordering::Acquire) {
+                stopped = Some(Stop::Shutdown);
+                return false;
+            }
+            match self.flush_waiting() {
                 Ok(()) => true,
                 Err(stop) => {
                     stopped = Some(stop);
                     false
                 }
-            })?;
+            }
+        })?;
         if let Some(stop) = stopped {
             return Err(stop);
         }

@@ -398,6 +398,9 @@ impl Lsm {
 
 impl Drop for Lsm {
     fn drop(&mut self) {
+        // Unflushed memtables are dropped (the WAL holds their writes); a
+        // running compaction is abandoned at its next yield point.
+        self.shared.stopping.store(true, Ordering::Release);
         let _ = self.jobs.send(Job::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

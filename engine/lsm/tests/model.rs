@@ -20,6 +20,7 @@ enum Op {
     Compact,
     WaitIdle,
     Reopen,
+    Crash,
     Snapshot,
     CheckSnapshot(u8, Option<u8>, bool),
 }
@@ -41,6 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Compact),
         2 => Just(Op::WaitIdle),
         2 => Just(Op::Reopen),
+        2 => Just(Op::Crash),
         2 => Just(Op::Snapshot),
         3 => (k, proptest::option::of(0u8..40), any::<bool>()).prop_map(|(a, b, r)| Op::CheckSnapshot(a, b, r)),
     ]
@@ -90,21 +92,28 @@ fn run(ops: Vec<Op>) {
     let mut index = 0u64;
     let region = RegionId(7);
     let mut snap: Option<(LsmSnapshot, Model)> = None;
+    // The "WAL": entry i is log[i - 1]; history[i] is the model after it.
+    let mut log: Vec<WriteBatch> = Vec::new();
+    let mut history: Vec<Model> = vec![Model::new()];
     for op in ops {
         match op {
             Op::Put(k, v) => {
                 index += 1;
                 let mut b = WriteBatch::new();
                 b.put(key(k), vec![v; 1 + v as usize % 50]);
-                lsm.apply(b, (region, LogIndex(index))).unwrap();
+                lsm.apply(b.clone(), (region, LogIndex(index))).unwrap();
                 model.insert(key(k), vec![v; 1 + v as usize % 50]);
+                log.push(b);
+                history.push(model.clone());
             }
             Op::Delete(k) => {
                 index += 1;
                 let mut b = WriteBatch::new();
                 b.delete(key(k));
-                lsm.apply(b, (region, LogIndex(index))).unwrap();
+                lsm.apply(b.clone(), (region, LogIndex(index))).unwrap();
                 model.remove(&key(k));
+                log.push(b);
+                history.push(model.clone());
             }
             Op::DeleteRange(a, b) => {
                 let (start, end) = (key(a), bound(b));
@@ -114,8 +123,10 @@ fn run(ops: Vec<Op>) {
                 index += 1;
                 let mut wb = WriteBatch::new();
                 wb.delete_range(start.clone(), end.clone());
-                lsm.apply(wb, (region, LogIndex(index))).unwrap();
+                lsm.apply(wb.clone(), (region, LogIndex(index))).unwrap();
                 model.retain(|k, _| !(k >= &start && (end.is_empty() || k < &end)));
+                log.push(wb);
+                history.push(model.clone());
             }
             Op::Get(k) => assert_eq!(
                 lsm.get(&key(k)).unwrap(),
@@ -146,6 +157,26 @@ fn run(ops: Vec<Op>) {
                     LogIndex(index)
                 };
                 assert_eq!(lsm.persisted_applied(region), want);
+            }
+            Op::Crash => {
+                // Like kill -9: memtables are lost, the WAL is replayed
+                // from the persisted applied index.
+                drop(lsm);
+                lsm = Lsm::open(dir.path(), options()).unwrap();
+                let p = lsm.persisted_applied(region).get();
+                assert!(p <= index);
+                let state = lsm
+                    .scan(b"", b"", false, usize::MAX, usize::MAX)
+                    .unwrap()
+                    .pairs;
+                assert_eq!(
+                    state,
+                    model_scan(&history[p as usize], b"", b"", false, usize::MAX).0
+                );
+                for i in p + 1..=index {
+                    lsm.apply(log[i as usize - 1].clone(), (region, LogIndex(i)))
+                        .unwrap();
+                }
             }
             Op::Snapshot => snap = Some((lsm.snapshot(), model.clone())),
             Op::CheckSnapshot(a, b, reverse) => {
