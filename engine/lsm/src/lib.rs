@@ -40,3 +40,13 @@ pub use lsm::{Lsm, LsmStats};
 pub use options::{CrashPoint, LsmOptions, KEY_BYTES_MAX, VALUE_BYTES_MAX};
 pub use segment::{Segment, SegmentInfo, SegmentWriter};
 pub use view::{Chunks, LsmSnapshot, ScanPage};
+
+// The owner moves an `Lsm` to its shard thread, and snapshots may be read
+// from another thread (a Raft snapshot sender).
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn send_sync<T: Send + Sync>() {}
+    send::<Lsm>();
+    send_sync::<LsmSnapshot>();
+    send_sync::<Segment>();
+};

@@ -216,3 +216,57 @@ fn corrupt_live_segment_makes_lsm_open_or_read_fail_typed() {
         Err(LsmError::MissingSegment { .. })
     ));
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Opens `bytes` as a segment and reads all of it both ways: any
+    /// outcome but a panic (or SIGBUS) is fine, and whatever is read is
+    /// well-formed.
+    fn open_and_read_all(bytes: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.seg");
+        std::fs::write(&path, bytes).unwrap();
+        let Ok(seg) = Segment::open(&path) else {
+            return;
+        };
+        let _ = seg.entry_count();
+        let copy = dir.path().join("in.seg");
+        std::fs::copy(&path, &copy).unwrap();
+        let mut lsm = Lsm::open(&dir.path().join("lsm"), LsmOptions::default()).unwrap();
+        lsm.ingest(&copy).unwrap();
+        lsm.wait_idle().unwrap();
+        for reverse in [false, true] {
+            let _ = lsm.scan(b"", b"", reverse, usize::MAX, usize::MAX);
+        }
+        let _ = lsm.get(b"key00003");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            open_and_read_all(&bytes);
+        }
+
+        #[test]
+        fn many_flips_and_a_cut_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 1..8),
+            cut in any::<prop::sample::Index>(),
+            do_cut in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut bytes = build(&dir.path().join("g.seg"), 40);
+            for (at, bit) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= 1 << bit;
+            }
+            if do_cut {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            open_and_read_all(&bytes);
+        }
+    }
+}
