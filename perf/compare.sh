@@ -45,8 +45,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cargo build --release -p golem-engine --bin golem -p golem-loadgen \
-  --features golem-loadgen/etcd >/dev/null
+cargo build --release -p golem-engine --bin golem >/dev/null
+cargo build --release -p golem-loadgen --features etcd >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 tmp="$(mktemp -d -t golem-compare-XXXXXX)"
