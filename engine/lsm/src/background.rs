@@ -292,12 +292,8 @@ impl Background {
     }
 
     fn compact_all(&mut self) -> Result<(), Stop> {
-        if self.segments.len() > 1
-            || self
-                .segments
-                .first()
-                .is_some_and(|(_, s)| !s.ranges().is_empty())
-        {
+        // Even a single segment is rewritten: it may hold tombstones.
+        if !self.segments.is_empty() {
             self.compact(0..self.segments.len())?;
         }
         Ok(())

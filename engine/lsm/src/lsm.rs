@@ -155,12 +155,7 @@ impl Lsm {
         self.poll()?;
         batch.validate()?;
         if self.active().bytes() >= self.options.memtable_bytes_max {
-            if self.frozen_count >= self.options.frozen_memtables_max {
-                return Err(LsmError::WriteStall {
-                    frozen: self.frozen_count,
-                    max: self.options.frozen_memtables_max,
-                });
-            }
+            self.check_frozen_room()?;
             self.freeze();
         }
         match &mut self.active.kind {
@@ -200,13 +195,26 @@ impl Lsm {
     }
 
     /// A consistent view that stays readable while writes, flushes and
-    /// compactions go on. Freezes the active memtable (queuing its flush)
-    /// so that every layer of the view is immutable: take snapshots for
-    /// long reads (Raft snapshots), not per request.
+    /// compactions go on. Freezes the active memtable (queuing its flush,
+    /// O(1)) so that every layer of the view is immutable: take snapshots
+    /// for long reads (Raft snapshots), not per request. When the frozen
+    /// queue is full it copies the active memtable instead (bounded by
+    /// `memtable_bytes_max`), so a snapshot never fails.
     pub fn snapshot(&mut self) -> LsmSnapshot {
         self.poll_quiet();
         if !self.active().is_empty() {
-            self.freeze();
+            if self.frozen_count < self.options.frozen_memtables_max {
+                self.freeze();
+            } else {
+                let copy = Layer {
+                    seq: u64::MAX,
+                    kind: LayerKind::Mem(Arc::new(self.active().clone())),
+                };
+                let mut layers = Vec::with_capacity(self.layers.len() + 1);
+                layers.push(copy);
+                layers.extend(self.layers.iter().cloned());
+                return LsmSnapshot { layers };
+            }
         }
         LsmSnapshot {
             layers: self.layers.clone(),
@@ -222,9 +230,11 @@ impl Lsm {
     }
 
     /// Freezes the active memtable and queues its flush (no-op if empty).
+    /// `WriteStall` when `frozen_memtables_max` memtables already wait.
     pub fn flush(&mut self) -> Result<(), LsmError> {
         self.poll()?;
         if !self.active().is_empty() {
+            self.check_frozen_room()?;
             self.freeze();
         }
         Ok(())
@@ -243,9 +253,13 @@ impl Lsm {
     /// before this call. The active memtable is frozen first. The file is
     /// moved into the LSM's directory once fully validated; a refused file
     /// is left in place and reported by `take_ingest_failures`.
+    ///
+    /// `WriteStall` (nothing queued) when the memtable must be frozen and
+    /// `frozen_memtables_max` memtables already wait.
     pub fn ingest(&mut self, path: &Path) -> Result<(), LsmError> {
         self.poll()?;
         if !self.active().is_empty() {
+            self.check_frozen_room()?;
             self.freeze();
         }
         let seq = self.next_seq;
@@ -316,6 +330,17 @@ impl Lsm {
             LayerKind::Mem(m) => m,
             LayerKind::Seg(_) => unreachable!("the active layer is a memtable"),
         }
+    }
+
+    /// `WriteStall` when no more memtables may be frozen.
+    fn check_frozen_room(&self) -> Result<(), LsmError> {
+        if self.frozen_count >= self.options.frozen_memtables_max {
+            return Err(LsmError::WriteStall {
+                frozen: self.frozen_count,
+                max: self.options.frozen_memtables_max,
+            });
+        }
+        Ok(())
     }
 
     fn send(&mut self, job: Job) {

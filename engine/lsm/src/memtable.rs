@@ -19,7 +19,7 @@ use std::ops::Bound;
 const ENTRY_OVERHEAD_BYTES: usize = 48;
 
 /// The newest writes of a shard.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Memtable {
     /// `None` is a point tombstone.
     pub(crate) points: BTreeMap<Vec<u8>, Option<Vec<u8>>>,

@@ -257,3 +257,36 @@ fn flushes_proceed_while_a_long_compaction_runs() {
     assert_eq!(all, model.into_iter().collect::<Vec<_>>());
     assert_eq!(lsm.persisted_applied(RegionId(1)), LogIndex(40_000));
 }
+
+#[test]
+fn snapshot_under_write_stall_copies_the_memtable() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LsmOptions {
+        memtable_bytes_max: 1024,
+        frozen_memtables_max: 1,
+        ..small()
+    };
+    let mut lsm = Lsm::open(dir.path(), options).unwrap();
+    lsm.set_background_paused(true);
+    put_all(&mut lsm, 0..20, "a", 1); // Freezes: the queue is now full.
+    put_all(&mut lsm, 20..22, "a", 2);
+    assert_eq!(lsm.stats().frozen_memtables, 1);
+    assert!(matches!(
+        lsm.flush(),
+        Err(golem_lsm::LsmError::WriteStall { .. })
+    ));
+    let snap = lsm.snapshot();
+    assert_eq!(lsm.stats().frozen_memtables, 1);
+    put_all(&mut lsm, 20..22, "b", 3);
+    assert_eq!(snap.get(&key(21)).unwrap(), Some(b"a21".to_vec()));
+    assert_eq!(lsm.get(&key(21)).unwrap(), Some(b"b21".to_vec()));
+    lsm.set_background_paused(false);
+    lsm.wait_idle().unwrap();
+    assert_eq!(
+        snap.scan(b"", b"", false, 100, usize::MAX)
+            .unwrap()
+            .pairs
+            .len(),
+        22
+    );
+}
