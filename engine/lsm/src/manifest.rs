@@ -127,16 +127,35 @@ impl Manifest {
         })
     }
 
-    /// Reads `dir/MANIFEST`; a missing file is an empty LSM.
+    /// Reads `dir/MANIFEST`. A missing manifest in a directory without
+    /// segment files is a new LSM: an empty manifest is written (so that
+    /// from then on a missing manifest is an error, never "delete every
+    /// segment as unnamed"). A missing manifest beside segment files is
+    /// `Corrupt`.
     pub(crate) fn load(dir: &Path) -> Result<Manifest, LsmError> {
         let path = dir.join(MANIFEST_NAME);
         match fs::read(&path) {
             Ok(b) => Manifest::decode(&path, &b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
-                next_file_id: 1,
-                next_seq: 1,
-                segments: Vec::new(),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let entries = fs::read_dir(dir).map_err(|e| LsmError::io("read dir", dir, e))?;
+                for entry in entries {
+                    let entry = entry.map_err(|e| LsmError::io("read dir", dir, e))?;
+                    if entry.path().extension().is_some_and(|x| x == "seg") {
+                        return Err(LsmError::corrupt(
+                            &path,
+                            0,
+                            "manifest missing while segment files exist",
+                        ));
+                    }
+                }
+                let empty = Manifest {
+                    next_file_id: 1,
+                    next_seq: 1,
+                    segments: Vec::new(),
+                };
+                empty.store(dir, &mut |_| false)?;
+                Ok(empty)
+            }
             Err(e) => Err(LsmError::io("read", path, e)),
         }
     }

@@ -178,3 +178,31 @@ fn clean_reopen_without_flush_loses_only_the_memtable() {
     assert_eq!(lsm.persisted_applied(RegionId(1)), LogIndex(30));
     assert_eq!(state(&mut lsm), m);
 }
+
+#[test]
+fn a_lost_manifest_beside_segments_is_an_error_not_an_empty_lsm() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut lsm = Lsm::open(dir.path(), options(None, 0)).unwrap();
+        lsm.apply(batch(1), (RegionId(1), LogIndex(1))).unwrap();
+        lsm.flush().unwrap();
+        lsm.wait_idle().unwrap();
+    }
+    std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    assert!(matches!(
+        Lsm::open(dir.path(), options(None, 0)),
+        Err(LsmError::Corrupt { .. })
+    ));
+    // Nothing was deleted.
+    let segs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert_eq!(segs, 1);
+}
