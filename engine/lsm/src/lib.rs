@@ -18,6 +18,25 @@
 //! (live segment set), `view` (merge, snapshots), `compaction` (policy and
 //! merge), `background` (the file-writing thread), `lsm` (the owner's API).
 //! No glommio: the crate is plain std + memmap2.
+//!
+//! # Using it from a shard (integration notes)
+//!
+//! - Open one `Lsm` per shard at start, before replaying the WAL; for each
+//!   region replay entries after `persisted_applied(region)`.
+//! - Apply each committed entry as one `WriteBatch` with
+//!   `(region, entry index)`; a CAS reads with `get` first (the shard is
+//!   single-threaded, so read-then-write is atomic). On `WriteStall`, stop
+//!   applying (keep the entries) and retry on a later loop pass; on
+//!   `Background`, fail-stop like an fsync error.
+//! - Region removal: `delete_range(region.start, region.end)`.
+//! - Raft snapshot, sending: `snapshot()` then `chunks(start, end, …)`.
+//!   Receiving: stream pairs into a `SegmentWriter` (with a range tombstone
+//!   over the region and `set_applied(region, snapshot index)`), then
+//!   `ingest`; check `take_ingest_failures`.
+//! - WAL segment deletion: a WAL segment can go once every region's
+//!   entries in it are `<= persisted_applied(region)`.
+//! - Only `open`, `wait_idle` and `Drop` block; call them off the request
+//!   path (start-up, tests, shutdown).
 
 mod background;
 mod batch;
