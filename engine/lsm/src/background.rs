@@ -107,6 +107,9 @@ impl Background {
         loop {
             self.delete_obsolete();
             if self.shared.paused.load(Ordering::Acquire) {
+                if self.shared.stopping.load(Ordering::Acquire) {
+                    return;
+                }
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }

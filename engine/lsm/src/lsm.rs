@@ -252,7 +252,9 @@ impl Lsm {
     /// `SegmentWriter`) as the newest layer: it shadows everything written
     /// before this call. The active memtable is frozen first. The file is
     /// moved into the LSM's directory once fully validated; a refused file
-    /// is left in place and reported by `take_ingest_failures`.
+    /// is left in place and reported by `take_ingest_failures`. Build the
+    /// file outside the LSM's directory: `open` deletes `*.seg` and `*.tmp`
+    /// files there that the manifest does not name.
     ///
     /// `WriteStall` (nothing queued) when the memtable must be frozen and
     /// `frozen_memtables_max` memtables already wait.

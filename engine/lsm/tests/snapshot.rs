@@ -290,3 +290,16 @@ fn snapshot_under_write_stall_copies_the_memtable() {
         22
     );
 }
+
+#[test]
+fn dropping_a_paused_lsm_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::open(dir.path(), small()).unwrap();
+    put_all(&mut lsm, 0..10, "v", 1);
+    lsm.set_background_paused(true);
+    lsm.flush().unwrap();
+    drop(lsm);
+    // The unflushed memtable is gone (the WAL would replay it).
+    let mut lsm = Lsm::open(dir.path(), small()).unwrap();
+    assert_eq!(lsm.persisted_applied(RegionId(1)), LogIndex(0));
+}
