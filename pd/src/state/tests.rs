@@ -435,3 +435,71 @@ mod routing_property {
         }
     }
 }
+
+/// Leaders come and go (with skewed clocks) and members restart from
+/// snapshots: every id and every timestamp handed out is above all earlier
+/// ones. Windows and ids only reach the state through applied commands, as
+/// in the server.
+#[test]
+fn ids_and_timestamps_only_grow_across_leader_changes_and_restarts() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..20 {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let mut state = bootstrapped();
+        let mut clock = 1_000_000u64;
+        let mut oracle = TsoOracle::new(50);
+        let mut last_ts = 0u64;
+        let mut last_id = 0u64;
+        let mut served = 0;
+        let start = |o: &mut TsoOracle, s: &mut PdState, now: u64| {
+            let end_ms = o.start(s.tso_window_end_ms(), now);
+            s.apply(&PdCommand::TsoWindow { end_ms }).unwrap();
+            o.on_window_committed(s.tso_window_end_ms());
+        };
+        start(&mut oracle, &mut state, clock);
+        for _ in 0..5_000 {
+            clock += rng.gen_range(0..5);
+            match rng.gen_range(0..100) {
+                0..=2 => {
+                    // A new leader whose clock may be far behind.
+                    let skew = rng.gen_range(0..10_000);
+                    oracle = TsoOracle::new(50);
+                    start(&mut oracle, &mut state, clock.saturating_sub(skew));
+                }
+                3..=4 => {
+                    // Every member restarts from a snapshot of the applied state.
+                    state = PdState::decode_snapshot(
+                        &state.encode_snapshot(),
+                        StoreTimeouts::default(),
+                    )
+                    .unwrap();
+                    oracle = TsoOracle::new(50);
+                    start(&mut oracle, &mut state, clock);
+                }
+                5..=40 => {
+                    let count = rng.gen_range(1..100);
+                    let Ok(Some(PdResponseBody::AllocIds { first, count })) =
+                        state.apply(&PdCommand::AllocIds { count })
+                    else {
+                        panic!("alloc failed")
+                    };
+                    assert!(first > last_id, "seed {seed}: id {first} after {last_id}");
+                    last_id = first + u64::from(count) - 1;
+                }
+                _ => {
+                    if let Some(end_ms) = oracle.extension_due(clock) {
+                        state.apply(&PdCommand::TsoWindow { end_ms }).unwrap();
+                        oracle.on_window_committed(state.tso_window_end_ms());
+                    }
+                    if let Ok(t) = oracle.next(rng.gen_range(1..1000), clock) {
+                        assert!(t.0 > last_ts, "seed {seed}: timestamp went back");
+                        assert!(t.physical_ms() < state.tso_window_end_ms());
+                        last_ts = t.0;
+                        served += 1;
+                    }
+                }
+            }
+        }
+        assert!(served > 1000, "seed {seed}: only {served} timestamps served");
+    }
+}
