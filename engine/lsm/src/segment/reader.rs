@@ -1,5 +1,5 @@
-//! `Segment`: a finished segment file, validated and mapped read-only, and
-//! `SegmentIter`, a bounded forward or reverse cursor over a key range.
+//! `Segment`: a finished segment file, validated and mapped read-only:
+//! point lookups, data block decoding, and the file's deletion once obsolete.
 //!
 //! Invariants: the file length is checked before it is mapped and every
 //! offset is checked against it before use, so no read goes past the end of
@@ -12,6 +12,8 @@
 use super::format::{
     BlockHandle, Footer, BLOCK_BYTES_MAX, FOOTER_BYTES, KIND_TOMBSTONE, KIND_VALUE,
 };
+use super::iter::SegmentIter;
+use super::meta::{decode_index, decode_ranges, decode_regions, IndexEntry};
 use crate::bloom::Bloom;
 use crate::codec::{check_crc_trailer, Cursor};
 use crate::error::LsmError;
@@ -26,17 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Mutex;
 
-/// One data block's place in the file and its last key.
-#[derive(Debug)]
-struct IndexEntry {
-    offset: u64,
-    len: u32,
-    last_key: Vec<u8>,
-}
-
 /// One decoded entry of a data block: byte ranges in the mapping.
 #[derive(Clone, Debug)]
-struct EntryPos {
+pub(super) struct EntryPos {
     key: Range<usize>,
     /// `None` for a point tombstone.
     value: Option<Range<usize>>,
@@ -153,6 +147,11 @@ impl Segment {
         })
     }
 
+    /// Data blocks in the file.
+    pub(super) fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -185,7 +184,7 @@ impl Segment {
     }
 
     /// Decodes data block `i`, checking its checksum and every bound.
-    fn block(&self, i: usize) -> Result<Vec<EntryPos>, LsmError> {
+    pub(super) fn block(&self, i: usize) -> Result<Vec<EntryPos>, LsmError> {
         let ie = &self.index[i];
         let start = ie.offset as usize;
         let block = &self.map[start..start + ie.len as usize];
@@ -267,7 +266,7 @@ impl Segment {
         Ok(None)
     }
 
-    fn entry(&self, e: &EntryPos) -> (&[u8], Option<&[u8]>) {
+    pub(super) fn entry(&self, e: &EntryPos) -> (&[u8], Option<&[u8]>) {
         (
             &self.map[e.key.clone()],
             e.value.clone().map(|v| &self.map[v]),
@@ -339,147 +338,4 @@ impl Drop for Segment {
             let _ = std::fs::remove_file(&self.path);
         }
     }
-}
-
-/// A forward or reverse cursor over a segment's entries in a key range.
-/// Yields `Err` once on a corrupt block, then ends.
-pub(crate) struct SegmentIter<'a> {
-    seg: &'a Segment,
-    start: Vec<u8>,
-    end: Vec<u8>,
-    reverse: bool,
-    /// Forward: the next block to load. Reverse: one past it.
-    next_block: usize,
-    entries: Vec<EntryPos>,
-    /// Forward: next entry index. Reverse: one past it.
-    pos: usize,
-    failed: bool,
-}
-
-impl<'a> Iterator for SegmentIter<'a> {
-    type Item = Result<(&'a [u8], Option<&'a [u8]>), LsmError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        loop {
-            let more = if self.reverse {
-                self.pos > 0
-            } else {
-                self.pos < self.entries.len()
-            };
-            if more {
-                let e = if self.reverse {
-                    self.pos -= 1;
-                    &self.entries[self.pos]
-                } else {
-                    self.pos += 1;
-                    &self.entries[self.pos - 1]
-                };
-                let (k, v) = self.seg.entry(e);
-                if k < self.start.as_slice() {
-                    if self.reverse {
-                        self.failed = true; // Done: everything further is smaller.
-                        return None;
-                    }
-                    continue;
-                }
-                if !self.end.is_empty() && k >= self.end.as_slice() {
-                    if self.reverse {
-                        continue;
-                    }
-                    self.failed = true;
-                    return None;
-                }
-                return Some(Ok((k, v)));
-            }
-            // Load the next block in the direction of travel.
-            let i = if self.reverse {
-                if self.next_block == 0 {
-                    return None;
-                }
-                self.next_block -= 1;
-                self.next_block
-            } else {
-                if self.next_block >= self.seg.index.len() {
-                    return None;
-                }
-                self.next_block += 1;
-                self.next_block - 1
-            };
-            match self.seg.block(i) {
-                Ok(entries) => {
-                    self.pos = if self.reverse { entries.len() } else { 0 };
-                    self.entries = entries;
-                }
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-    }
-}
-
-fn decode_ranges(body: &[u8]) -> Option<RangeTombstones> {
-    let mut c = Cursor::new(body);
-    let n = c.u32()?;
-    let mut r = RangeTombstones::default();
-    let mut prev_end: Option<&[u8]> = None;
-    for _ in 0..n {
-        let s = c.bytes()?;
-        let e = c.bytes()?;
-        if !e.is_empty() && s >= e {
-            return None;
-        }
-        // Sorted and disjoint, as the writer stores them.
-        if let Some(pe) = prev_end {
-            if pe.is_empty() || s <= pe {
-                return None;
-            }
-        }
-        prev_end = Some(e);
-        r.insert(s.to_vec(), e.to_vec());
-    }
-    c.is_done().then_some(r)
-}
-
-fn decode_index(body: &[u8], data_end: u64) -> Option<Vec<IndexEntry>> {
-    let mut c = Cursor::new(body);
-    let n = c.u32()? as usize;
-    let mut out: Vec<IndexEntry> = Vec::with_capacity(n.min(body.len() / 16));
-    let mut expect_offset = 0u64;
-    for _ in 0..n {
-        let offset = c.u64()?;
-        let len = c.u32()?;
-        let last_key = c.bytes()?.to_vec();
-        if offset != expect_offset || len < 4 + 4 + 1 + 4 + 1 || u64::from(len) > BLOCK_BYTES_MAX {
-            return None;
-        }
-        if out.last().is_some_and(|p| p.last_key >= last_key) || last_key.is_empty() {
-            return None;
-        }
-        expect_offset = offset.checked_add(u64::from(len))?;
-        out.push(IndexEntry {
-            offset,
-            len,
-            last_key,
-        });
-    }
-    (c.is_done() && expect_offset == data_end).then_some(out)
-}
-
-fn decode_regions(body: &[u8]) -> Option<BTreeMap<RegionId, LogIndex>> {
-    let mut c = Cursor::new(body);
-    let n = c.u32()?;
-    let mut out = BTreeMap::new();
-    for _ in 0..n {
-        let r = RegionId(c.u64()?);
-        let i = LogIndex(c.u64()?);
-        if out.insert(r, i).is_some() {
-            return None;
-        }
-    }
-    c.is_done().then_some(out)
 }
