@@ -12,7 +12,9 @@
 //! - a write is answered only after its entry is committed and applied;
 //! - reads are answered only by a leader that has applied an entry of its
 //!   own term (so its state includes everything committed before it);
-//! - timestamps are served only below a committed window end (`TsoOracle`);
+//! - timestamps are served only below a committed window end (`TsoOracle`),
+//!   and only after a ReadIndex round started after the request arrived
+//!   confirmed the leadership (linearizable across leader changes);
 //! - a durable-log error stops the process (fail-stop, never retried).
 
 use super::Shared;
@@ -52,6 +54,17 @@ pub enum DriverMsg {
 enum Step {
     Reply(Result<PdResponseBody, GolemError>),
     Propose(PdCommand),
+    /// Served once a ReadIndex round confirms this member still leads.
+    Tso {
+        count: u32,
+    },
+}
+
+/// A `Tso` request waiting for the leadership confirmation of its batch.
+struct TsoWait {
+    count: u32,
+    reply: oneshot::Sender<PdResponse>,
+    deadline: Instant,
 }
 
 /// A proposal waiting for its entry to apply.
@@ -104,6 +117,11 @@ pub struct Driver {
     applied_index: u64,
     applied_term: u64,
     pending: HashMap<u64, Pending>,
+    /// Tso requests of this pass, confirmed together by one ReadIndex.
+    tso_queue: Vec<TsoWait>,
+    /// Batches waiting for their ReadIndex, by request context.
+    tso_confirming: HashMap<u64, Vec<TsoWait>>,
+    next_read_ctx: u64,
     next_token: u64,
     peers_out: HashMap<u64, mpsc::Sender<RaftMessage>>,
     shared: Arc<Shared>,
@@ -189,6 +207,9 @@ impl Driver {
             applied_index: applied,
             applied_term,
             pending: HashMap::new(),
+            tso_queue: Vec::new(),
+            tso_confirming: HashMap::new(),
+            next_read_ctx: 1,
             next_token: 1,
             peers_out,
             shared,
@@ -238,6 +259,7 @@ impl Driver {
                 next_tick = now + tick;
                 self.expire_pending(now);
             }
+            self.confirm_tso_batch();
             self.handle_ready();
             self.leadership_changes();
         }
@@ -307,6 +329,14 @@ impl Driver {
                 return;
             }
             Step::Propose(cmd) => cmd,
+            Step::Tso { count } => {
+                self.tso_queue.push(TsoWait {
+                    count,
+                    reply,
+                    deadline,
+                });
+                return;
+            }
         };
         if let Err(e) = self.state.precheck(&cmd) {
             let _ = reply.send(PdResponse::Err(e));
@@ -360,18 +390,7 @@ impl Driver {
                 s.store_heartbeat(store, stats, now)
                     .map(|()| PdResponseBody::StoreHeartbeat),
             ),
-            PdRequestBody::Tso { count } => {
-                let r = match self.oracle.next(count, now) {
-                    Ok(last) => Ok(PdResponseBody::Tso { last, count }),
-                    Err(TsoError::NotReady | TsoError::WindowExhausted) => {
-                        Err(GolemError::ServerBusy {
-                            retry_after_ms: NOT_READY_RETRY_MS,
-                        })
-                    }
-                };
-                self.maybe_extend_tso(now);
-                Step::Reply(r)
-            }
+            PdRequestBody::Tso { count } => Step::Tso { count },
             PdRequestBody::RegionHeartbeat { heartbeat } => {
                 match s.region_heartbeat_local(&heartbeat) {
                     Err(e) => Step::Reply(Err(e)),
@@ -407,7 +426,67 @@ impl Driver {
         }
     }
 
+    /// Starts one ReadIndex round for the Tso requests of this pass: a
+    /// timestamp is served only after a quorum confirmed, after the request
+    /// arrived, that this member still leads — so no newer leader can have
+    /// served a larger timestamp before it (linearizable TSO).
+    fn confirm_tso_batch(&mut self) {
+        if self.tso_queue.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.tso_queue);
+        if !self.is_ready_leader() {
+            let e = self.redirect();
+            for w in batch {
+                let _ = w.reply.send(PdResponse::Err(e.clone()));
+            }
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        self.node.read_index(ctx.to_le_bytes().to_vec());
+        self.tso_confirming.insert(ctx, batch);
+    }
+
+    /// Serves the Tso batches whose leadership was confirmed.
+    fn serve_confirmed_tso(&mut self, states: Vec<raft::ReadState>) {
+        let now = now_ms();
+        for rs in states {
+            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+                continue;
+            };
+            let Some(batch) = self.tso_confirming.remove(&u64::from_le_bytes(ctx)) else {
+                continue;
+            };
+            for w in batch {
+                let r = match self.oracle.next(w.count, now) {
+                    Ok(last) => Ok(PdResponseBody::Tso {
+                        last,
+                        count: w.count,
+                    }),
+                    Err(TsoError::NotReady | TsoError::WindowExhausted) => {
+                        Err(GolemError::ServerBusy {
+                            retry_after_ms: NOT_READY_RETRY_MS,
+                        })
+                    }
+                };
+                let _ = w.reply.send(r.into());
+            }
+            self.maybe_extend_tso(now);
+        }
+    }
+
     fn expire_pending(&mut self, now: Instant) {
+        for batch in self.tso_confirming.values_mut() {
+            for w in std::mem::take(batch) {
+                if w.deadline <= now {
+                    let _ = w.reply.send(PdResponse::Err(GolemError::DeadlineExceeded));
+                } else {
+                    batch.push(w);
+                }
+            }
+        }
+        self.tso_confirming.retain(|_, b| !b.is_empty());
         let expired: Vec<u64> = self
             .pending
             .iter()
@@ -450,6 +529,11 @@ impl Driver {
             for (_, p) in self.pending.drain() {
                 let _ = p.reply.send(PdResponse::Err(e.clone()));
             }
+            for (_, batch) in self.tso_confirming.drain() {
+                for w in batch {
+                    let _ = w.reply.send(PdResponse::Err(e.clone()));
+                }
+            }
         }
         self.was_leader = leader;
     }
@@ -469,6 +553,8 @@ impl Driver {
         }
         let mut rd = self.node.ready();
         self.send(rd.take_messages());
+        let confirmed = rd.take_read_states();
+        self.serve_confirmed_tso(confirmed);
         if !rd.snapshot().is_empty() {
             self.install_received_snapshot(rd.snapshot().clone());
         }

@@ -1,5 +1,5 @@
 //! Feeds arbitrary bytes, in arbitrary chunks, through the frame decoder
-//! and every payload validator. Built with `cfg(fuzzing)`, which skips the
+//! and every payload validator (client and PD messages). Built with `cfg(fuzzing)`, which skips the
 //! checksum so the fuzzer reaches the rkyv validation.
 //!
 //! Run: `cd wire/fuzz && cargo +nightly fuzz run frame_decoder`
@@ -28,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
                         let _ = decode_request(&f.payload);
                         let _ = decode_response(&f.payload);
                         let _ = decode_goodbye(&f.payload);
+                        let _ = golem_wire::pd::decode_pd_request(&f.payload);
+                        let _ = golem_wire::pd::decode_pd_response(&f.payload);
+                        let _ = golem_wire::pd::decode_pd_raft(&f.payload);
                     }
                 }
                 Err(_) => return,
