@@ -162,3 +162,69 @@ async fn one_member_serves_every_rpc_and_keeps_state_across_restart() {
         g.logs()
     );
 }
+
+fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process did not exit within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_second_instance_and_sigterm() {
+    let g = Group::start(1, &[]);
+    g.client().get_members().await.unwrap();
+    let bin = env!("CARGO_BIN_EXE_golem-pd");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let dir = g.dir.path().join("m1");
+    let dir = dir.to_str().unwrap();
+    // Election timeout not above the heartbeat: refused before starting.
+    let mut c = run(&[
+        "--data-dir",
+        dir,
+        "--election-ticks",
+        "2",
+        "--heartbeat-ticks",
+        "2",
+    ]);
+    assert_eq!(wait_exit(&mut c), Some(2));
+    // An id that is not among the peers.
+    let mut c = run(&["--data-dir", dir, "--id", "4", "--peers", "1=127.0.0.1:1"]);
+    assert_eq!(wait_exit(&mut c), Some(2));
+    // A second member on a data directory in use: refused, the first unharmed.
+    let other = free_port().to_string();
+    let mut c = run(&["--data-dir", dir, "--listen", &other]);
+    assert_eq!(wait_exit(&mut c), Some(1));
+    g.client().alloc_ids(1).await.unwrap();
+    // SIGTERM stops a member cleanly.
+    let pid = g.members[0].pid().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut g = g;
+    let start = std::time::Instant::now();
+    while g.members[0].is_running() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no exit on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
