@@ -17,7 +17,7 @@ use std::time::Duration;
 /// One worker's open-loop schedule.
 #[derive(Clone, Debug)]
 pub struct Schedule {
-    interval: Duration,
+    interval_nanos: u128,
     offset: Duration,
     sent: u64,
 }
@@ -27,32 +27,32 @@ impl Schedule {
     /// number `worker` (its sends are staggered by `worker / workers` of an
     /// interval so that the workers do not fire together).
     pub fn new(ops_per_s: u64, workers: usize, worker: usize) -> Schedule {
-        let workers = workers.max(1) as u64;
-        let per_worker_nanos =
-            1_000_000_000u128 * u128::from(workers) / u128::from(ops_per_s.max(1));
-        let interval = Duration::from_nanos(per_worker_nanos.min(u128::from(u64::MAX)) as u64);
-        let offset = interval.mul_f64(worker as f64 / workers as f64);
+        let workers = workers.max(1) as u128;
+        let interval_nanos = 1_000_000_000 * workers / u128::from(ops_per_s.max(1));
+        let offset_nanos = interval_nanos * (worker as u128 % workers) / workers;
         Schedule {
-            interval,
-            offset,
+            interval_nanos,
+            offset: nanos(offset_nanos),
             sent: 0,
         }
     }
 
     /// The intended send time of the next operation, since the phase start.
     pub fn next_intended(&mut self) -> Duration {
-        let t = self.offset
-            + self
-                .interval
-                .saturating_mul(self.sent.min(u64::from(u32::MAX)) as u32);
+        let t = self.offset + nanos(self.interval_nanos * u128::from(self.sent));
         self.sent += 1;
         t
     }
 
     #[cfg(test)]
     pub fn interval(&self) -> Duration {
-        self.interval
+        nanos(self.interval_nanos)
     }
+}
+
+/// A duration of `n` nanoseconds, saturating at about 584 years.
+fn nanos(n: u128) -> Duration {
+    Duration::from_nanos(n.min(u128::from(u64::MAX)) as u64)
 }
 
 /// The latencies recorded for one operation.
@@ -110,6 +110,10 @@ mod tests {
         assert_eq!(a.next_intended(), Duration::ZERO);
         assert_eq!(a.next_intended(), Duration::from_millis(4));
         assert_eq!(b.next_intended(), Duration::from_millis(1));
+        // Far into a long run, the arithmetic neither wraps nor saturates.
+        let mut c = Schedule::new(10_000_000, 1, 0);
+        c.sent = 10_000_000_000;
+        assert_eq!(c.next_intended(), Duration::from_secs(1000));
     }
 
     #[test]
