@@ -277,6 +277,11 @@ impl Background {
                 .map_err(|e| LsmError::io("fsync", &tmp, e))?;
             self.publish_file(&tmp, &path)?;
         } else {
+            // The builder may not have fsynced it: do it before the
+            // manifest names it.
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| LsmError::io("fsync", &path, e))?;
             sync_dir(&self.dir)?;
         }
         let seg = Segment::open(&path)?;
