@@ -126,6 +126,38 @@ fn entry_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn recount(m: &Memtable) -> usize {
+        m.points
+            .iter()
+            .map(|(k, v)| entry_bytes(k, v))
+            .sum::<usize>()
+            + m.ranges.bytes()
+    }
+
+    proptest! {
+        #[test]
+        fn byte_accounting_matches_a_recount(
+            ops in proptest::collection::vec((0u8..3, 0u8..20, 0u8..20, 0usize..40), 1..200)
+        ) {
+            let mut m = Memtable::default();
+            for (i, (kind, a, b, len)) in ops.into_iter().enumerate() {
+                let mut batch = WriteBatch::new();
+                match kind {
+                    0 => { batch.put(vec![b'k', a], vec![0; len]); }
+                    1 => { batch.delete(vec![b'k', a]); }
+                    _ => {
+                        let (s, e) = (a.min(b), a.max(b));
+                        let end = if s == e { Vec::new() } else { vec![b'k', e] };
+                        batch.delete_range(vec![b'k', s], end);
+                    }
+                }
+                m.apply(batch, (RegionId(1), LogIndex(i as u64)));
+                prop_assert_eq!(m.bytes(), recount(&m));
+            }
+        }
+    }
 
     #[test]
     fn range_delete_removes_own_keys_then_newer_puts_win() {
