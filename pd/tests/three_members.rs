@@ -32,13 +32,18 @@ fn region(conf_ver: u64) -> Region {
 
 async fn leader_of(g: &Group) -> u64 {
     let c = g.client();
-    eventually(Duration::from_secs(10), || async {
-        match c.get_members().await {
-            Ok((_, Some(l))) => Some(l.0),
-            _ => None,
+    let start = Instant::now();
+    loop {
+        if let Ok((_, Some(l))) = c.get_members().await {
+            return l.0;
         }
-    })
-    .await
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no leader within 10 s\n{}",
+            g.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[derive(Default)]
@@ -183,6 +188,9 @@ async fn leader_kill_loses_nothing_and_restart_keeps_state() {
         assert!(c.tso(1).await.unwrap().0 > max_ts, "timestamp went back");
     };
     check(g.client()).await;
+    for m in g.members.iter_mut() {
+        assert!(m.is_running(), "member {} died\n{}", m.id, m.log());
+    }
 
     // Restart every member: the whole state survives.
     for m in g.members.iter_mut() {

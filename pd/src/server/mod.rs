@@ -99,7 +99,15 @@ pub async fn serve(cfg: PdConfig, shutdown: impl Future<Output = ()>) -> Result<
     let driver = Driver::open(cfg.clone(), peers_out, shared.clone())?;
     let thread = std::thread::Builder::new()
         .name("pd-raft".into())
-        .spawn(move || driver.run(rx))
+        .spawn(move || {
+            // A broken invariant in the driver stops the whole member
+            // (fail-stop) instead of leaving a listener without a Raft node.
+            let run = std::panic::AssertUnwindSafe(move || driver.run(rx));
+            if std::panic::catch_unwind(run).is_err() {
+                eprintln!("golem-pd: the raft driver panicked; stopping");
+                std::process::exit(70);
+            }
+        })
         .map_err(io("spawn the raft thread"))?;
     tracing::info!(id = %cfg.id, listen = %cfg.listen, members = cfg.peers.len(), "PD member serving");
 
