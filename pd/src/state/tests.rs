@@ -500,6 +500,9 @@ fn ids_and_timestamps_only_grow_across_leader_changes_and_restarts() {
                 }
             }
         }
-        assert!(served > 1000, "seed {seed}: only {served} timestamps served");
+        assert!(
+            served > 1000,
+            "seed {seed}: only {served} timestamps served"
+        );
     }
 }
