@@ -102,3 +102,43 @@ pub fn run(args: PdArgs) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: PdArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<PdConfig, String> {
+        let cli = Cli::try_parse_from(std::iter::once("golem-pd").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.args.to_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_become_a_validated_config() {
+        let c = parse(&["--data-dir", "/tmp/pd"]).unwrap();
+        assert_eq!(c.peers, vec![(PdMemberId(1), c.listen)]);
+        let c = parse(&[
+            "--data-dir",
+            "/tmp/pd",
+            "--id",
+            "2",
+            "--peers",
+            "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3",
+            "--tick-ms",
+            "20",
+        ])
+        .unwrap();
+        assert_eq!(c.id, PdMemberId(2));
+        assert_eq!(c.tick_ms, 20);
+        assert!(parse(&["--data-dir", "/tmp/pd", "--tick-ms", "0"]).is_err());
+        assert!(parse(&["--data-dir", "/tmp/pd", "--peers", "1=nohost"]).is_err());
+        assert!(parse(&[]).is_err(), "--data-dir is required");
+    }
+}

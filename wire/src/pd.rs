@@ -197,7 +197,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// Checks the limits: nonzero id, a non-empty address of at most
+    /// Checks the limits: nonzero id, an `ip:port` address of at most
     /// `PD_ADDR_BYTES_MAX` bytes, 1..=`PD_STORE_SHARDS_MAX` shards.
     pub fn validate(&self) -> Result<(), GolemError> {
         if self.id.0 == 0 {
@@ -214,12 +214,17 @@ impl Store {
     }
 }
 
+/// A store address is `ip:port` (nodes and clients connect by IP, never
+/// by host name: no DNS lookups on shard threads).
 fn check_addr(addr: &str) -> Result<(), GolemError> {
     if addr.is_empty() || addr.len() > PD_ADDR_BYTES_MAX {
         return Err(GolemError::invalid(format!(
             "address of {} bytes (1..={PD_ADDR_BYTES_MAX})",
             addr.len()
         )));
+    }
+    if addr.parse::<std::net::SocketAddr>().is_err() {
+        return Err(GolemError::invalid("store address must be ip:port"));
     }
     Ok(())
 }

@@ -182,6 +182,13 @@ fn validation_rejects_bad_requests() {
                 shard_count: 1,
             },
         },
+        PdRequestBody::PutStore {
+            store: Store {
+                id: StoreId(1),
+                addr: "pd.example:2379".into(),
+                shard_count: 1,
+            },
+        },
         PdRequestBody::RegionHeartbeat {
             heartbeat: RegionHeartbeat {
                 region: region(1, b"b", b"a"),

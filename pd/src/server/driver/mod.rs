@@ -213,7 +213,10 @@ impl Driver {
             tso_queue: Vec::new(),
             tso_confirming: HashMap::new(),
             next_read_ctx: 1,
-            next_token: 1,
+            // Tokens of an earlier run of this member may still be in the
+            // log; starting from the clock keeps them distinct (and the
+            // leader applies every earlier entry before proposing anyway).
+            next_token: (now_ms() << 16) | 1,
             peers_out,
             shared,
             tso_started: false,
