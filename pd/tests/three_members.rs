@@ -265,3 +265,67 @@ async fn a_lagging_member_catches_up_by_snapshot() {
         g.logs()
     );
 }
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// SIGSTOP of the leader (a pause, like a long GC or a partition): the
+/// others elect a new leader; after SIGCONT the old one steps down. Clients
+/// pinned to the old leader and clients of the whole group see timestamps
+/// that only grow, and none is handed out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_never_hands_out_old_timestamps() {
+    let mut g = Group::start(3, &["--tso-window-ms", "200"]);
+    let leader = leader_of(&g).await;
+    let old = &g.members[(leader - 1) as usize];
+    let (old_addr, old_pid) = (old.addr, old.pid().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let all = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for endpoints in [vec![old_addr], g.endpoints()] {
+        let c = client(endpoints);
+        let stop = stop.clone();
+        let all = all.clone();
+        workers.push(tokio::spawn(async move {
+            let mut last = 0u64;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(t) = c.tso(1).await {
+                    assert!(t.0 > last, "timestamp went back");
+                    last = t.0;
+                    all.lock().unwrap().push(t.0);
+                    n += 1;
+                }
+            }
+            n
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(old_pid, "-STOP");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let new_leader = leader_of(&g).await;
+    assert_ne!(
+        new_leader, leader,
+        "no new leader while the old one is paused"
+    );
+    signal(old_pid, "-CONT");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        assert!(w.await.unwrap() > 10, "a worker made no progress");
+    }
+    let mut ts = all.lock().unwrap().clone();
+    let n = ts.len();
+    ts.sort();
+    ts.dedup();
+    assert_eq!(ts.len(), n, "a timestamp was handed out twice");
+    for m in g.members.iter_mut() {
+        assert!(m.is_running(), "member {} died\n{}", m.id, m.log());
+    }
+}
