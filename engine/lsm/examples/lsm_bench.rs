@@ -81,8 +81,11 @@ fn main() {
     );
     let stats = lsm.stats();
     println!(
-        "golem-lsm: {} segments, {} bytes",
-        stats.segments, stats.segment_bytes
+        "golem-lsm: {} segments, {} bytes; compaction write amplification {:.2} \
+         (segment bytes written by flush + compaction / by flush)",
+        stats.segments,
+        stats.segment_bytes,
+        (stats.flushed_bytes + stats.compacted_bytes) as f64 / stats.flushed_bytes.max(1) as f64
     );
 
     // --- redb ---

@@ -55,6 +55,10 @@ pub(crate) struct Shared {
     pub(crate) done: AtomicU64,
     /// The first fatal error; once set the thread has exited.
     pub(crate) error: Mutex<Option<String>>,
+    /// Bytes of segment files written by flushes since open.
+    pub(crate) flushed_bytes: AtomicU64,
+    /// Bytes of segment files written by compactions since open.
+    pub(crate) compacted_bytes: AtomicU64,
     /// Set by `Lsm::drop`: a running compaction is abandoned.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// Test hook: while set, the thread takes no new job.
@@ -246,7 +250,10 @@ impl Background {
         for (r, i) in &mem.applied {
             w.set_applied(*r, *i);
         }
-        w.finish()?;
+        let info = w.finish()?;
+        self.shared
+            .flushed_bytes
+            .fetch_add(info.file_bytes, Ordering::Relaxed);
         self.crash(CrashPoint::SegmentTempWritten)?;
         self.publish_file(&tmp, &path)?;
         self.crash(CrashPoint::SegmentRenamed)?;
@@ -338,7 +345,10 @@ impl Background {
         if let Some(stop) = stopped {
             return Err(stop);
         }
-        written.expect("only a stop abandons a merge");
+        let info = written.expect("only a stop abandons a merge");
+        self.shared
+            .compacted_bytes
+            .fetch_add(info.file_bytes, Ordering::Relaxed);
         self.publish_file(&tmp, &path)?;
         self.crash(CrashPoint::CompactionSegmentRenamed)?;
         let seg = Segment::open(&path)?;

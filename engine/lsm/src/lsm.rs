@@ -315,7 +315,24 @@ impl Lsm {
             frozen_memtables: self.frozen_count,
             segments: segments.len(),
             segment_bytes: segments.iter().map(|s| s.file_bytes()).sum(),
+            flushed_bytes: self.shared.flushed_bytes.load(Ordering::Relaxed),
+            compacted_bytes: self.shared.compacted_bytes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Approximate bytes of segment data with keys in `[start, end)` (empty
+    /// `end`: unbounded), from the block indexes: whole blocks whose key
+    /// span overlaps the range, over all live segments (memtables not
+    /// counted; shadowed versions counted). For size-based region splits.
+    pub fn approximate_bytes(&mut self, start: &[u8], end: &[u8]) -> u64 {
+        self.poll_quiet();
+        self.layers
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LayerKind::Seg(s) => Some(s.approximate_bytes(start, end)),
+                LayerKind::Mem(_) => None,
+            })
+            .sum()
     }
 
     /// The directory.
@@ -446,6 +463,12 @@ pub struct LsmStats {
     pub segments: usize,
     /// Their total size.
     pub segment_bytes: u64,
+    /// Segment bytes written by flushes since open.
+    pub flushed_bytes: u64,
+    /// Segment bytes written by compactions since open; with
+    /// `flushed_bytes`, the write amplification of compaction is
+    /// `(flushed + compacted) / flushed`.
+    pub compacted_bytes: u64,
 }
 
 fn new_active() -> Layer {

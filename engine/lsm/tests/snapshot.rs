@@ -303,3 +303,23 @@ fn dropping_a_paused_lsm_does_not_hang() {
     let mut lsm = Lsm::open(dir.path(), small()).unwrap();
     assert_eq!(lsm.persisted_applied(RegionId(1)), LogIndex(0));
 }
+
+#[test]
+fn approximate_bytes_and_write_amplification_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::open(dir.path(), small()).unwrap();
+    for round in 0..4u64 {
+        put_all(&mut lsm, 0..400, "value-", round + 1);
+        lsm.flush().unwrap();
+    }
+    lsm.wait_idle().unwrap();
+    let stats = lsm.stats();
+    assert!(stats.flushed_bytes > 0);
+    assert!(stats.compacted_bytes > 0, "{stats:?}");
+    let all = lsm.approximate_bytes(b"", b"");
+    let half = lsm.approximate_bytes(b"", &key(200));
+    let none = lsm.approximate_bytes(b"zzz", b"");
+    assert!(all > 0 && all <= stats.segment_bytes);
+    assert!(half > all / 4 && half < all * 3 / 4, "half {half} of {all}");
+    assert_eq!(none, 0);
+}

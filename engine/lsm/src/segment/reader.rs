@@ -147,6 +147,27 @@ impl Segment {
         })
     }
 
+    /// Bytes of the data blocks whose keys may fall in `[start, end)`
+    /// (empty `end`: unbounded): from the first block whose last key is
+    /// `>= start` through the first whose last key is `>= end`.
+    pub(crate) fn approximate_bytes(&self, start: &[u8], end: &[u8]) -> u64 {
+        let first = self
+            .index
+            .partition_point(|ie| ie.last_key.as_slice() < start);
+        let last = if end.is_empty() {
+            self.index.len()
+        } else {
+            (self
+                .index
+                .partition_point(|ie| ie.last_key.as_slice() < end)
+                + 1)
+            .min(self.index.len())
+        };
+        self.index
+            .get(first..last)
+            .map_or(0, |blocks| blocks.iter().map(|ie| u64::from(ie.len)).sum())
+    }
+
     /// Data blocks in the file.
     pub(super) fn block_count(&self) -> usize {
         self.index.len()
