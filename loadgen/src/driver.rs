@@ -113,9 +113,18 @@ impl WorkerOut {
         }
     }
 
-    fn ok(&mut self, kind: OpKind, intended: Instant, sent: Instant, done: Instant) {
-        let base = intended.min(sent);
-        let m = measure(Duration::ZERO, sent - base, done - base);
+    /// Records a success; `free_at`: when the worker's previous operation
+    /// completed (see `schedule::measure`).
+    fn ok(
+        &mut self,
+        kind: OpKind,
+        intended: Instant,
+        sent: Instant,
+        done: Instant,
+        free_at: Instant,
+    ) {
+        let base = intended.min(sent).min(free_at);
+        let m = measure(intended - base, sent - base, done - base, free_at - base);
         record(
             &mut self.corrected[kind.index()],
             m.corrected.as_micros() as u64,
@@ -255,6 +264,7 @@ async fn worker(mut conn: Conn, ctx: Arc<Ctx>, index: usize) -> WorkerOut {
     let mut schedule = (plan.target_ops_per_s > 0)
         .then(|| Schedule::new(plan.target_ops_per_s, plan.workers, index));
     let mut out = WorkerOut::new();
+    let mut previous_done = ctx.start;
     loop {
         let intended = match schedule.as_mut() {
             Some(s) => {
@@ -262,7 +272,9 @@ async fn worker(mut conn: Conn, ctx: Arc<Ctx>, index: usize) -> WorkerOut {
                 if ctx.end.is_some_and(|end| t >= end) {
                     break;
                 }
-                tokio::time::sleep_until(t.into()).await;
+                if t > Instant::now() {
+                    tokio::time::sleep_until(t.into()).await;
+                }
                 t
             }
             None => Instant::now(),
@@ -316,12 +328,18 @@ async fn worker(mut conn: Conn, ctx: Arc<Ctx>, index: usize) -> WorkerOut {
                     Ok(_) => {
                         let read_done = Instant::now();
                         if measuring {
-                            out.ok(OpKind::Read, sent, sent, read_done);
+                            out.ok(OpKind::Read, sent, sent, read_done, sent);
                             out.inner += 1;
                         }
                         let r = conn.write(key, value.clone()).await;
                         if measuring && r.is_ok() {
-                            out.ok(OpKind::Update, read_done, read_done, Instant::now());
+                            out.ok(
+                                OpKind::Update,
+                                read_done,
+                                read_done,
+                                Instant::now(),
+                                read_done,
+                            );
                             out.inner += 1;
                         }
                         r
@@ -330,11 +348,12 @@ async fn worker(mut conn: Conn, ctx: Arc<Ctx>, index: usize) -> WorkerOut {
             }
         };
         let done = Instant::now();
+        let free_at = std::mem::replace(&mut previous_done, done);
         if !measuring {
             continue;
         }
         match result {
-            Ok(()) => out.ok(kind, intended, sent, done),
+            Ok(()) => out.ok(kind, intended, sent, done, free_at),
             Err(e) => out.err(kind, &e),
         }
         out.last_done = Some(done);
