@@ -122,7 +122,15 @@ pub async fn serve(cfg: PdConfig, shutdown: impl Future<Output = ()>) -> Result<
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors, say: do not spin.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "connection refused: connections-max reached");
                     continue;

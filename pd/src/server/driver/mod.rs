@@ -30,8 +30,8 @@ use crate::state::{HeartbeatEffect, PdCommand, PdState, StoreTimeouts, TsoError,
 use golem_wire::pd::{PdMember, PdRequestBody, PdResponse, PdResponseBody};
 use golem_wire::raft::RaftMessage;
 use golem_wire::{ClusterId, GolemError, PdMemberId};
-use raft::eraftpb::{ConfState, Entry, EntryType, Message, Snapshot};
-use raft::{RawNode, StateRole};
+use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -131,6 +131,8 @@ pub struct Driver {
     /// The TSO oracle was started in this leadership (its first window proposed).
     tso_started: bool,
     was_leader: bool,
+    /// Snapshot messages handed to the transport in this Ready cycle.
+    snapshot_reports: Vec<(u64, SnapshotStatus)>,
 }
 
 impl Driver {
@@ -221,6 +223,7 @@ impl Driver {
             shared,
             tso_started: false,
             was_leader: false,
+            snapshot_reports: Vec::new(),
         })
     }
 
@@ -267,6 +270,7 @@ impl Driver {
             }
             self.confirm_tso_batch();
             self.handle_ready();
+            self.report_snapshots();
             self.leadership_changes();
         }
     }
@@ -377,10 +381,30 @@ impl Driver {
 
     fn send(&mut self, msgs: Vec<Message>) {
         for m in msgs {
-            if let Some(tx) = self.peers_out.get(&m.to) {
-                // A full queue drops the message: Raft retransmits.
-                let _ = tx.try_send(convert::message_to_wire(&m));
+            let Some(tx) = self.peers_out.get(&m.to) else {
+                continue;
+            };
+            // A full queue drops the message: Raft retransmits.
+            let queued = tx.try_send(convert::message_to_wire(&m)).is_ok();
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                // Report at once (after this Ready cycle): the leader then
+                // probes the follower, and resends the snapshot if it was
+                // lost on the way, instead of waiting forever for it.
+                let status = if queued {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.snapshot_reports.push((m.to, status));
             }
+        }
+    }
+
+    /// Hands raft-rs the snapshot reports of the last Ready cycle (never
+    /// inside the cycle).
+    fn report_snapshots(&mut self) {
+        for (to, status) in std::mem::take(&mut self.snapshot_reports) {
+            self.node.report_snapshot(to, status);
         }
     }
 }
