@@ -51,6 +51,7 @@ struct History {
     id_ranges: Mutex<Vec<(u64, u64)>>,
     timestamps: Mutex<Vec<u64>>,
     acked_conf_ver: AtomicU64,
+    acked_stores: Mutex<Vec<u64>>,
     /// Longest time between two successes of any worker, in ms.
     longest_gap_ms: AtomicU64,
 }
@@ -75,7 +76,7 @@ async fn leader_kill_loses_nothing_and_restart_keeps_state() {
     let h = Arc::new(History::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    for w in 0..3 {
+    for w in 0..4 {
         let h = h.clone();
         let stop = stop.clone();
         let c: PdClient = g.client();
@@ -106,6 +107,23 @@ async fn leader_kill_loses_nothing_and_restart_keeps_state() {
                         }
                         Err(_) => false,
                     },
+                    3 => {
+                        // Store ids from a range no allocator hands out here.
+                        let id = 1_000_000 + conf_ver;
+                        conf_ver += 1;
+                        let store = Store {
+                            id: StoreId(id),
+                            addr: format!("127.0.0.{}:{}", 2 + id % 200, 1000 + id % 60_000),
+                            shard_count: 1,
+                        };
+                        match c.put_store(store).await {
+                            Ok(()) => {
+                                h.acked_stores.lock().unwrap().push(id);
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    }
                     _ => {
                         conf_ver += 1;
                         let hb = RegionHeartbeat {
@@ -177,7 +195,10 @@ async fn leader_kill_loses_nothing_and_restart_keeps_state() {
     let max_id = ranges.last().unwrap().1;
     let max_ts = *ts.last().unwrap();
     let acked = h.acked_conf_ver.load(Ordering::Relaxed);
+    let stores = h.acked_stores.lock().unwrap().clone();
+    assert!(stores.len() > 10, "too few store registrations");
 
+    let stores = &stores;
     let check = |c: PdClient| async move {
         let r = c.get_region_by_id(RegionId(2)).await.unwrap();
         assert!(
@@ -186,6 +207,16 @@ async fn leader_kill_loses_nothing_and_restart_keeps_state() {
         );
         assert!(c.alloc_ids(1).await.unwrap().start >= max_id, "id reused");
         assert!(c.tso(1).await.unwrap().0 > max_ts, "timestamp went back");
+        let known: Vec<u64> = c
+            .get_stores(true)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.store.id.0)
+            .collect();
+        for id in stores {
+            assert!(known.contains(id), "acknowledged store {id} lost");
+        }
     };
     check(g.client()).await;
     for m in g.members.iter_mut() {
