@@ -140,7 +140,12 @@ impl PdClient {
             attempts += 1;
             let result = self.attempt(&mut inner, &body, deadline).await;
             let (why, backoff_now) = match result {
-                Attempt::Done(b) => return Ok(b),
+                Attempt::Done(b) => {
+                    if let PdResponseBody::Bootstrap { cluster } = b {
+                        inner.cluster = cluster;
+                    }
+                    return Ok(b);
+                }
                 Attempt::Fatal(e) => return Err(PdClientError::Server(e)),
                 Attempt::Retry {
                     why,

@@ -222,3 +222,64 @@ async fn hostile_input_gets_typed_errors_and_the_member_keeps_serving() {
     let mut m = g;
     assert!(m.members[0].is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_another_cluster_is_refused() {
+    use golem_wire::pd::{Peer, PeerRole, Region, Store};
+    use golem_wire::{PeerId, RegionEpoch, RegionId, ShardId, StoreId};
+    let g = Group::start(1, &[]);
+    let addr = g.members[0].addr;
+    let c = g.client();
+    let cluster = c
+        .bootstrap(
+            Store {
+                id: StoreId(1),
+                addr: "127.0.0.1:7000".into(),
+                shard_count: 1,
+            },
+            Region {
+                id: RegionId(2),
+                start: vec![],
+                end: vec![],
+                epoch: RegionEpoch::default(),
+                peers: vec![Peer {
+                    id: PeerId(3),
+                    store: StoreId(1),
+                    shard: ShardId(0),
+                    role: PeerRole::Voter,
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut r = Raw::connect(addr);
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION.into(),
+            cluster_id: ClusterId(cluster.0 ^ 1),
+            client_name: "lost".into(),
+        };
+        r.send(&encode_hello(RequestId(0), &hello).unwrap());
+        assert_eq!(r.goodbye_code(), 111);
+        // The right cluster id, and an unsupported protocol version.
+        let mut r = Raw::connect(addr);
+        let hello = Hello {
+            protocol_version: 99,
+            cluster_id: cluster,
+            client_name: "future".into(),
+        };
+        r.send(&encode_hello(RequestId(0), &hello).unwrap());
+        assert_eq!(r.goodbye_code(), 107);
+        let mut r = Raw::connect(addr);
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION.into(),
+            cluster_id: cluster,
+            client_name: "ok".into(),
+        };
+        r.send(&encode_hello(RequestId(0), &hello).unwrap());
+        assert!(matches!(r.reply(), Reply::HelloOk));
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.cluster().await, cluster);
+}
