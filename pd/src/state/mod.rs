@@ -40,6 +40,11 @@ use golem_wire::pd::{
 };
 use golem_wire::{ClusterId, GolemError, RegionId, StoreId};
 
+/// Bytes of routes one `ScanRegions` answer holds, about (half a frame, so
+/// the response always fits `FRAME_PAYLOAD_BYTES_MAX`); the caller continues
+/// from the last region's end.
+pub const SCAN_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
 /// The replicated state of the Placement Driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PdState {
@@ -251,7 +256,8 @@ impl PdState {
             .ok_or(GolemError::UnknownRegion { region: id })
     }
 
-    /// Regions overlapping `[start, end)`, at most `min(limit, PD_SCAN_REGIONS_MAX)`.
+    /// Regions overlapping `[start, end)`, at most `min(limit,
+    /// PD_SCAN_REGIONS_MAX)` and about `SCAN_RESPONSE_BYTES_MAX` bytes.
     pub fn scan_regions(
         &self,
         start: &[u8],
@@ -259,9 +265,12 @@ impl PdState {
         limit: u32,
     ) -> Result<Vec<RegionRoute>, GolemError> {
         self.require_bootstrapped()?;
-        Ok(self
-            .routing
-            .scan(start, end, limit.min(PD_SCAN_REGIONS_MAX) as usize))
+        Ok(self.routing.scan(
+            start,
+            end,
+            limit.min(PD_SCAN_REGIONS_MAX) as usize,
+            SCAN_RESPONSE_BYTES_MAX,
+        ))
     }
 
     /// A store, with its state derived at `now_ms`.

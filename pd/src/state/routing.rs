@@ -82,9 +82,17 @@ impl RoutingTable {
     }
 
     /// Regions overlapping `[start, end)` (empty end: unbounded), in key
-    /// order, at most `limit`.
-    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<RegionRoute> {
+    /// order, at most `limit` and about `bytes_max` bytes of routes (at
+    /// least one); the caller continues from the last region's end.
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        bytes_max: usize,
+    ) -> Vec<RegionRoute> {
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         // The region containing `start` may begin before it.
         let first = self
             .by_start
@@ -103,6 +111,11 @@ impl RoutingTable {
             let r = &route.region;
             if !r.end.is_empty() && r.end.as_slice() <= start {
                 continue;
+            }
+            // Keys, peers and fixed fields, roughly as archived.
+            bytes += r.start.len() + r.end.len() + r.peers.len() * 32 + 128;
+            if bytes > bytes_max && !out.is_empty() {
+                break;
             }
             out.push(route.clone());
         }

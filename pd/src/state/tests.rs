@@ -222,6 +222,8 @@ fn split_then_lookup() {
     let from_b = s.scan_regions(b"b", b"c", 10).unwrap();
     assert_eq!(from_b.len(), 1);
     assert_eq!(s.scan_regions(b"", b"", 1).unwrap().len(), 1);
+    // The byte cap cuts a scan but always returns at least one region.
+    assert_eq!(s.routing().scan(b"", b"", 10, 1).len(), 1);
     assert_eq!(s.get_region_by_id(RegionId(9)).unwrap_err().code(), 304);
 }
 
