@@ -35,6 +35,8 @@
 //!   `ingest`; check `take_ingest_failures`.
 //! - WAL segment deletion: a WAL segment can go once every region's
 //!   entries in it are `<= persisted_applied(region)`.
+//! - Region size for split decisions: `approximate_bytes(start, end)`;
+//!   health: `stats()` (frozen memtables, segments, write amplification).
 //! - Only `open`, `wait_idle` and `Drop` block; call them off the request
 //!   path (start-up, tests, shutdown).
 
