@@ -232,7 +232,13 @@ impl Driver {
         let tick = Duration::from_millis(self.cfg.tick_ms);
         let mut next_tick = Instant::now() + tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // Work left by the previous pass (a window proposed by
+            // `leadership_changes`, a snapshot report) runs at once.
+            let wait = if self.node.has_ready() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             let first = match inbox.recv_timeout(wait) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,

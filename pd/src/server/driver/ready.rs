@@ -101,6 +101,9 @@ impl Driver {
             };
             self.oracle
                 .on_window_committed(self.state.tso_window_end_ms());
+            // Before answering: a client that reconnects right after its
+            // Bootstrap returns must get the new cluster id in its handshake.
+            self.publish_cluster();
             if let Some((member, token)) = parse_context(&e.context) {
                 if member == self.cfg.id.0 && token != 0 {
                     if let Some(p) = self.pending.remove(&token) {
@@ -116,7 +119,6 @@ impl Driver {
                 }
             }
         }
-        self.publish_cluster();
     }
 
     pub(super) fn maybe_compact(&mut self) {
