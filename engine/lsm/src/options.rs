@@ -9,6 +9,11 @@ pub const KEY_BYTES_MAX: usize = 64 * 1024;
 /// The largest value the LSM accepts (bytes).
 pub const VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+// A committed Raft entry must never fail validation at apply (every replica
+// would stop at the same entry): the LSM accepts everything the wire does.
+const _: () = assert!(KEY_BYTES_MAX >= golem_wire::limits::KEY_BYTES_MAX);
+const _: () = assert!(VALUE_BYTES_MAX >= golem_wire::limits::VALUE_BYTES_MAX);
+
 /// Tuning and limits of one `Lsm`.
 #[derive(Clone, Debug)]
 pub struct LsmOptions {
