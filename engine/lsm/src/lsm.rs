@@ -229,6 +229,14 @@ impl Lsm {
         self.persisted.get(&region).copied().unwrap_or_default()
     }
 
+    /// `persisted_applied` of every region the live segments cover (for
+    /// deciding which WAL segments may be deleted). A removed region keeps
+    /// its entry: its writes up to there are durable (deleted) too.
+    pub fn persisted_applied_all(&mut self) -> &BTreeMap<RegionId, LogIndex> {
+        self.poll_quiet();
+        &self.persisted
+    }
+
     /// Freezes the active memtable and queues its flush (no-op if empty).
     /// `WriteStall` when `frozen_memtables_max` memtables already wait.
     pub fn flush(&mut self) -> Result<(), LsmError> {

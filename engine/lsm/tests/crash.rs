@@ -128,6 +128,10 @@ fn crash_and_recover(point: CrashPoint, skip: u32) {
     drop(lsm);
     let mut lsm = Lsm::open(dir.path(), options(None, 0)).unwrap();
     assert_eq!(lsm.persisted_applied(region), LogIndex(ENTRIES));
+    assert_eq!(
+        lsm.persisted_applied_all().clone(),
+        [(region, LogIndex(ENTRIES))].into_iter().collect()
+    );
     assert_eq!(state(&mut lsm), models[ENTRIES as usize]);
 }
 
