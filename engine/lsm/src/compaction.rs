@@ -117,6 +117,44 @@ mod tests {
         }
     }
 
+    /// Simulates `flushes` equal flushes with compaction after each, as the
+    /// background thread does; returns (live segments, write amplification).
+    fn simulate(flushes: u64, o: &LsmOptions) -> (usize, f64) {
+        let mut sizes: Vec<u64> = Vec::new(); // Newest first.
+        let (mut flushed, mut compacted) = (0u64, 0u64);
+        for _ in 0..flushes {
+            sizes.insert(0, 1);
+            flushed += 1;
+            while let Some(run) = pick(&sizes, o) {
+                assert!(run.end <= sizes.len() && run.len() >= 2);
+                let merged: u64 = sizes[run.clone()].iter().sum();
+                compacted += merged;
+                sizes.splice(run, [merged]);
+            }
+            assert!(sizes.len() <= o.segments_max);
+        }
+        (sizes.len(), (flushed + compacted) as f64 / flushed as f64)
+    }
+
+    #[test]
+    fn tiers_bound_the_runs_and_the_write_amplification() {
+        let o = LsmOptions::default();
+        for flushes in [10u64, 100, 1000, 4096] {
+            let (runs, wa) = simulate(flushes, &o);
+            // About one rewrite per tier: log4(flushes) + 1.
+            let tiers = (flushes as f64).log(4.0).ceil();
+            assert!(
+                wa <= tiers + 1.0,
+                "{flushes} flushes: write amplification {wa}"
+            );
+            // At most segments_per_tier_max - 1 runs per tier.
+            assert!(
+                runs as f64 <= 3.0 * (tiers + 1.0),
+                "{flushes} flushes: {runs} runs"
+            );
+        }
+    }
+
     #[test]
     fn picks_runs_of_similar_sizes() {
         assert_eq!(pick(&[1, 1, 1], &o()), None);
