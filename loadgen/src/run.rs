@@ -16,6 +16,11 @@ use crate::workload::Workload;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Fewest workers of a raw mode's load phase: that phase only prepares the
+/// keys for the measured run (100,000 keys one at a time by a single worker
+/// would take longer than the run itself).
+pub const RAW_LOAD_WORKERS_MIN: usize = 64;
+
 /// A finished run: the report and every phase's histograms.
 pub struct Finished {
     pub report: Report,
@@ -42,9 +47,13 @@ pub async fn run(
     let conns = backend::connect(&spec).await?;
     let mut phases = Vec::new();
     if args.runs_load() {
+        let load_workers = match args.mode {
+            Some(_) => workers.max(RAW_LOAD_WORKERS_MIN),
+            None => workers,
+        };
         let plan = PhasePlan {
             phase: Phase::Load,
-            workers,
+            workers: load_workers,
             ops_max: Some(workload.recordcount),
             duration: None,
             warmup: Duration::ZERO,
