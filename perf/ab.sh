@@ -5,6 +5,8 @@
 # Usage: perf/ab.sh A_BIN_DIR B_BIN_DIR [duration_s] [rounds]
 #   A_BIN_DIR/B_BIN_DIR hold a `golem` binary each (e.g. target/release of
 #   two worktrees). The load generator is A's, so the client is the same.
+# A_NODE_ARGS / B_NODE_ARGS (environment) add node flags per side, so one
+# binary can be compared against itself with another setting.
 # Writes perf/results/ab-<timestamp>/{summary.txt,*.json} and prints the
 # B/A ratio of throughput and p99 for each workload.
 set -euo pipefail
@@ -14,11 +16,18 @@ port="${GOLEM_PERF_PORT:-17400}"
 out="perf/results/ab-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 loadgen="$a/golem-loadgen"
+{
+  echo "A: $a ${A_NODE_ARGS:-}"
+  echo "B: $b ${B_NODE_ARGS:-}"
+  echo "duration ${duration}s, rounds ${rounds}, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+} >"$out/setup.txt"
 
 run_one() { # bin_dir label workload_name loadgen_args...
   local bin="$1" label="$2" name="$3"; shift 3
+  local extra="${A_NODE_ARGS:-}"
+  [[ "$label" == B* ]] && extra="${B_NODE_ARGS:-}"
   local data; data="$(mktemp -d -t golem-ab-XXXXXX)"
-  "$bin/golem" node --data-dir "$data" --listen "127.0.0.1:${port}" --shards 2 --pin off \
+  "$bin/golem" node --data-dir "$data" --listen "127.0.0.1:${port}" --shards 2 --pin off $extra \
     >"$out/node-$label-$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/${port}") 2>/dev/null && break; sleep 0.1; done

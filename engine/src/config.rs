@@ -26,6 +26,16 @@ pub enum PinMode {
     Off,
 }
 
+/// How WAL writes are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WalSyncMode {
+    /// Segments opened O_DSYNC: each write is durable when it completes.
+    Dsync,
+    /// A write, then an fdatasync.
+    Fdatasync,
+}
+
 /// Every node setting as an optional value: the shape of both the TOML file
 /// and the command-line flags, merged by [`NodeSettings::or`].
 #[derive(Clone, Debug, Default, Deserialize, Args)]
@@ -70,6 +80,9 @@ pub struct NodeSettings {
     /// Size of each preallocated WAL segment file, in MiB [default: 64].
     #[arg(long)]
     pub wal_segment_mib: Option<u64>,
+    /// How WAL writes are made durable [default: fdatasync].
+    #[arg(long, value_enum)]
+    pub wal_sync: Option<WalSyncMode>,
 }
 
 impl NodeSettings {
@@ -91,6 +104,7 @@ impl NodeSettings {
             idle_timeout_ms: self.idle_timeout_ms.or(other.idle_timeout_ms),
             frame_timeout_ms: self.frame_timeout_ms.or(other.frame_timeout_ms),
             wal_segment_mib: self.wal_segment_mib.or(other.wal_segment_mib),
+            wal_sync: self.wal_sync.or(other.wal_sync),
         }
     }
 
@@ -136,6 +150,7 @@ pub struct NodeConfig {
     pub idle_timeout_ms: u64,
     pub frame_timeout_ms: u64,
     pub wal_segment_bytes: u64,
+    pub wal_sync: WalSyncMode,
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -230,6 +245,7 @@ impl NodeConfig {
             idle_timeout_ms,
             frame_timeout_ms,
             wal_segment_bytes: wal_segment_mib << 20,
+            wal_sync: s.wal_sync.unwrap_or(WalSyncMode::Fdatasync),
         })
     }
 

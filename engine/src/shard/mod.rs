@@ -184,6 +184,7 @@ async fn open(
     let dir = cfg.data_dir.join("wal").join(format!("shard-{}", shard.id));
     let opts = WalOptions {
         segment_bytes: cfg.wal_segment_bytes,
+        dsync_writes: cfg.wal_sync == crate::config::WalSyncMode::Dsync,
         ..WalOptions::default()
     };
     let (mut wal, records) = Wal::open(&dir, opts)

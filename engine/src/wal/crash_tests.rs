@@ -466,6 +466,7 @@ fn history_one_segment() -> (tempfile::TempDir, History) {
     let opts = WalOptions {
         segment_bytes: 1024 * 1024,
         write_alignment_bytes: 4096,
+        ..WalOptions::default()
     };
     let h = write_history(tmp.path(), opts, 24);
     assert_eq!(h.files.len(), 1);
@@ -477,6 +478,7 @@ fn history_512() -> (tempfile::TempDir, History) {
     let opts = WalOptions {
         segment_bytes: 8 * 1024,
         write_alignment_bytes: 512,
+        ..WalOptions::default()
     };
     let h = write_history(tmp.path(), opts, 24);
     (tmp, h)

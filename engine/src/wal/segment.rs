@@ -92,10 +92,11 @@ pub(super) async fn open_read(path: &Path) -> Result<DmaFile, WalError> {
 }
 
 /// Opens an existing segment for reading and writing (to continue its log).
-pub(super) async fn open_write(path: &Path) -> Result<DmaFile, WalError> {
+pub(super) async fn open_write(path: &Path, opts: &WalOptions) -> Result<DmaFile, WalError> {
     OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(write_flags(opts))
         .dma_open(path)
         .await
         .map_err(|e| WalError::io("opening", path, e.into()))
@@ -141,6 +142,15 @@ pub(super) async fn close_quietly(file: DmaFile, path: &Path) {
     }
 }
 
+/// Extra open flags of a segment opened for writing.
+fn write_flags(opts: &WalOptions) -> i32 {
+    if opts.dsync_writes {
+        libc::O_DSYNC
+    } else {
+        0
+    }
+}
+
 /// Creates segment `seq` (or recreates it if `recreate`: its previous
 /// creation never completed), preallocates it to hold at least `log_bytes`
 /// (before padding) and `opts.segment_bytes`, and fsyncs the directory.
@@ -156,7 +166,7 @@ pub(super) async fn create(
 ) -> (DmaFile, u64, u64) {
     let path = segment_path(dir_path, seq);
     let mut o = OpenOptions::new();
-    o.read(true).write(true);
+    o.read(true).write(true).custom_flags(write_flags(opts));
     if recreate {
         o.create(true).truncate(true);
     } else {

@@ -21,6 +21,7 @@ pub(super) fn small() -> WalOptions {
     WalOptions {
         segment_bytes: 16 * 1024,
         write_alignment_bytes: 4096,
+        ..WalOptions::default()
     }
 }
 
@@ -581,4 +582,34 @@ fn invalid_options_are_refused() {
             ));
         }
     });
+}
+
+#[test]
+fn dsync_writes_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        dsync_writes: true,
+        ..small()
+    };
+    let recs: Vec<RecoveredRecord> = (0..40).map(rec).collect();
+    {
+        let opts = opts.clone();
+        let path = dir.path().to_owned();
+        let recs = recs.clone();
+        run(async move {
+            let (mut wal, got) = Wal::open(&path, opts).await.unwrap();
+            assert!(got.is_empty());
+            for (i, r) in recs.iter().enumerate() {
+                wal.append(r.kind, r.region, &r.payload);
+                if i % 7 == 0 {
+                    wal.sync().await;
+                }
+            }
+            wal.sync().await;
+            wal.close().await;
+        });
+    }
+    let path = dir.path().to_owned();
+    let got = run(async move { Wal::open(&path, opts).await.unwrap().1 });
+    assert_eq!(got, recs);
 }
