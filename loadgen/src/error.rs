@@ -41,6 +41,9 @@ pub enum LoadgenError {
         count: u64,
         first: String,
     },
+    /// Interrupted by Ctrl-C (SIGINT) before the run finished.
+    #[error("interrupted")]
+    Interrupted,
     /// An output file could not be written.
     #[error("cannot write {path}: {reason}")]
     Output { path: PathBuf, reason: String },

@@ -53,7 +53,13 @@ fn real_main(args: &args::Args) -> Result<(), LoadgenError> {
         .enable_all()
         .build()
         .map_err(|e| LoadgenError::Worker(format!("tokio runtime: {e}")))?;
-    let result = rt.block_on(run::run(args, endpoints, target_desc));
+    // Ctrl-C ends the run early but still stops a playground we started.
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = run::run(args, endpoints, target_desc) => r,
+            _ = tokio::signal::ctrl_c() => Err(LoadgenError::Interrupted),
+        }
+    });
     drop(rt);
     drop(target);
     let finished = result?;
