@@ -11,7 +11,8 @@
 # Installs etcd-server, redis-server and protobuf-compiler (the etcd
 # backend's gRPC stubs need protoc) with apt-get when missing. Runs put and
 # get at each concurrency against each system, writes the JSON reports, the
-# .hgrm files and summary.txt (with the ratios) to
+# .hgrm files, an SVG latency plot per run and summary.txt (with the
+# ratios) to
 # perf/results/compare-<timestamp>/, and stops every process it started by
 # its pid.
 #
@@ -121,7 +122,8 @@ for conc in "${concurrencies[@]}"; do
       "$bin/golem-loadgen" --backend "$backend" "${target[@]}" --mode "$mode" \
         --connections "$c" --in-flight "$f" --duration-s "$duration" \
         --keys "$keys" --value-bytes "$value_bytes" \
-        --json-out "$out/$name.json" --hgrm-dir "$out/hgrm-$name" >"$out/$name.txt"
+        --json-out "$out/$name.json" --hgrm-dir "$out/hgrm-$name" \
+        --svg-out "$out/$name.svg" >"$out/$name.txt"
       tail -n 4 "$out/$name.txt"
     done
   done

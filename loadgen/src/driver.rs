@@ -4,11 +4,13 @@
 //! fixed total rate; see `schedule`).
 //!
 //! Owns the measurement. Invariants: each worker records into its own
-//! histograms (no shared state on the hot path but two relaxed counters),
+//! histograms (the only shared state on the hot path is a few relaxed
+//! atomic counters: tickets, progress, the insert sequence),
 //! merged at the end; operations *intended* before the warm-up ends are
 //! neither recorded nor counted against `operationcount`; no operation is
-//! sent at or after the phase's deadline; the load phase inserts each record
-//! number `0..recordcount` exactly once.
+//! sent at or after the phase's deadline; the load phase sends each record
+//! number `0..recordcount` exactly once (a failed insert is counted as an
+//! error, not retried: the SDK already retried it within its deadline).
 
 use crate::backend::{Conn, OpError};
 use crate::dist::{KeyChooser, LengthChooser};
