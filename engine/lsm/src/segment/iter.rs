@@ -18,6 +18,9 @@ pub(crate) struct SegmentIter<'a> {
     /// Forward: next entry index. Reverse: one past it.
     pub(super) pos: usize,
     pub(super) failed: bool,
+    /// A key inside the range was returned: from now on only the far bound
+    /// needs checking (forward: `end`; reverse: `start`).
+    pub(super) inside: bool,
 }
 
 impl<'a> Iterator for SegmentIter<'a> {
@@ -42,6 +45,19 @@ impl<'a> Iterator for SegmentIter<'a> {
                     &self.entries[self.pos - 1]
                 };
                 let (k, v) = self.seg.entry(e);
+                if self.inside {
+                    // Keys only move away from the bound already passed.
+                    let beyond = if self.reverse {
+                        k < self.start.as_slice()
+                    } else {
+                        !self.end.is_empty() && k >= self.end.as_slice()
+                    };
+                    if beyond {
+                        self.failed = true;
+                        return None;
+                    }
+                    return Some(Ok((k, v)));
+                }
                 if k < self.start.as_slice() {
                     if self.reverse {
                         self.failed = true; // Done: everything further is smaller.
@@ -56,6 +72,7 @@ impl<'a> Iterator for SegmentIter<'a> {
                     self.failed = true;
                     return None;
                 }
+                self.inside = true;
                 return Some(Ok((k, v)));
             }
             // Load the next block in the direction of travel.
@@ -72,10 +89,9 @@ impl<'a> Iterator for SegmentIter<'a> {
                 self.next_block += 1;
                 self.next_block - 1
             };
-            match self.seg.block(i) {
-                Ok(entries) => {
-                    self.pos = if self.reverse { entries.len() } else { 0 };
-                    self.entries = entries;
+            match self.seg.block(i, &mut self.entries) {
+                Ok(()) => {
+                    self.pos = if self.reverse { self.entries.len() } else { 0 };
                 }
                 Err(e) => {
                     self.failed = true;

@@ -205,7 +205,8 @@ impl Segment {
     }
 
     /// Decodes data block `i`, checking its checksum and every bound.
-    pub(super) fn block(&self, i: usize) -> Result<Vec<EntryPos>, LsmError> {
+    pub(super) fn block(&self, i: usize, out: &mut Vec<EntryPos>) -> Result<(), LsmError> {
+        out.clear();
         let ie = &self.index[i];
         let start = ie.offset as usize;
         let block = &self.map[start..start + ie.len as usize];
@@ -217,7 +218,7 @@ impl Segment {
             .ok_or_else(|| corrupt("data block too short"))?;
         let count = u32::from_le_bytes(body[count_at..].try_into().expect("4 bytes")) as usize;
         let mut c = Cursor::new(&body[..count_at]);
-        let mut out = Vec::with_capacity(count.min(body.len()));
+        out.reserve(count.min(body.len()));
         let mut prev: Option<&[u8]> = None;
         while !c.is_done() {
             let kind = c.u8().ok_or_else(|| corrupt("entry kind"))?;
@@ -248,7 +249,7 @@ impl Segment {
         if prev != Some(ie.last_key.as_slice()) {
             return Err(corrupt("last key differs from the block index"));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Point lookup in data block `i` without decoding the whole block:
@@ -337,6 +338,7 @@ impl Segment {
             entries: Vec::new(),
             pos: 0,
             failed: false,
+            inside: false,
         }
     }
 }
