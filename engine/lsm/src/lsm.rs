@@ -2,14 +2,17 @@
 //! applies writes into the active memtable and reads from memtables and
 //! mapped segments; file writing (flush, ingest, compaction, deletion) runs
 //! on the background thread (`background`), so no call here touches the
-//! file system after `open` (except `wait_idle`, for tests and shutdown).
+//! file system after `open` (except `wait_idle`, for tests and shutdown;
+//! dropping the last reference to a segment unmaps it, a syscall but no
+//! I/O).
 //!
-//! Invariants: the active memtable is never shared (a snapshot freezes it
-//! first), so it is mutated in place; `layers` holds the frozen memtables
-//! and segments sorted by seq, newest first, and a frozen memtable leaves
-//! it only when the segment holding its data is published (the manifest
-//! naming it is durable); memory is bounded by
-//! `(frozen_memtables_max + 1) * memtable_bytes_max` plus one batch.
+//! Invariants: the active memtable is never shared (a snapshot freezes or
+//! copies it), so it is mutated in place; `layers` holds the frozen
+//! memtables and segments sorted by seq, newest first, and a frozen
+//! memtable leaves it only when the segment holding its data is published
+//! (the manifest naming it is durable); memory is bounded by
+//! `(frozen_memtables_max + 1) * memtable_bytes_max` plus one batch, plus
+//! one memtable copy per snapshot taken under a write stall.
 
 use crate::background::{Background, Job, Shared, Update};
 use crate::batch::WriteBatch;
