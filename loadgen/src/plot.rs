@@ -32,6 +32,7 @@ pub fn write_svg(
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
+        .margin_right(40)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..NINES_MAX, (1f64..y_max).log_scale())
@@ -42,12 +43,10 @@ pub fn write_svg(
         .y_desc("latency (µs)")
         .x_labels(6)
         .x_label_formatter(&|x| {
-            let p = 100.0 * (1.0 - 10f64.powf(-x));
-            format!("{p:.3}%")
-                .trim_end_matches('0')
-                .trim_end_matches('.')
-                .to_string()
+            let p = format!("{:.3}", 100.0 * (1.0 - 10f64.powf(-x)));
+            format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
         })
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| e.to_string())?;
     for (i, (name, h)) in rows.iter().enumerate() {
