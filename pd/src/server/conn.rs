@@ -6,7 +6,8 @@
 //! gets a `Goodbye` with a typed error and closes this connection only.
 //! Requests are pipelined: each is handed to the driver and answered when
 //! its reply arrives, possibly out of order, at most
-//! `IN_FLIGHT_REQUESTS_MAX` at a time.
+//! `IN_FLIGHT_REQUESTS_MAX` at a time; a request id already in flight closes
+//! the connection (`DuplicateRequestId`).
 
 use super::driver::DriverMsg;
 use super::Shared;
@@ -21,9 +22,10 @@ use golem_wire::{
     ClusterId, Frame, FrameDecoder, FrameKind, GolemError, HelloOk, RequestId, ShardId, StoreId,
     PROTOCOL_VERSION,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -46,7 +48,9 @@ pub struct ConnCtx {
 struct Conn {
     ctx: Arc<ConnCtx>,
     handshaken: bool,
-    in_flight: Arc<AtomicUsize>,
+    /// Request ids in flight on this connection (unique, at most
+    /// `IN_FLIGHT_REQUESTS_MAX`).
+    in_flight: Arc<Mutex<HashSet<u32>>>,
     outbox: mpsc::Sender<Vec<u8>>,
 }
 
@@ -75,7 +79,7 @@ pub async fn serve(stream: TcpStream, ctx: Arc<ConnCtx>) {
     let mut conn = Conn {
         ctx: ctx.clone(),
         handshaken: false,
-        in_flight: Arc::new(AtomicUsize::new(0)),
+        in_flight: Arc::new(Mutex::new(HashSet::new())),
         outbox,
     };
     let idle = Duration::from_millis(ctx.cfg.idle_timeout_ms);
@@ -174,10 +178,18 @@ impl Conn {
     fn on_request(&mut self, frame: Frame) -> Result<(), GolemError> {
         let id = frame.header.request_id;
         let req = decode_pd_request(&frame.payload)?;
+        if self
+            .in_flight
+            .lock()
+            .expect("never poisoned")
+            .contains(&id.0)
+        {
+            return Err(GolemError::DuplicateRequestId { id });
+        }
         if let Err(e) = req.body.validate() {
             return self.send(encode_pd_response(id, &PdResponse::Err(e))?);
         }
-        if self.in_flight.load(Ordering::Acquire) >= IN_FLIGHT_REQUESTS_MAX {
+        if self.in_flight.lock().expect("never poisoned").len() >= IN_FLIGHT_REQUESTS_MAX {
             let e = GolemError::TooManyInFlight {
                 max: IN_FLIGHT_REQUESTS_MAX as u32,
             };
@@ -207,7 +219,7 @@ impl Conn {
                 )?);
             }
         }
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.lock().expect("never poisoned").insert(id.0);
         let in_flight = self.in_flight.clone();
         let outbox = self.outbox.clone();
         tokio::spawn(async move {
@@ -216,7 +228,7 @@ impl Conn {
                 Ok(Err(_)) => PdResponse::Err(GolemError::ShuttingDown),
                 Err(_) => PdResponse::Err(GolemError::DeadlineExceeded),
             };
-            in_flight.fetch_sub(1, Ordering::AcqRel);
+            in_flight.lock().expect("never poisoned").remove(&id.0);
             let frame = encode_pd_response(id, &resp).unwrap_or_else(|e| {
                 encode_pd_response(id, &PdResponse::Err(e)).expect("an error always encodes")
             });
