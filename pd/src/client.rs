@@ -454,6 +454,64 @@ impl PdClient {
     }
 }
 
+/// What [`PdClient::join`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// This store created the cluster: it must create `region` (the whole
+    /// key space, one voter on shard 0 of this store) locally.
+    Bootstrapped { cluster: ClusterId, region: Region },
+    /// The cluster existed; the store is registered.
+    Registered { cluster: ClusterId },
+}
+
+impl PdClient {
+    /// A node's start: bootstraps the cluster with this store and a first
+    /// region if there is no cluster yet, else registers the store. Safe
+    /// against a race with another node bootstrapping at the same time, and
+    /// against a retried `Bootstrap` whose first attempt took effect.
+    pub async fn join(&self, store: Store) -> Result<Joined, PdClientError> {
+        if !self.is_bootstrapped().await? {
+            let ids = self.alloc_ids(2).await?;
+            let region = Region {
+                id: RegionId(ids.start),
+                start: vec![],
+                end: vec![],
+                epoch: golem_wire::RegionEpoch {
+                    conf_ver: 1,
+                    version: 1,
+                },
+                peers: vec![golem_wire::pd::Peer {
+                    id: golem_wire::PeerId(ids.start + 1),
+                    store: store.id,
+                    shard: golem_wire::ShardId(0),
+                    role: golem_wire::pd::PeerRole::Voter,
+                }],
+            };
+            match self.bootstrap(store.clone(), region.clone()).await {
+                Ok(cluster) => return Ok(Joined::Bootstrapped { cluster, region }),
+                Err(PdClientError::Server(GolemError::AlreadyBootstrapped { cluster })) => {
+                    // Ours, if a retry hid the first attempt's success.
+                    let first = self.get_region(b"").await?;
+                    if first.is_some_and(|r| r.region.id == region.id) {
+                        return Ok(Joined::Bootstrapped { cluster, region });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.put_store(store).await?;
+        if self.cluster().await.0 == 0 {
+            // Connected before the cluster existed: a new handshake tells
+            // the cluster id.
+            self.inner.lock().await.conn = None;
+            self.is_bootstrapped().await?;
+        }
+        Ok(Joined::Registered {
+            cluster: self.cluster().await,
+        })
+    }
+}
+
 fn unexpected(body: PdResponseBody) -> PdClientError {
     PdClientError::Unexpected(format!("{body:?}"))
 }

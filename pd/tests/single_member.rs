@@ -228,3 +228,43 @@ async fn bad_config_second_instance_and_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_joining_at_once_bootstrap_exactly_once() {
+    use golem_pd::client::Joined;
+    let g = Group::start(1, &[]);
+    let mut joins = Vec::new();
+    for i in 0..4u64 {
+        let c = g.client();
+        joins.push(tokio::spawn(async move {
+            let store = Store {
+                id: StoreId(c.alloc_ids(1).await.unwrap().start),
+                addr: format!("127.0.0.1:{}", 7000 + i * 10),
+                shard_count: 2,
+            };
+            (store.id, c.join(store).await.unwrap())
+        }));
+    }
+    let mut bootstrapped = Vec::new();
+    let mut cluster = None;
+    for j in joins {
+        let (store, joined) = j.await.unwrap();
+        let c = match &joined {
+            Joined::Bootstrapped { cluster, region } => {
+                bootstrapped.push((store, region.clone()));
+                *cluster
+            }
+            Joined::Registered { cluster } => *cluster,
+        };
+        assert_ne!(c.0, 0);
+        assert!(cluster.is_none() || cluster == Some(c), "two cluster ids");
+        cluster = Some(c);
+    }
+    assert_eq!(bootstrapped.len(), 1, "{bootstrapped:?}");
+    let c = g.client();
+    let (store, region) = &bootstrapped[0];
+    let first = c.get_region(b"any").await.unwrap().unwrap();
+    assert_eq!(&first.region, region);
+    assert_eq!(first.leader.unwrap().store, *store);
+    assert_eq!(c.get_stores(false).await.unwrap().len(), 4);
+}
