@@ -29,9 +29,10 @@ concurrencies=("$@")
 keys="${GOLEM_PERF_KEYS:-10000}"
 value_bytes=256
 golem_port="${GOLEM_PERF_PORT:-17400}"
-redis_port=16379
-etcd_client_ports=(23791 23792 23793)
-etcd_peer_ports=(23801 23802 23803)
+redis_port="${GOLEM_PERF_REDIS_PORT:-16379}"
+etcd_base="${GOLEM_PERF_ETCD_PORT:-22379}"
+etcd_client_ports=("$etcd_base" $((etcd_base + 1)) $((etcd_base + 2)))
+etcd_peer_ports=($((etcd_base + 10)) $((etcd_base + 11)) $((etcd_base + 12)))
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 out="perf/results/compare-${stamp}"
 mkdir -p "$out"
@@ -49,6 +50,14 @@ fi
 cargo build --release -p golem-engine --bin golem >/dev/null
 cargo build --release -p golem-loadgen --features etcd >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/release"
+
+for p in "$golem_port" $((golem_port + shards - 1)) "$redis_port" \
+  "${etcd_client_ports[@]}" "${etcd_peer_ports[@]}"; do
+  if (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "port $p is in use: set GOLEM_PERF_PORT / GOLEM_PERF_ETCD_PORT / GOLEM_PERF_REDIS_PORT" >&2
+    exit 1
+  fi
+done
 
 tmp="$(mktemp -d -t golem-compare-XXXXXX)"
 pids=()
@@ -71,12 +80,14 @@ wait_port() {
 "$bin/golem" node --data-dir "$tmp/golem" --listen "127.0.0.1:${golem_port}" \
   --shards "$shards" --pin off >"$out/golem.log" 2>&1 &
 pids+=($!)
+golem_pids=($!)
 
 cluster=""
 for i in 0 1 2; do
   cluster+="${cluster:+,}e$i=http://127.0.0.1:${etcd_peer_ports[$i]}"
 done
 etcd_endpoints=""
+etcd_pids=()
 for i in 0 1 2; do
   cp="${etcd_client_ports[$i]}"; pp="${etcd_peer_ports[$i]}"
   etcd --name "e$i" --data-dir "$tmp/etcd$i" \
@@ -85,6 +96,7 @@ for i in 0 1 2; do
     --initial-cluster "$cluster" --initial-cluster-state new \
     --initial-cluster-token golem-compare >"$out/etcd$i.log" 2>&1 &
   pids+=($!)
+  etcd_pids+=($!)
   etcd_endpoints+="${etcd_endpoints:+,}127.0.0.1:$cp"
 done
 
@@ -92,6 +104,17 @@ mkdir -p "$tmp/redis"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
   --dir "$tmp/redis" >"$out/redis.log" 2>&1 &
 pids+=($!)
+redis_pids=($!)
+
+# CPU time (user + system, in clock ticks) of the given processes.
+clk_tck="$(getconf CLK_TCK)"
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
+  done
+  echo "$total"
+}
 
 wait_port "$golem_port"
 for p in "${etcd_client_ports[@]}"; do wait_port "$p"; done
@@ -119,11 +142,14 @@ for conc in "${concurrencies[@]}"; do
       esac
       name="${backend}-${mode}-c${c}-f${f}"
       echo "== $name"
+      server_pids_var="${backend}_pids[@]"
+      cpu_before="$(cpu_ticks "${!server_pids_var}")"
       "$bin/golem-loadgen" --backend "$backend" "${target[@]}" --mode "$mode" \
         --connections "$c" --in-flight "$f" --duration-s "$duration" \
         --keys "$keys" --value-bytes "$value_bytes" \
         --json-out "$out/$name.json" --hgrm-dir "$out/hgrm-$name" \
         --svg-out "$out/$name.svg" >"$out/$name.txt"
+      echo "$(( $(cpu_ticks "${!server_pids_var}") - cpu_before )) $clk_tck" >"$out/$name.cpu"
       tail -n 4 "$out/$name.txt"
     done
   done
@@ -138,6 +164,16 @@ def run(b, mode, c, f):
     op = "UPDATE" if mode == "put" else "READ"
     o = next(o for o in row["ops"] if o["op"] == op)
     return row["total_ops_per_s"], o["latency"]["p50_us"], o["latency"]["p99_us"], o["errors"]
+def cpu_us_per_op(b, mode, c, f):
+    # Server CPU (all members) over the whole invocation divided by its
+    # operations. Put mode has no load phase; its 1 s warm-up is assumed to
+    # run at the measured rate, so ops ≈ run ops × (duration + 1) / duration.
+    ticks, hz = map(int, open(f"{out}/{b}-{mode}-c{c}-f{f}.cpu").read().split())
+    j = json.load(open(f"{out}/{b}-{mode}-c{c}-f{f}.json"))
+    row = next(p for p in j["phases"] if p["phase"] == "run")
+    ops = sum(o["latency"]["count"] for o in row["ops"])
+    d = row["takes_s"]
+    return ticks / hz * 1e6 / (ops * (d + j["warmup_s"]) / d)
 print()
 print("| workload | golem ops/s | etcd ops/s | redis ops/s | golem/etcd | golem/redis | golem p50/p99 µs | etcd p50/p99 µs | redis p50/p99 µs |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -149,5 +185,14 @@ for conc in concs:
         note = f" ({errs} errors)" if errs else ""
         print(f"| {mode}, {c} conn × {f} in flight{note} | {g[0]:,.0f} | {e[0]:,.0f} | {r[0]:,.0f} | "
               f"{g[0]/e[0]:.2f} | {g[0]/r[0]:.2f} | {g[1]:,}/{g[2]:,} | {e[1]:,}/{e[2]:,} | {r[1]:,}/{r[2]:,} |")
+print()
+print("Server CPU per put (µs, user+system of every server process; etcd: all 3 members):")
+print()
+print("| workload | golem | etcd | redis | golem/etcd |")
+print("|---|---:|---:|---:|---:|")
+for conc in concs:
+    c, f = conc.split(":")
+    g, e, r = (cpu_us_per_op(b, "put", c, f) for b in ("golem", "etcd", "redis"))
+    print(f"| put, {c} conn × {f} in flight | {g:.1f} | {e:.1f} | {r:.1f} | {g/e:.2f} |")
 PY
 echo "results in $out"
