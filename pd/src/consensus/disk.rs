@@ -59,7 +59,7 @@ struct EntriesRecord {
 }
 
 /// What recovery found.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Recovered {
     pub snapshot: Option<RaftSnapshot>,
     pub hard_state: RaftHardState,

@@ -203,7 +203,7 @@ impl Conn {
         let (reply, rx) = oneshot::channel();
         let msg = DriverMsg::Client {
             body: req.body,
-            deadline: Instant::now() + wait,
+            deadline_ms: super::driver::seams::system_now_ms() + u64::from(timeout_ms),
             reply,
         };
         match self.ctx.inbox.try_send(msg) {

@@ -1,7 +1,7 @@
 //! The Raft driver: one thread that owns the PD member's Raft node, log and
 //! state.
 //!
-//! Owns the raft-rs `RawNode`, the `DurableLog`, the `PdState`, the TSO
+//! Owns the raft-rs `RawNode`, the log sink, the `PdState`, the TSO
 //! oracle and the proposals waiting for their entries to apply. Everything
 //! reaches it as a message on one bounded inbox (client requests, peers'
 //! Raft messages); it ticks raft-rs on a timer and runs the Ready cycle:
@@ -15,15 +15,20 @@
 //! - timestamps are served only below a committed window end (`TsoOracle`),
 //!   and only after a ReadIndex round started after the request arrived
 //!   confirmed the leadership (linearizable across leader changes);
-//! - a durable-log error stops the process (fail-stop, never retried).
+//! - a durable-log error stops the process (fail-stop, never retried);
+//! - disk, network, clock and randomness enter only through `seams`, so a
+//!   test or the simulator can run members in one thread.
 
 mod ready;
 mod requests;
+pub mod seams;
+#[cfg(test)]
+mod tests;
 
 use super::Shared;
 use crate::config::PdConfig;
 use crate::consensus::convert;
-use crate::consensus::disk::DurableLog;
+use crate::consensus::disk::{DurableLog, Recovered};
 use crate::consensus::log_bridge::raft_logger;
 use crate::consensus::storage::PdStorage;
 use crate::state::{HeartbeatEffect, PdCommand, PdState, StoreTimeouts, TsoError, TsoOracle};
@@ -32,11 +37,12 @@ use golem_wire::raft::RaftMessage;
 use golem_wire::{ClusterId, GolemError, PdMemberId};
 use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
+use seams::{Env, LogSink, Outbox, SystemEnv};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages the driver accepts.
@@ -44,7 +50,8 @@ pub enum DriverMsg {
     /// A validated client request.
     Client {
         body: PdRequestBody,
-        deadline: Instant,
+        /// Ms since the Unix epoch (`Env::now_ms`).
+        deadline_ms: u64,
         reply: oneshot::Sender<PdResponse>,
     },
     /// Raft messages from a peer (already converted and checked).
@@ -67,26 +74,19 @@ enum Step {
 struct TsoWait {
     count: u32,
     reply: oneshot::Sender<PdResponse>,
-    deadline: Instant,
+    deadline_ms: u64,
 }
 
 /// A proposal waiting for its entry to apply.
 struct Pending {
     reply: oneshot::Sender<PdResponse>,
-    deadline: Instant,
+    deadline_ms: u64,
 }
 
 /// Client requests handled per loop pass, at most (keeps ticks on time).
 const INBOX_BATCH_MAX: usize = 4096;
 /// Retry hint while a new leader commits its first window, in ms.
 const NOT_READY_RETRY_MS: u32 = 10;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Raft context of a proposal: proposing member and token.
 fn proposal_context(member: PdMemberId, token: u64) -> Vec<u8> {
@@ -110,11 +110,14 @@ fn fatal(what: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(70)
 }
 
-/// The driver's state.
-pub struct Driver {
+/// The driver's state; the server's is `Driver<DurableLog,
+/// HashMap<u64, mpsc::Sender<RaftMessage>>, SystemEnv>`.
+pub struct Driver<L: LogSink, O: Outbox, E: Env> {
     cfg: PdConfig,
     node: RawNode<PdStorage>,
-    log: DurableLog,
+    log: L,
+    outbox: O,
+    env: E,
     state: PdState,
     oracle: TsoOracle,
     applied_index: u64,
@@ -126,7 +129,6 @@ pub struct Driver {
     tso_confirming: HashMap<u64, Vec<TsoWait>>,
     next_read_ctx: u64,
     next_token: u64,
-    peers_out: HashMap<u64, mpsc::Sender<RaftMessage>>,
     shared: Arc<Shared>,
     /// The TSO oracle was started in this leadership (its first window proposed).
     tso_started: bool,
@@ -135,17 +137,34 @@ pub struct Driver {
     snapshot_reports: Vec<(u64, SnapshotStatus)>,
 }
 
-impl Driver {
+/// The server's driver.
+pub type ServerDriver = Driver<DurableLog, HashMap<u64, mpsc::Sender<RaftMessage>>, SystemEnv>;
+
+impl ServerDriver {
     /// Recovers the member from its data directory.
     pub fn open(
         cfg: PdConfig,
         peers_out: HashMap<u64, mpsc::Sender<RaftMessage>>,
         shared: Arc<Shared>,
-    ) -> Result<Driver, super::ServerError> {
+    ) -> Result<ServerDriver, super::ServerError> {
         let (log, rec) = DurableLog::open(&cfg.data_dir)?;
         if rec.cut_bytes > 0 {
             tracing::warn!(bytes = rec.cut_bytes, "cut a torn tail from the raft log");
         }
+        Driver::recover(cfg, log, rec, peers_out, SystemEnv, shared)
+    }
+}
+
+impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
+    /// Builds a member from what its log recovered.
+    pub fn recover(
+        cfg: PdConfig,
+        log: L,
+        rec: Recovered,
+        outbox: O,
+        env: E,
+        shared: Arc<Shared>,
+    ) -> Result<Self, super::ServerError> {
         let timeouts = StoreTimeouts {
             disconnected_after_ms: cfg.store_disconnected_after_ms,
             down_after_ms: cfg.store_down_after_ms,
@@ -206,7 +225,6 @@ impl Driver {
         Ok(Driver {
             cfg,
             node,
-            log,
             state,
             oracle,
             applied_index: applied,
@@ -218,8 +236,10 @@ impl Driver {
             // Tokens of an earlier run of this member may still be in the
             // log; starting from the clock keeps them distinct (and the
             // leader applies every earlier entry before proposing anyway).
-            next_token: (now_ms() << 16) | 1,
-            peers_out,
+            next_token: (env.now_ms() << 16) | 1,
+            log,
+            outbox,
+            env,
             shared,
             tso_started: false,
             was_leader: false,
@@ -254,31 +274,65 @@ impl Driver {
             for m in batch {
                 match m {
                     DriverMsg::Stop => return,
-                    DriverMsg::Raft(msgs) => {
-                        for msg in msgs {
-                            // A message from a stale term or an unknown peer is
-                            // ignored by raft-rs; an error here is not fatal.
-                            let _ = self.node.step(msg);
-                        }
-                    }
+                    DriverMsg::Raft(msgs) => self.step_raft(msgs),
                     DriverMsg::Client {
                         body,
-                        deadline,
+                        deadline_ms,
                         reply,
-                    } => self.on_client(body, deadline, reply),
+                    } => self.on_client(body, deadline_ms, reply),
                 }
             }
             let now = Instant::now();
             if now >= next_tick {
-                self.node.tick();
+                self.tick();
                 next_tick = now + tick;
-                self.expire_pending(now);
             }
-            self.confirm_tso_batch();
-            self.handle_ready();
-            self.report_snapshots();
-            self.leadership_changes();
+            self.pass();
         }
+    }
+
+    /// Hands Raft messages from peers to raft-rs.
+    pub fn step_raft(&mut self, msgs: Vec<Message>) {
+        for msg in msgs {
+            // A message from a stale term or an unknown peer is ignored by
+            // raft-rs; an error here is not fatal.
+            let _ = self.node.step(msg);
+        }
+    }
+
+    /// One Raft tick; requests past their deadline are answered.
+    pub fn tick(&mut self) {
+        self.node.tick();
+        self.expire_pending(self.env.now_ms());
+    }
+
+    /// Everything after a batch of input: ReadIndex for this pass's Tso
+    /// requests, the Ready cycle, snapshot reports, leadership changes.
+    pub fn pass(&mut self) {
+        self.confirm_tso_batch();
+        self.handle_ready();
+        self.report_snapshots();
+        self.leadership_changes();
+    }
+
+    /// The outbox (tests and the simulator deliver its messages).
+    pub fn outbox_mut(&mut self) -> &mut O {
+        &mut self.outbox
+    }
+
+    /// The log sink (tests and the simulator crash-restart from it).
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+
+    /// The applied state.
+    pub fn state(&self) -> &PdState {
+        &self.state
+    }
+
+    /// Whether this member leads and has applied an entry of its term.
+    pub fn serves(&self) -> bool {
+        self.is_ready_leader()
     }
 
     fn is_leader(&self) -> bool {
@@ -323,10 +377,10 @@ impl Driver {
         }
     }
 
-    fn expire_pending(&mut self, now: Instant) {
+    fn expire_pending(&mut self, now: u64) {
         for batch in self.tso_confirming.values_mut() {
             for w in std::mem::take(batch) {
-                if w.deadline <= now {
+                if w.deadline_ms <= now {
                     let _ = w.reply.send(PdResponse::Err(GolemError::DeadlineExceeded));
                 } else {
                     batch.push(w);
@@ -337,7 +391,7 @@ impl Driver {
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.deadline <= now)
+            .filter(|(_, p)| p.deadline_ms <= now)
             .map(|(t, _)| *t)
             .collect();
         for t in expired {
@@ -355,14 +409,16 @@ impl Driver {
             .store(self.node.raft.leader_id, Ordering::Release);
         if ready && !self.tso_started {
             tracing::info!(term = self.node.raft.term, "PD leader ready");
-            let end_ms = self.oracle.start(self.state.tso_window_end_ms(), now_ms());
+            let end_ms = self
+                .oracle
+                .start(self.state.tso_window_end_ms(), self.env.now_ms());
             if self.propose_internal(PdCommand::TsoWindow { end_ms }) {
                 self.tso_started = true;
             } else {
                 self.oracle.stop(); // retried next pass
             }
         } else if ready {
-            self.maybe_extend_tso(now_ms());
+            self.maybe_extend_tso(self.env.now_ms());
         }
         if !ready && self.tso_started {
             self.oracle.stop();
@@ -387,11 +443,8 @@ impl Driver {
 
     fn send(&mut self, msgs: Vec<Message>) {
         for m in msgs {
-            let Some(tx) = self.peers_out.get(&m.to) else {
-                continue;
-            };
             // A full queue drops the message: Raft retransmits.
-            let queued = tx.try_send(convert::message_to_wire(&m)).is_ok();
+            let queued = self.outbox.send(m.to, convert::message_to_wire(&m));
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 // Report at once (after this Ready cycle): the leader then
                 // probes the follower, and resends the snapshot if it was

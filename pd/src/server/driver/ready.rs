@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Driver {
+impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
     /// One Ready cycle. Invariant: nothing is proposed between `ready()` and
     /// `advance()` (raft-rs would find unstable entries it did not hand out).
     pub(super) fn handle_ready(&mut self) {

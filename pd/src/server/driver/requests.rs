@@ -3,11 +3,11 @@
 
 use super::*;
 
-impl Driver {
-    pub(super) fn on_client(
+impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
+    pub fn on_client(
         &mut self,
         body: PdRequestBody,
-        deadline: Instant,
+        deadline_ms: u64,
         reply: oneshot::Sender<PdResponse>,
     ) {
         if let PdRequestBody::GetMembers = body {
@@ -18,7 +18,7 @@ impl Driver {
             let _ = reply.send(PdResponse::Err(self.redirect()));
             return;
         }
-        let now = now_ms();
+        let now = self.env.now_ms();
         let step = self.local_step(body, now);
         let cmd = match step {
             Step::Reply(r) => {
@@ -30,7 +30,7 @@ impl Driver {
                 self.tso_queue.push(TsoWait {
                     count,
                     reply,
-                    deadline,
+                    deadline_ms,
                 });
                 return;
             }
@@ -46,7 +46,7 @@ impl Driver {
             .propose(proposal_context(self.cfg.id, token), cmd.encode())
         {
             Ok(()) => {
-                self.pending.insert(token, Pending { reply, deadline });
+                self.pending.insert(token, Pending { reply, deadline_ms });
             }
             Err(_) => {
                 let e = self.redirect();
@@ -100,7 +100,7 @@ impl Driver {
                 }
             }
             PdRequestBody::Bootstrap { store, region } => Step::Propose(PdCommand::Bootstrap {
-                cluster: ClusterId(rand::random::<u64>() | 1),
+                cluster: ClusterId(self.env.random_u64() | 1),
                 store,
                 region,
             }),
@@ -148,7 +148,7 @@ impl Driver {
     /// Serves the Tso batches whose leadership was confirmed (called inside
     /// the Ready cycle: must not propose).
     pub(super) fn serve_confirmed_tso(&mut self, states: Vec<raft::ReadState>) {
-        let now = now_ms();
+        let now = self.env.now_ms();
         for rs in states {
             let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
                 continue;
