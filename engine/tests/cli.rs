@@ -169,3 +169,49 @@ fn node_rejects_bad_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tick-ms"));
 }
+
+#[test]
+fn golem_pd_subcommand_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports(1);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut pd = golem()
+        .args([
+            "pd",
+            "--listen",
+            &addr.to_string(),
+            "--tick-ms",
+            "20",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = golem_pd::client::PdClient::new(vec![addr], Default::default());
+    let ids = rt.block_on(client.alloc_ids(10));
+    let (members, leader) = rt.block_on(client.get_members()).expect("get members");
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(pd.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = pd.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "golem pd did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(members.len(), 1);
+    assert!(leader.is_some());
+    let ids = ids.expect("alloc ids");
+    assert_eq!(ids.end - ids.start, 10);
+    assert!(status.success(), "golem pd exit status {status}");
+}

@@ -2,8 +2,8 @@
 //! changes), store heartbeats, Tso and AllocIds against a running PD.
 //!
 //! ```text
-//! golem-pd --data-dir /tmp/pd1 --listen 127.0.0.1:2379 &
-//! cargo run --release -p golem-pd --example pd_bench -- 127.0.0.1:2379 [clients] [seconds] [regions]
+//! golem-pd --data-dir /tmp/pd1 --listen 127.0.0.1:7300 &
+//! cargo run --release -p golem-pd --example pd_bench -- 127.0.0.1:7300 [clients] [seconds] [regions]
 //! ```
 //! It bootstraps the cluster if needed, reports `regions` regions, then runs
 //! each operation for `seconds` with `clients` concurrent connections
@@ -49,7 +49,7 @@ fn nth(i: u64, n: u64, conf_ver: u64) -> Region {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let addr: SocketAddr = args.get(1).map_or("127.0.0.1:2379", |s| s).parse().unwrap();
+    let addr: SocketAddr = args.get(1).map_or("127.0.0.1:7300", |s| s).parse().unwrap();
     let clients: usize = args.get(2).map_or(8, |s| s.parse().unwrap());
     let secs: u64 = args.get(3).map_or(3, |s| s.parse().unwrap());
     let regions: u64 = args.get(4).map_or(1000, |s| s.parse().unwrap());

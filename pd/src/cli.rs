@@ -21,10 +21,10 @@ pub struct PdArgs {
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Address to listen on for clients, nodes and peer members (ip:port).
-    #[arg(long, default_value = "127.0.0.1:2379")]
+    #[arg(long, default_value = "127.0.0.1:7300")]
     pub listen: SocketAddr,
     /// Every member of the group as id=ip:port, comma-separated (1, 3 or 5
-    /// members), e.g. 1=10.0.0.1:2379,2=10.0.0.2:2379,3=10.0.0.3:2379.
+    /// members), e.g. 1=10.0.0.1:7300,2=10.0.0.2:7300,3=10.0.0.3:7300.
     /// Default: this member alone, at --listen.
     #[arg(long)]
     pub peers: Option<String>,

@@ -1,4 +1,4 @@
-//! The `golem` command line: `node`, `playground`, `ctl`.
+//! The `golem` command line: `node`, `pd`, `playground`, `ctl`.
 //!
 //! Owns argument parsing and the mapping of each subcommand to the code that
 //! runs it. Invariant: every flag has help text; exit codes are 0 (success),
@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a storage node (one shard per core, each on base port + shard).
     Node(NodeArgs),
+    /// Run a Placement Driver member (1 or 3 per cluster; Raft-replicated).
+    Pd(golem_pd::cli::PdArgs),
     /// Run a whole local cluster in the foreground; Ctrl-C stops it.
     Playground(playground::PlaygroundArgs),
     /// Data and admin commands against a running cluster.
@@ -53,6 +55,10 @@ pub fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::Pd(args) => {
+            init_logging();
+            golem_pd::cli::run(args)
         }
         Command::Playground(args) => {
             init_logging();
