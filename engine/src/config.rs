@@ -83,6 +83,10 @@ pub struct NodeSettings {
     /// How WAL writes are made durable [default: fdatasync].
     #[arg(long, value_enum)]
     pub wal_sync: Option<WalSyncMode>,
+    /// Placement Driver members (ip:port,…): register with the PD and report
+    /// to it. Without it the node runs stand-alone (one region, no PD).
+    #[arg(long, value_delimiter = ',')]
+    pub pd: Option<Vec<SocketAddr>>,
 }
 
 impl NodeSettings {
@@ -105,6 +109,7 @@ impl NodeSettings {
             frame_timeout_ms: self.frame_timeout_ms.or(other.frame_timeout_ms),
             wal_segment_mib: self.wal_segment_mib.or(other.wal_segment_mib),
             wal_sync: self.wal_sync.or(other.wal_sync),
+            pd: self.pd.or(other.pd),
         }
     }
 
@@ -151,6 +156,8 @@ pub struct NodeConfig {
     pub frame_timeout_ms: u64,
     pub wal_segment_bytes: u64,
     pub wal_sync: WalSyncMode,
+    /// PD members; empty: stand-alone mode.
+    pub pd_endpoints: Vec<SocketAddr>,
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -227,6 +234,14 @@ impl NodeConfig {
                 "idle and frame timeouts must be positive",
             ));
         }
+        if let Some(pd) = &s.pd {
+            if pd.is_empty() || pd.iter().any(|a| a.ip().is_unspecified() || a.port() == 0) {
+                return Err(invalid(
+                    "pd",
+                    "needs one or more concrete ip:port addresses",
+                ));
+            }
+        }
         let wal_segment_mib = s.wal_segment_mib.unwrap_or(64);
         if !(1..=4096).contains(&wal_segment_mib) {
             return Err(invalid("wal-segment-mib", "must be 1..=4096"));
@@ -246,6 +261,7 @@ impl NodeConfig {
             frame_timeout_ms,
             wal_segment_bytes: wal_segment_mib << 20,
             wal_sync: s.wal_sync.unwrap_or(WalSyncMode::Fdatasync),
+            pd_endpoints: s.pd.unwrap_or_default(),
         })
     }
 
@@ -285,11 +301,17 @@ mod tests {
             shards: Some(3),
             ..Default::default()
         };
-        let file: NodeSettings = toml::from_str("shards = 1\ntick-ms = 50\n").unwrap();
+        let file: NodeSettings =
+            toml::from_str("shards = 1\ntick-ms = 50\npd = [\"127.0.0.1:7300\"]\n").unwrap();
         let s = flags.or(file).or(base());
         let c = NodeConfig::resolve(s).unwrap();
         assert_eq!(c.shards, 3);
         assert_eq!(c.tick_ms, 50);
+        assert_eq!(
+            c.pd_endpoints,
+            vec!["127.0.0.1:7300".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(NodeConfig::resolve(base()).unwrap().pd_endpoints.is_empty());
     }
 
     #[test]

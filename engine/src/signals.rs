@@ -37,6 +37,28 @@ pub fn wait(set: &libc::sigset_t) -> std::io::Result<libc::c_int> {
     Ok(sig)
 }
 
+/// Waits up to `limit` for one of the signals in `set`; `None` if none came.
+pub fn wait_timeout(
+    set: &libc::sigset_t,
+    limit: std::time::Duration,
+) -> std::io::Result<Option<libc::c_int>> {
+    let ts = libc::timespec {
+        tv_sec: limit.as_secs() as libc::time_t,
+        tv_nsec: limit.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` is an initialized sigset; `ts` is a valid timespec; the
+    // siginfo out pointer may be null.
+    let rc = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    if rc >= 0 {
+        return Ok(Some(rc));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+        _ => Err(e),
+    }
+}
+
 /// Makes a child process start with no blocked signals.
 pub fn unblock_in_child(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;

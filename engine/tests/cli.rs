@@ -44,8 +44,18 @@ fn alive(pid: u32) -> bool {
 fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
     let port = free_ports(2);
     let addr = format!("127.0.0.1:{port}");
+    let pd_addr = format!("127.0.0.1:{}", free_ports(1));
     let mut pg = golem()
-        .args(["playground", "--listen", &addr, "--shards", "2"])
+        .args([
+            "playground",
+            "--listen",
+            &addr,
+            "--shards",
+            "2",
+            "--pd",
+            "1",
+        ])
+        .args(["--pd-listen", &pd_addr])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -70,6 +80,10 @@ fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
     assert!(
         banner.contains(" ctl --addr"),
         "banner does not say how to connect: {banner}"
+    );
+    assert!(
+        banner.contains(&pd_addr),
+        "banner does not name the PD: {banner}"
     );
 
     assert_eq!(ctl(&addr, &["put", "k", "v"]), (0, "OK\n".into()));
@@ -103,8 +117,17 @@ fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
     assert_eq!(ctl(&addr, &["--hex", "put", "00ff", "0a0b"]).0, 0);
     assert_eq!(ctl(&addr, &["--hex", "get", "00ff"]), (0, "0a0b\n".into()));
 
+    // The node registered with the playground's PD.
+    let (code, out) = ctl(&addr, &["--pd", &pd_addr, "store", "list", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stores"][0]["addr"], addr.as_str());
+    let (code, out) = ctl(&addr, &["--pd", &pd_addr, "member", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&pd_addr) && out.contains("leader"), "{out}");
+
     let kids = children(pg.id());
-    assert_eq!(kids.len(), 1, "the playground runs one node now");
+    assert_eq!(kids.len(), 2, "the playground runs one PD and one node");
     // Ctrl-C.
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(pg.id() as i32, libc::SIGINT) };

@@ -1,8 +1,11 @@
-//! `golem ctl`: data commands against a running cluster.
+//! `golem ctl`: data and admin commands against a running cluster.
 //!
-//! Owns parsing the data subcommands and printing their results as text or
-//! JSON. It is a plain client of the SDK (golem-client). Exit codes: 0
-//! success, 1 "not found" (get) or "not swapped" (cas), 2 an error.
+//! Owns parsing the subcommands and printing their results as text or
+//! JSON. Data commands (`get`, `put`, …) are a plain client of the SDK
+//! (golem-client) through `--addr`; admin commands (`member`, `store`,
+//! `region`) ask the Placement Driver at `--pd` (`admin.rs`). Exit codes:
+//! 0 success, 1 "not found" (get, region key, store get) or "not swapped"
+//! (cas), 2 an error.
 
 use clap::{Args, Subcommand};
 use golem_client::{Client, ClientConfig};
@@ -12,12 +15,18 @@ use std::process::ExitCode;
 
 /// The address a default `golem playground` listens on.
 pub const DEFAULT_ADDR: &str = crate::config::DEFAULT_LISTEN;
+/// The address a default `golem pd` (and playground PD) listens on.
+pub const DEFAULT_PD: &str = "127.0.0.1:7300";
 
 #[derive(Debug, Args)]
 pub struct CtlArgs {
     /// Address of any shard of a node (IP:port).
     #[arg(long, global = true, default_value = DEFAULT_ADDR)]
     pub addr: SocketAddr,
+    /// PD members (ip:port,…) for admin commands [default: 127.0.0.1:7300];
+    /// given to a data command, it routes through the PD instead of --addr.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub pd: Option<Vec<SocketAddr>>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -83,6 +92,15 @@ pub enum CtlCommand {
         #[arg(long)]
         delete: bool,
     },
+    /// PD members (admin; asks the PD at --pd).
+    #[command(subcommand)]
+    Member(super::admin::MemberCommand),
+    /// Stores (nodes) as the PD knows them.
+    #[command(subcommand)]
+    Store(super::admin::StoreCommand),
+    /// Regions as the PD knows them (range, epoch, peers, leader).
+    #[command(subcommand)]
+    Region(super::admin::RegionCommand),
 }
 
 /// Runs a ctl command.
@@ -110,12 +128,14 @@ pub fn run(args: CtlArgs) -> ExitCode {
     }
 }
 
-struct Codec {
-    hex: bool,
+/// Keys and values on the command line and in the output: text or hex.
+pub struct Codec {
+    pub hex: bool,
 }
 
 impl Codec {
-    fn parse(&self, s: &str) -> Result<Vec<u8>, String> {
+    /// A command-line key or value as bytes.
+    pub fn parse(&self, s: &str) -> Result<Vec<u8>, String> {
         if !self.hex {
             return Ok(s.as_bytes().to_vec());
         }
@@ -128,7 +148,8 @@ impl Codec {
             .collect()
     }
 
-    fn show(&self, b: &[u8]) -> String {
+    /// Bytes as printed.
+    pub fn show(&self, b: &[u8]) -> String {
         if self.hex {
             b.iter().map(|x| format!("{x:02x}")).collect()
         } else {
@@ -139,6 +160,9 @@ impl Codec {
 
 async fn run_async(args: &CtlArgs) -> Result<ExitCode, String> {
     let c = Codec { hex: args.hex };
+    if let Some(code) = super::admin::run(args, &c).await? {
+        return Ok(code);
+    }
     let mut cfg = ClientConfig::new(vec![args.addr]);
     cfg.client_name = "golem-ctl".into();
     cfg.request_timeout_ms = args.timeout_ms;
@@ -242,6 +266,9 @@ async fn run_async(args: &CtlArgs) -> Result<ExitCode, String> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        CtlCommand::Member(_) | CtlCommand::Store(_) | CtlCommand::Region(_) => {
+            unreachable!("admin commands are run by admin::run")
         }
     }
 }

@@ -4,6 +4,7 @@
 //! runs it. Invariant: every flag has help text; exit codes are 0 (success),
 //! 1 (not found / condition false, for `ctl`), 2 (usage or runtime error).
 
+pub mod admin;
 pub mod ctl;
 pub mod playground;
 

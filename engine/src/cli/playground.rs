@@ -1,11 +1,13 @@
 //! `golem playground`: a whole local cluster in one command.
 //!
 //! Owns starting the cluster's processes as children of this one, telling
-//! the user how to connect, and stopping every child on Ctrl-C. For now
-//! the cluster is one node (#4 adds the Placement Driver, #5 three nodes).
-//! Invariants: every child is stopped by its pid before this process exits
-//! (SIGTERM, then SIGKILL after a grace period); a temporary data directory
-//! is removed afterwards, a given `--data-dir` is kept.
+//! the user how to connect, and stopping every child on Ctrl-C. The
+//! cluster is one Placement Driver (`--pd 3`: three members on consecutive
+//! ports from `--pd-listen`) and one node started with `--pd` (#5 brings
+//! three nodes). Invariants: every child is stopped by its pid before this
+//! process exits (SIGTERM, then SIGKILL after a grace period), the nodes
+//! before the PD; a temporary data directory is removed afterwards, a
+//! given `--data-dir` is kept.
 
 use crate::config::DEFAULT_LISTEN;
 use clap::Args;
@@ -30,6 +32,12 @@ pub struct PlaygroundArgs {
     /// Shards per node. Default: number of CPUs.
     #[arg(long)]
     pub shards: Option<u16>,
+    /// PD members to run: 1 or 3.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub pd: u8,
+    /// Address of the first PD member; member i listens on port+i-1.
+    #[arg(long, default_value = super::ctl::DEFAULT_PD)]
+    pub pd_listen: SocketAddr,
 }
 
 /// A child process, stopped by pid when dropped.
@@ -90,14 +98,47 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
             (t.path().to_owned(), Some(t))
         }
     };
+    if args.pd == 2 {
+        return Err("--pd must be 1 or 3 (a PD group of 2 cannot lose a member)".into());
+    }
     let exe = std::env::current_exe()?;
+    let pd_addrs: Vec<SocketAddr> = (0..u16::from(args.pd))
+        .map(|i| SocketAddr::new(args.pd_listen.ip(), args.pd_listen.port() + i))
+        .collect();
+    let peers = pd_addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut pds = Vec::new();
+    for (i, addr) in pd_addrs.iter().enumerate() {
+        let name = format!("pd-{}", i + 1);
+        let dir = data_dir.join(&name);
+        std::fs::create_dir_all(&dir)?;
+        let log_path = data_dir.join(format!("{name}.log"));
+        let mut cmd = Command::new(&exe);
+        cmd.arg("pd")
+            .arg("--id")
+            .arg((i + 1).to_string())
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--peers")
+            .arg(&peers);
+        let child = spawn_logged(cmd, &name, &log_path)?;
+        pds.push((child, *addr, dir, log_path));
+    }
+    for (child, addr, _, log_path) in &mut pds {
+        if let Err(e) = wait_listening(child, *addr) {
+            print_log_tail(log_path);
+            return Err(e.into());
+        }
+    }
     let node_dir = data_dir.join("node-1");
     std::fs::create_dir_all(&node_dir)?;
     let log_path = data_dir.join("node-1.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
     let mut cmd = Command::new(&exe);
     cmd.arg("node")
         .arg("--data-dir")
@@ -106,16 +147,18 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
         .arg(args.listen.to_string())
         .arg("--pin")
         .arg("off")
-        .stdout(Stdio::null())
-        .stderr(log);
+        .arg("--pd")
+        .arg(
+            pd_addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     if let Some(s) = args.shards {
         cmd.arg("--shards").arg(s.to_string());
     }
-    crate::signals::unblock_in_child(&mut cmd);
-    let mut node = ChildGuard {
-        name: "node-1".into(),
-        child: cmd.spawn()?,
-    };
+    let mut node = spawn_logged(cmd, "node-1", &log_path)?;
     if let Err(e) = wait_listening(&mut node, args.listen) {
         print_log_tail(&log_path);
         return Err(e.into());
@@ -127,6 +170,14 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
         node_dir.display(),
         log_path.display()
     );
+    for (i, (_, addr, dir, log)) in pds.iter().enumerate() {
+        println!(
+            "  pd {}:   {addr}  data {}  log {}",
+            i + 1,
+            dir.display(),
+            log.display()
+        );
+    }
     println!();
     let addr = if args.listen.to_string() == DEFAULT_LISTEN {
         String::new()
@@ -136,6 +187,13 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("Try, in another terminal:");
     println!("  cargo run --release --bin golem -- ctl{addr} put hello world");
     println!("  cargo run --release --bin golem -- ctl{addr} get hello");
+    let pd = if args.pd_listen.to_string() == super::ctl::DEFAULT_PD {
+        String::new()
+    } else {
+        format!(" --pd {}", args.pd_listen)
+    };
+    println!("  cargo run --release --bin golem -- ctl{pd} store list");
+    println!("  cargo run --release --bin golem -- ctl{pd} region list");
     println!("  cargo run --release --bin golem-loadgen --{addr} --mode mixed --duration-s 10");
     println!();
     println!("Press Ctrl-C to stop.");
@@ -156,9 +214,32 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("node-1 exited unexpectedly ({status})").into());
         }
     }
+    // The nodes first (they report to the PD until they stop), then the PD.
     node.stop();
+    for (pd, ..) in &mut pds {
+        pd.stop();
+    }
     println!("stopped.");
     Ok(())
+}
+
+/// Starts `cmd` with its stderr appended to `log_path`, unblocked signals,
+/// and stdout discarded.
+fn spawn_logged(
+    mut cmd: Command,
+    name: &str,
+    log_path: &std::path::Path,
+) -> std::io::Result<ChildGuard> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    cmd.stdout(Stdio::null()).stderr(log);
+    crate::signals::unblock_in_child(&mut cmd);
+    Ok(ChildGuard {
+        name: name.into(),
+        child: cmd.spawn()?,
+    })
 }
 
 /// Shows the end of a child's log (the temporary directory is removed on exit).

@@ -1,65 +1,143 @@
-//! The node's persistent identity: which cluster it belongs to and its store id.
+//! The node's persistent identity: which cluster it belongs to, its store
+//! id, and the region it hosts.
 //!
-//! Owns `<data-dir>/IDENTITY`. Invariant: once written, the identity of a
-//! data directory never changes (a node restarted on its directory is the
-//! same store of the same cluster). Until the Placement Driver (#4) assigns
-//! ids, a new directory creates a fresh cluster id and store id 1.
+//! Owns `<data-dir>/IDENTITY` (`key=value` lines: `cluster`, `store`,
+//! `mode` = `standalone` | `pd`, and in PD mode `region` and `peer` when the
+//! node bootstrapped the cluster's first region). Invariants: once written,
+//! the cluster and store of a data directory never change (a node restarted
+//! on its directory is the same store of the same cluster); a directory
+//! created in one mode is never started in the other. Stand-alone, a new
+//! directory gets a fresh random cluster id, store 1 and region 1 / peer 1;
+//! with a PD (`--pd`) every id comes from the PD (`node/pd_link.rs`).
 
-use golem_wire::{ClusterId, StoreId};
+use golem_wire::{ClusterId, PeerId, RegionId, StoreId};
 use std::io::Write;
 use std::path::Path;
 
-/// Cluster and store ids of this node.
+/// The region this node hosts and its peer id in that region's Raft group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostedRegion {
+    pub region: RegionId,
+    pub peer: PeerId,
+}
+
+/// The stand-alone node's region: the whole key space, id 1, peer 1.
+pub const STANDALONE_REGION: HostedRegion = HostedRegion {
+    region: RegionId(1),
+    peer: PeerId(1),
+};
+
+/// Cluster and store ids of this node, and what it hosts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub cluster: ClusterId,
     pub store: StoreId,
+    /// Whether the ids came from a Placement Driver.
+    pub pd: bool,
+    /// The region this node hosts, if any (a node that joined an existing
+    /// cluster hosts none until replication, #5, moves one here).
+    pub region: Option<HostedRegion>,
 }
 
 const FILE: &str = "IDENTITY";
 
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+}
+
 impl Identity {
-    /// Reads the identity of `dir`, creating (and fsyncing) a new one if absent.
-    pub fn load_or_create(dir: &Path) -> std::io::Result<Identity> {
+    /// Reads the identity of `dir`, if it has one.
+    pub fn load(dir: &Path) -> std::io::Result<Option<Identity>> {
         let path = dir.join(FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) => Identity::parse(&text).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} is corrupt: {text:?}", path.display()),
-                )
+            Ok(text) => Identity::parse(&text)
+                .map(Some)
+                .ok_or_else(|| invalid(format!("{} is corrupt: {text:?}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the identity of `dir` (temporary file, fsync, rename, fsync of
+    /// the directory).
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        let mode = if self.pd { "pd" } else { "standalone" };
+        write!(
+            f,
+            "cluster={}\nstore={}\nmode={mode}\n",
+            self.cluster, self.store
+        )?;
+        if let Some(h) = self.region {
+            write!(f, "region={}\npeer={}\n", h.region, h.peer)?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(FILE))?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// The stand-alone identity of `dir`, creating (and fsyncing) a new one
+    /// if absent. Refuses a directory that belongs to a PD cluster.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<Identity> {
+        match Identity::load(dir)? {
+            Some(id) if id.pd => Err(invalid(format!(
+                "{} belongs to cluster {} managed by a PD: start the node with --pd",
+                dir.display(),
+                id.cluster
+            ))),
+            Some(id) => Ok(Identity {
+                region: Some(STANDALONE_REGION),
+                ..id
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let id = Identity {
                     cluster: ClusterId(random_nonzero_u64()),
                     store: StoreId(1),
+                    pd: false,
+                    region: Some(STANDALONE_REGION),
                 };
-                let tmp = dir.join(format!("{FILE}.tmp"));
-                let mut f = std::fs::File::create(&tmp)?;
-                write!(f, "cluster={}\nstore={}\n", id.cluster, id.store)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &path)?;
-                std::fs::File::open(dir)?.sync_all()?;
+                id.save(dir)?;
                 Ok(id)
             }
-            Err(e) => Err(e),
         }
     }
 
     fn parse(text: &str) -> Option<Identity> {
         let mut cluster = None;
         let mut store = None;
+        let mut pd = false;
+        let mut region = None;
+        let mut peer = None;
         for line in text.lines() {
             match line.split_once('=') {
                 Some(("cluster", v)) => cluster = v.trim().parse().ok(),
                 Some(("store", v)) => store = v.trim().parse().ok(),
+                Some(("mode", v)) => match v.trim() {
+                    "pd" => pd = true,
+                    "standalone" => pd = false,
+                    _ => return None,
+                },
+                Some(("region", v)) => region = Some(v.trim().parse().ok()?),
+                Some(("peer", v)) => peer = Some(v.trim().parse().ok()?),
                 _ => {}
             }
         }
+        let region = match (region, peer) {
+            (Some(r), Some(p)) if r != 0 && p != 0 => Some(HostedRegion {
+                region: RegionId(r),
+                peer: PeerId(p),
+            }),
+            (None, None) => None,
+            _ => return None,
+        };
         match (cluster, store) {
             (Some(c), Some(s)) if c != 0 && s != 0 => Some(Identity {
                 cluster: ClusterId(c),
                 store: StoreId(s),
+                pd,
+                region,
             }),
             _ => None,
         }
@@ -94,6 +172,24 @@ mod tests {
         let b = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(a, b);
         assert_ne!(a.cluster.get(), 0);
+    }
+
+    #[test]
+    fn pd_identity_round_trips_and_is_refused_stand_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), None);
+        let id = Identity {
+            cluster: ClusterId(7),
+            store: StoreId(3),
+            pd: true,
+            region: Some(HostedRegion {
+                region: RegionId(5),
+                peer: PeerId(6),
+            }),
+        };
+        id.save(dir.path()).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap(), Some(id));
+        assert!(Identity::load_or_create(dir.path()).is_err());
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //!
 //! Owns start-up and shutdown of `golem node`: the data-directory lock, the
 //! port probe, one executor thread per shard, and the signal handling that
-//! stops them. Invariants: the process holds its data directory's lock for
+//! stops them; with `--pd`, joining the cluster before serving and the
+//! heartbeat thread afterwards (`pd_link.rs`). Invariants: the process holds its data directory's lock for
 //! its whole life; SIGINT/SIGTERM are delivered only to the signal thread
 //! (blocked everywhere else), and lead to a clean stop in which every shard
 //! answers or refuses its in-flight requests and syncs its WAL.
 
 pub mod identity;
 pub mod lockfile;
+pub mod pd_link;
 
 use crate::config::NodeConfig;
 use crate::runtime::{self, Pinning};
@@ -28,6 +30,8 @@ pub enum NodeError {
     ShardStart { shard: ShardId, reason: String },
     #[error("shard {0} stopped unexpectedly")]
     ShardDied(ShardId),
+    #[error("joining the cluster: {0}")]
+    Join(#[from] pd_link::JoinError),
 }
 
 /// Events the node's main thread waits for.
@@ -39,10 +43,20 @@ enum Event {
 /// Runs a node until SIGINT/SIGTERM; returns once every shard has stopped.
 pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let _lock = DataDirLock::acquire(&cfg.data_dir)?;
-    let identity = Identity::load_or_create(&cfg.data_dir)?;
     let addrs: Vec<_> = (0..cfg.shards).map(|s| cfg.shard_listen(s)).collect();
     probe_ports_free(&addrs)?;
     let signals = crate::signals::block_stop_signals()?;
+    let (identity, pd_link) = if cfg.pd_endpoints.is_empty() {
+        (Identity::load_or_create(&cfg.data_dir)?, None)
+    } else {
+        match pd_link::join(&cfg, &signals)? {
+            Some((identity, link)) => (identity, Some(link)),
+            None => {
+                tracing::info!("stopped before joining the cluster");
+                return Ok(());
+            }
+        }
+    };
 
     let cfg = Arc::new(cfg);
     let stop = Arc::new(AtomicBool::new(false));
@@ -80,6 +94,7 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             })?;
         handles.push(handle);
     }
+    let link_inboxes = pd_link.as_ref().map(|_| senders.clone());
     drop(senders);
     drop(ready_tx);
 
@@ -101,6 +116,9 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             first = %cfg.shard_advertise(0),
             "node ready"
         );
+        if let (Some(link), Some(inboxes)) = (pd_link, link_inboxes) {
+            link.spawn(cfg.clone(), identity, inboxes, stop.clone())?;
+        }
         {
             let events_tx = events_tx.clone();
             std::thread::Builder::new()

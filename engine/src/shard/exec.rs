@@ -5,10 +5,18 @@
 //! before it touches a region; a request for a region owned by another shard
 //! is forwarded over that shard's inbox (correct, one cross-core hop slower
 //! than shard-aware routing); a request whose epoch differs from the
-//! region's gets `EpochNotMatch` with the current region.
+//! region's gets `EpochNotMatch` with the current region. A request routed
+//! with no knowledge (the default epoch: a client's seed route, which names
+//! region 1) for a region this node does not host, whose key a hosted region
+//! covers, also gets `EpochNotMatch` with the covering region, so the client
+//! learns the true route in one round trip; with a real epoch an unknown
+//! region is `RegionNotFound`.
 
 use super::{Shard, ShardMsg};
-use golem_wire::{GolemError, PeerId, PeerLocation, RegionInfo, Request, Response, ResponseBody};
+use golem_wire::{
+    GolemError, PeerId, PeerLocation, RegionEpoch, RegionInfo, Request, RequestBody, Response,
+    ResponseBody,
+};
 use std::rc::Rc;
 use tokio::sync::oneshot;
 
@@ -22,19 +30,22 @@ async fn execute_inner(shard: &Rc<Shard>, req: Request) -> Result<ResponseBody, 
         return Err(GolemError::ShuttingDown);
     }
     req.body.validate()?;
-    let owner = shard
-        .directory
-        .owner(req.region)
-        .ok_or(GolemError::RegionNotFound { region: req.region })?;
+    let owner = match shard.directory.owner(req.region) {
+        Some(owner) => owner,
+        // Unknown here: the shard hosting this node's region knows whether
+        // it covers the request's key.
+        None => match shard.directory.hosted() {
+            Some(h) => shard.directory.owner(h.region).expect("hosted"),
+            None => return Err(GolemError::RegionNotFound { region: req.region }),
+        },
+    };
     if owner != shard.id {
         return forward(shard, owner.get() as usize, req).await;
     }
-    let region = shard
-        .regions
-        .borrow()
-        .get(&req.region)
-        .cloned()
-        .ok_or(GolemError::RegionNotFound { region: req.region })?;
+    let found = shard.regions.borrow().get(&req.region).cloned();
+    let Some(region) = found else {
+        return Err(covering_region(shard, &req));
+    };
     let info = region_info(shard, &region.peer.borrow());
     if req.epoch != info.epoch {
         return Err(GolemError::EpochNotMatch {
@@ -45,6 +56,34 @@ async fn execute_inner(shard: &Rc<Shard>, req: Request) -> Result<ResponseBody, 
         region.write(req.body).await
     } else {
         region.read(&req.body)
+    }
+}
+
+/// The answer to a request for a region this shard does not host: for a
+/// seed route (default epoch), `EpochNotMatch` with the hosted region
+/// covering the request's key; else `RegionNotFound`.
+fn covering_region(shard: &Shard, req: &Request) -> GolemError {
+    if req.epoch != RegionEpoch::default() {
+        return GolemError::RegionNotFound { region: req.region };
+    }
+    let key: &[u8] = match &req.body {
+        RequestBody::Get { key }
+        | RequestBody::Put { key, .. }
+        | RequestBody::Delete { key }
+        | RequestBody::CompareAndSwap { key, .. } => key,
+        RequestBody::Scan { start, .. } => start,
+        RequestBody::BatchGet { keys } => keys.first().map_or(&[], Vec::as_slice),
+        RequestBody::BatchWrite { ops } => ops.first().map_or(&[], |o| o.key()),
+    };
+    let regions = shard.regions.borrow();
+    let covering = regions
+        .values()
+        .find(|r| r.peer.borrow().meta().contains(key));
+    match covering {
+        Some(r) => GolemError::EpochNotMatch {
+            current_regions: vec![region_info(shard, &r.peer.borrow())],
+        },
+        None => GolemError::RegionNotFound { region: req.region },
     }
 }
 

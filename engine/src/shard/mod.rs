@@ -17,9 +17,9 @@ use crate::config::NodeConfig;
 use crate::node::identity::Identity;
 use crate::runtime::{self, spawn_local, LocalNotify};
 use crate::wal::{Wal, WalOptions};
-use directory::{RegionDirectory, FIRST_REGION};
+use directory::RegionDirectory;
 use golem_core::region::{PeerConfig, RegionMeta, RegionPeer};
-use golem_wire::{PeerId, RegionEpoch, RegionId, Request, Response, ShardId};
+use golem_wire::{RegionEpoch, RegionId, Request, Response, ShardId};
 use region_handle::RegionHandle;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -40,6 +40,27 @@ pub enum ShardMsg {
         req: Request,
         reply: oneshot::Sender<Response>,
     },
+    /// The node's PD link asks what this shard hosts (for heartbeats).
+    Report { reply: oneshot::Sender<ShardReport> },
+}
+
+/// What one shard hosts, for the PD's heartbeats.
+#[derive(Clone, Debug)]
+pub struct ShardReport {
+    pub shard: ShardId,
+    pub regions: Vec<RegionReport>,
+}
+
+/// One hosted region as its peer sees it.
+#[derive(Clone, Debug)]
+pub struct RegionReport {
+    pub meta: RegionMeta,
+    /// This shard's peer of the region.
+    pub peer: golem_wire::PeerId,
+    pub is_leader: bool,
+    pub term: u64,
+    /// Live keys in the state machine (cheap: the map's length).
+    pub keys: u64,
 }
 
 /// Sending side of a shard's inbox.
@@ -128,7 +149,7 @@ pub async fn run(start: ShardStart) {
         id,
         cfg: cfg.clone(),
         identity,
-        directory: RegionDirectory::single_region(),
+        directory: RegionDirectory::new(identity.region),
         regions: RefCell::new(HashMap::new()),
         inboxes,
         stopping: Cell::new(false),
@@ -197,13 +218,22 @@ async fn open(
             .or_default()
             .push((r.kind, r.payload));
     }
-    let peer_cfg = |region| PeerConfig {
-        election_ticks: cfg.election_ticks,
-        heartbeat_ticks: cfg.heartbeat_ticks,
-        ..PeerConfig::new(region, PeerId(1))
+    let hosted = shard.directory.hosted();
+    let peer_cfg = |region| {
+        let peer = hosted
+            .filter(|h| h.region == region)
+            .map(|h| h.peer)
+            .ok_or_else(|| {
+                format!("the WAL holds region {region}, which this node's identity does not host")
+            })?;
+        Ok::<_, String>(PeerConfig {
+            election_ticks: cfg.election_ticks,
+            heartbeat_ticks: cfg.heartbeat_ticks,
+            ..PeerConfig::new(region, peer)
+        })
     };
     for (region, records) in by_region {
-        let peer = RegionPeer::recover(peer_cfg(region), records)
+        let peer = RegionPeer::recover(peer_cfg(region)?, records)
             .map_err(|e| format!("recovering region {region}: {e}"))?;
         tracing::info!(shard = %shard.id, %region, "region recovered");
         shard
@@ -211,27 +241,28 @@ async fn open(
             .borrow_mut()
             .insert(region, RegionHandle::new(peer, notify.clone()));
     }
-    if shard.directory.owner(FIRST_REGION) == Some(shard.id)
-        && !shard.regions.borrow().contains_key(&FIRST_REGION)
-    {
+    if let Some(h) = hosted.filter(|h| {
+        shard.directory.owner(h.region) == Some(shard.id)
+            && !shard.regions.borrow().contains_key(&h.region)
+    }) {
         let meta = RegionMeta {
-            id: FIRST_REGION,
+            id: h.region,
             start: Vec::new(),
             end: Vec::new(),
             epoch: RegionEpoch {
                 conf_ver: 1,
                 version: 1,
             },
-            peers: vec![PeerId(1)],
+            peers: vec![h.peer],
         };
-        let peer = RegionPeer::bootstrap(peer_cfg(FIRST_REGION), meta, &mut wal)
-            .map_err(|e| format!("bootstrapping region {FIRST_REGION}: {e}"))?;
+        let peer = RegionPeer::bootstrap(peer_cfg(h.region)?, meta, &mut wal)
+            .map_err(|e| format!("bootstrapping region {}: {e}", h.region))?;
         wal.sync().await;
-        tracing::info!(shard = %shard.id, region = %FIRST_REGION, "bootstrapped the first region");
+        tracing::info!(shard = %shard.id, region = %h.region, "bootstrapped the first region");
         shard
             .regions
             .borrow_mut()
-            .insert(FIRST_REGION, RegionHandle::new(peer, notify.clone()));
+            .insert(h.region, RegionHandle::new(peer, notify.clone()));
     }
     for r in shard.regions.borrow().values() {
         r.peer.borrow_mut().campaign();
@@ -254,6 +285,27 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
                     let _ = reply.send(resp);
                 })
                 .detach();
+            }
+            ShardMsg::Report { reply } => {
+                let regions = shard
+                    .regions
+                    .borrow()
+                    .values()
+                    .map(|r| {
+                        let p = r.peer.borrow();
+                        RegionReport {
+                            meta: p.meta().clone(),
+                            peer: p.config().peer,
+                            is_leader: p.is_leader(),
+                            term: p.term().0,
+                            keys: p.kv().len() as u64,
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(ShardReport {
+                    shard: shard.id,
+                    regions,
+                });
             }
         }
     }

@@ -1,0 +1,271 @@
+//! `golem ctl member|store|region`: admin commands answered by the PD.
+//!
+//! Owns the admin subcommands and their text and JSON output. It is a plain
+//! client of the PD (`PdClient`, any member; followers redirect to the
+//! leader). The JSON shapes are stable: a region is `{id, start, end,
+//! epoch: {conf_ver, version}, peers: [{id, store, shard, role}], leader:
+//! {id, store, shard} | null, term, approximate_keys,
+//! approximate_size_bytes}`; a store is `{id, addr, shard_count, state,
+//! capacity_bytes, used_bytes, region_count, leader_count,
+//! last_heartbeat_ms}`. Keys are shown as text, or hex with `--hex`.
+
+use super::ctl::{Codec, CtlArgs, CtlCommand, DEFAULT_PD};
+use clap::Subcommand;
+use golem_pd::client::{PdClient, PdClientConfig, PdClientError};
+use golem_wire::pd::{PeerRole, RegionRoute, StoreInfo};
+use golem_wire::{GolemError, RegionId, StoreId};
+use serde_json::{json, Value};
+use std::process::ExitCode;
+
+/// Most regions `region list` prints by default.
+const REGION_LIST_DEFAULT: u32 = 100;
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// List the PD members and the leader.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List every store (tombstones excluded).
+    List,
+    /// Show one store (exit code 1 if unknown).
+    Get {
+        /// The store id.
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegionCommand {
+    /// Show one region by id (exit code 1 if unknown).
+    Get {
+        /// The region id.
+        id: u64,
+    },
+    /// Show the region containing a key (exit code 1 if none).
+    Key {
+        /// The key.
+        key: String,
+    },
+    /// List regions overlapping [start, end) in key order.
+    List {
+        /// First key (inclusive); default: the start of the key space.
+        #[arg(long, default_value = "")]
+        start: String,
+        /// End key (exclusive); default: the end of the key space.
+        #[arg(long, default_value = "")]
+        end: String,
+        /// Most regions to list.
+        #[arg(long, default_value_t = REGION_LIST_DEFAULT)]
+        limit: u32,
+    },
+}
+
+/// Runs an admin command; `None` for a data command.
+pub async fn run(args: &CtlArgs, c: &Codec) -> Result<Option<ExitCode>, String> {
+    if !matches!(
+        args.command,
+        CtlCommand::Member(_) | CtlCommand::Store(_) | CtlCommand::Region(_)
+    ) {
+        return Ok(None);
+    }
+    let endpoints = args
+        .pd
+        .clone()
+        .unwrap_or_else(|| vec![DEFAULT_PD.parse().expect("valid default")]);
+    let pd = PdClient::new(
+        endpoints.clone(),
+        PdClientConfig {
+            request_timeout_ms: args.timeout_ms,
+            client_name: "golem-ctl".into(),
+            ..PdClientConfig::default()
+        },
+    );
+    let err = |e: PdClientError| match e {
+        PdClientError::Unavailable { .. } => format!(
+            "cannot reach the PD at {}: {e}",
+            endpoints
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        e => e.to_string(),
+    };
+    let code = match &args.command {
+        CtlCommand::Member(MemberCommand::List) => {
+            let (members, leader) = pd.get_members().await.map_err(err)?;
+            if args.json {
+                let ms: Vec<Value> = members
+                    .iter()
+                    .map(
+                        |m| json!({ "id": m.id.0, "addr": m.addr, "leader": Some(m.id) == leader }),
+                    )
+                    .collect();
+                println!(
+                    "{}",
+                    json!({ "members": ms, "leader": leader.map(|l| l.0) })
+                );
+            } else {
+                for m in &members {
+                    let tag = if Some(m.id) == leader { "\tleader" } else { "" };
+                    println!("{}\t{}{tag}", m.id, m.addr);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        CtlCommand::Store(StoreCommand::List) => {
+            let stores = pd.get_stores(false).await.map_err(err)?;
+            if args.json {
+                let ss: Vec<Value> = stores.iter().map(store_json).collect();
+                println!("{}", json!({ "stores": ss }));
+            } else {
+                for s in &stores {
+                    println!("{}", store_line(s));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        CtlCommand::Store(StoreCommand::Get { id }) => match pd.get_store(StoreId(*id)).await {
+            Ok(s) => {
+                if args.json {
+                    println!("{}", store_json(&s));
+                } else {
+                    println!("{}", store_line(&s));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(PdClientError::Server(GolemError::UnknownStore { .. })) => {
+                not_found(args.json, "store")
+            }
+            Err(e) => return Err(err(e)),
+        },
+        CtlCommand::Region(RegionCommand::Get { id }) => {
+            match pd.get_region_by_id(RegionId(*id)).await {
+                Ok(r) => {
+                    print_region(args.json, c, &r);
+                    ExitCode::SUCCESS
+                }
+                Err(PdClientError::Server(GolemError::UnknownRegion { .. })) => {
+                    not_found(args.json, "region")
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        CtlCommand::Region(RegionCommand::Key { key }) => {
+            match pd.get_region(&c.parse(key)?).await.map_err(err)? {
+                Some(r) => {
+                    print_region(args.json, c, &r);
+                    ExitCode::SUCCESS
+                }
+                None => not_found(args.json, "region"),
+            }
+        }
+        CtlCommand::Region(RegionCommand::List { start, end, limit }) => {
+            let routes = pd
+                .scan_regions(&c.parse(start)?, &c.parse(end)?, (*limit).max(1))
+                .await
+                .map_err(err)?;
+            if args.json {
+                let rs: Vec<Value> = routes.iter().map(|r| region_json(c, r)).collect();
+                println!("{}", json!({ "regions": rs }));
+            } else {
+                for r in &routes {
+                    println!("{}", region_line(c, r));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(code))
+}
+
+fn not_found(json: bool, what: &str) -> ExitCode {
+    if json {
+        println!("{}", json!({ "found": false }));
+    } else {
+        eprintln!("({what} not found)");
+    }
+    ExitCode::from(1)
+}
+
+fn store_json(s: &StoreInfo) -> Value {
+    json!({
+        "id": s.store.id.0,
+        "addr": s.store.addr,
+        "shard_count": s.store.shard_count,
+        "state": format!("{:?}", s.state),
+        "capacity_bytes": s.stats.capacity_bytes,
+        "used_bytes": s.stats.used_bytes,
+        "region_count": s.stats.region_count,
+        "leader_count": s.stats.leader_count,
+        "last_heartbeat_ms": s.last_heartbeat_ms,
+    })
+}
+
+fn store_line(s: &StoreInfo) -> String {
+    format!(
+        "{}\t{}\tshards={}\t{:?}\tregions={}\tleaders={}",
+        s.store.id,
+        s.store.addr,
+        s.store.shard_count,
+        s.state,
+        s.stats.region_count,
+        s.stats.leader_count
+    )
+}
+
+fn region_json(c: &Codec, r: &RegionRoute) -> Value {
+    let peers: Vec<Value> = r
+        .region
+        .peers
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id.0,
+                "store": p.store.0,
+                "shard": p.shard.0,
+                "role": match p.role { PeerRole::Voter => "voter", PeerRole::Learner => "learner" },
+            })
+        })
+        .collect();
+    json!({
+        "id": r.region.id.0,
+        "start": c.show(&r.region.start),
+        "end": c.show(&r.region.end),
+        "epoch": { "conf_ver": r.region.epoch.conf_ver, "version": r.region.epoch.version },
+        "peers": peers,
+        "leader": r.leader.map(|l| json!({ "id": l.id.0, "store": l.store.0, "shard": l.shard.0 })),
+        "term": r.term,
+        "approximate_keys": r.stats.approximate_keys,
+        "approximate_size_bytes": r.stats.approximate_size_bytes,
+    })
+}
+
+fn region_line(c: &Codec, r: &RegionRoute) -> String {
+    let leader = r.leader.map_or_else(
+        || "none".to_string(),
+        |l| format!("store {} shard {}", l.store, l.shard),
+    );
+    format!(
+        "{}\t[{:?}, {:?})\tepoch {}/{}\tpeers {}\tleader {leader}\tkeys ~{}",
+        r.region.id,
+        c.show(&r.region.start),
+        c.show(&r.region.end),
+        r.region.epoch.conf_ver,
+        r.region.epoch.version,
+        r.region.peers.len(),
+        r.stats.approximate_keys
+    )
+}
+
+fn print_region(json: bool, c: &Codec, r: &RegionRoute) {
+    if json {
+        println!("{}", region_json(c, r));
+    } else {
+        println!("{}", region_line(c, r));
+    }
+}

@@ -1,0 +1,196 @@
+//! A node started with `--pd`: it joins the PD's cluster (bootstrapping the
+//! first region with PD-issued ids), reports to it, keeps its store id
+//! across restarts, and keeps serving while the PD is down. Every process is
+//! real, on loopback, and stopped by its pid.
+
+mod common;
+
+use common::{free_ports, NodeProcess};
+use golem_pd::client::PdClient;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `golem pd` child, killed by pid when dropped.
+struct PdProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl PdProcess {
+    fn start(dir: &Path, addr: SocketAddr) -> PdProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_golem"))
+            .args(["pd", "--listen", &addr.to_string(), "--tick-ms", "20"])
+            .arg("--data-dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn golem pd");
+        PdProcess { child, addr }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PdProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` until it returns Some, for at most `limit`.
+fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn golem_ctl(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_golem"))
+        .arg("ctl")
+        .args(args)
+        .output()
+        .expect("run golem ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn node_with_pd_registers_reports_restarts_and_survives_pd_outage() {
+    let pd_dir = tempfile::tempdir().unwrap();
+    let node_dir = tempfile::tempdir().unwrap();
+    let pd_addr: SocketAddr = format!("127.0.0.1:{}", free_ports(1)).parse().unwrap();
+    let mut pd = PdProcess::start(pd_dir.path(), pd_addr);
+    let pd_arg = pd.addr.to_string();
+    let mut node = NodeProcess::start(node_dir.path(), 2, &["--pd", &pd_arg, "--tick-ms", "20"]);
+    let rt = rt();
+    let pdc = PdClient::new(vec![pd_addr], Default::default());
+
+    // The node bootstrapped the cluster: one store at its address, one
+    // region led by it, with PD-issued ids.
+    let stores = rt.block_on(pdc.get_stores(false)).expect("stores");
+    assert_eq!(stores.len(), 1);
+    assert_eq!(stores[0].store.addr, node.base.to_string());
+    assert_eq!(stores[0].store.shard_count, 2);
+    let store = stores[0].store.id;
+    let route = eventually(Duration::from_secs(15), "the region's leader", || {
+        let routes = rt.block_on(pdc.scan_regions(b"", b"", 10)).ok()?;
+        let r = routes.into_iter().next()?;
+        r.leader.filter(|l| l.store == store).map(|_| r)
+    });
+    assert!(route.region.start.is_empty() && route.region.end.is_empty());
+    let region = route.region.id;
+
+    // `golem ctl region list --json` shows the same.
+    let (code, out) = golem_ctl(&["--pd", &pd_arg, "--json", "region", "list"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["regions"][0]["id"], region.0);
+    assert_eq!(v["regions"][0]["leader"]["store"], store.0);
+    let (code, out) = golem_ctl(&["--pd", &pd_arg, "--json", "store", "list"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stores"][0]["id"], store.0);
+    assert_eq!(v["stores"][0]["addr"], node.base.to_string());
+
+    // Data through the node (the client's seed route is corrected by the
+    // node's EpochNotMatch).
+    let base = node.base.to_string();
+    assert_eq!(golem_ctl(&["--addr", &base, "put", "a", "1"]).0, 0);
+    assert_eq!(golem_ctl(&["--addr", &base, "get", "a"]), (0, "1\n".into()));
+
+    // Restart: same store, same region, the data is there.
+    assert!(node.terminate(), "node exits cleanly");
+    node.restart();
+    let stores = rt.block_on(pdc.get_stores(false)).expect("stores");
+    assert_eq!(stores.len(), 1, "a restart registers no new store");
+    assert_eq!(stores[0].store.id, store);
+    assert_eq!(golem_ctl(&["--addr", &base, "get", "a"]), (0, "1\n".into()));
+
+    // The PD down for a few seconds: the node keeps serving.
+    pd.kill9();
+    let client_rt = rt;
+    let cfg = golem_client::ClientConfig::new([node.base]);
+    let client = client_rt
+        .block_on(golem_client::Client::connect(cfg))
+        .expect("connect");
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut n = 0u32;
+    while Instant::now() < until {
+        let key = format!("k{n}");
+        client_rt
+            .block_on(client.put(key.clone(), "v"))
+            .expect("put while the PD is down");
+        assert_eq!(
+            client_rt.block_on(client.get(key)).expect("get"),
+            Some(b"v".to_vec())
+        );
+        n += 1;
+    }
+    assert!(n > 10, "only {n} writes in 3 s");
+    let pd = PdProcess::start(pd_dir.path(), pd_addr);
+    // The PD comes back with its state; the node's heartbeats resume.
+    let pdc = PdClient::new(vec![pd.addr], Default::default());
+    eventually(Duration::from_secs(20), "a store heartbeat", || {
+        let s = client_rt.block_on(pdc.get_store(store)).ok()?;
+        (s.last_heartbeat_ms > 0).then_some(())
+    });
+    let r = client_rt
+        .block_on(pdc.get_region_by_id(region))
+        .expect("region after PD restart");
+    assert_eq!(r.leader.map(|l| l.store), Some(store));
+}
+
+#[test]
+fn node_refuses_a_data_dir_of_another_cluster() {
+    let pd_dir = tempfile::tempdir().unwrap();
+    let node_dir = tempfile::tempdir().unwrap();
+    let pd_addr: SocketAddr = format!("127.0.0.1:{}", free_ports(1)).parse().unwrap();
+    let _pd = PdProcess::start(pd_dir.path(), pd_addr);
+    // A stand-alone node's directory.
+    let mut n = NodeProcess::start(node_dir.path(), 1, &[]);
+    assert!(n.terminate());
+    let port = free_ports(1);
+    let out = Command::new(env!("CARGO_BIN_EXE_golem"))
+        .args([
+            "node",
+            "--pin",
+            "off",
+            "--shards",
+            "1",
+            "--pd",
+            &pd_addr.to_string(),
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(node_dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stand-alone"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
