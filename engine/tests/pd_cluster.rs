@@ -118,6 +118,24 @@ fn node_with_pd_registers_reports_restarts_and_survives_pd_outage() {
     assert_eq!(golem_ctl(&["--addr", &base, "put", "a", "1"]).0, 0);
     assert_eq!(golem_ctl(&["--addr", &base, "get", "a"]), (0, "1\n".into()));
 
+    // A client that knows only the PD finds the node and routes by the
+    // PD's answer; so does `golem ctl --pd`.
+    let via_pd = rt
+        .block_on(golem_client::Client::connect(
+            golem_client::ClientConfig::with_pd([pd_addr]),
+        ))
+        .expect("connect through the PD");
+    rt.block_on(via_pd.put("p", "2"))
+        .expect("put through the PD");
+    assert_eq!(
+        rt.block_on(via_pd.get("a")).expect("get"),
+        Some(b"1".to_vec())
+    );
+    let r = via_pd.routes().locate(b"p");
+    assert_eq!((r.region, r.store, r.addr), (region, store, node.base));
+    assert_eq!(golem_ctl(&["--pd", &pd_arg, "get", "p"]), (0, "2\n".into()));
+    drop(via_pd);
+
     // Restart: same store, same region, the data is there.
     assert!(node.terminate(), "node exits cleanly");
     node.restart();

@@ -163,13 +163,17 @@ async fn run_async(args: &CtlArgs) -> Result<ExitCode, String> {
     if let Some(code) = super::admin::run(args, &c).await? {
         return Ok(code);
     }
-    let mut cfg = ClientConfig::new(vec![args.addr]);
+    let mut cfg = match &args.pd {
+        Some(pd) => ClientConfig::with_pd(pd.clone()),
+        None => ClientConfig::new(vec![args.addr]),
+    };
     cfg.client_name = "golem-ctl".into();
     cfg.request_timeout_ms = args.timeout_ms;
     cfg.connect_timeout_ms = args.timeout_ms;
-    let client = Client::connect(cfg)
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.addr))?;
+    let client = Client::connect(cfg).await.map_err(|e| match &args.pd {
+        Some(_) => format!("cannot reach the cluster through the PD: {e}"),
+        None => format!("cannot connect to {}: {e}", args.addr),
+    })?;
     let err = |e: golem_client::ClientError| e.to_string();
     match &args.command {
         CtlCommand::Get { key } => {

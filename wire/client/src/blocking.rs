@@ -197,6 +197,13 @@ impl Client {
     /// handshake. Fails with the last endpoint's error if none does.
     pub fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         config.validate()?;
+        if config.endpoints.is_empty() {
+            return Err(ClientError::InvalidConfig {
+                reason:
+                    "the blocking client needs endpoints (it does not route through the PD yet)"
+                        .into(),
+            });
+        }
         let seed = config
             .jitter_seed
             .map_or_else(XorShift64::from_entropy, XorShift64::new);

@@ -1,7 +1,7 @@
 //! Client configuration, shared by both front ends.
 //!
 //! Invariant: a configuration that passes [`ClientConfig::validate`] has at
-//! least one endpoint, non-zero timeouts and a client name within
+//! least one endpoint or PD endpoint, non-zero timeouts and a client name within
 //! `CLIENT_NAME_BYTES_MAX`.
 
 use crate::error::ClientError;
@@ -17,6 +17,11 @@ pub struct ClientConfig {
     /// Seed endpoints (IP addresses; no name resolution is done). The client
     /// connects to the first one that answers.
     pub endpoints: Vec<SocketAddr>,
+    /// Placement Driver members (IP addresses). When set, the tokio client
+    /// asks the PD for the region of every key its routing cache does not
+    /// know, and `endpoints` may be empty (a seed node is found through the
+    /// PD). The blocking client does not use the PD yet.
+    pub pd_endpoints: Vec<SocketAddr>,
     /// The cluster expected; `ClusterId(0)` accepts any.
     pub cluster_id: ClusterId,
     /// Budget to connect and complete the handshake, in milliseconds.
@@ -36,6 +41,15 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// A configuration that finds the cluster through the PD members at
+    /// `pd_endpoints` only.
+    pub fn with_pd(pd_endpoints: impl IntoIterator<Item = SocketAddr>) -> ClientConfig {
+        ClientConfig {
+            pd_endpoints: pd_endpoints.into_iter().collect(),
+            ..ClientConfig::default()
+        }
+    }
+
     /// A configuration with defaults for everything but the endpoints.
     pub fn new(endpoints: impl IntoIterator<Item = SocketAddr>) -> ClientConfig {
         ClientConfig {
@@ -61,8 +75,8 @@ impl ClientConfig {
                 reason: reason.to_string(),
             })
         };
-        if self.endpoints.is_empty() {
-            return invalid("no endpoints");
+        if self.endpoints.is_empty() && self.pd_endpoints.is_empty() {
+            return invalid("no endpoints and no PD endpoints");
         }
         if self.connect_timeout_ms == 0 || self.request_timeout_ms == 0 {
             return invalid("timeouts must be positive");
@@ -81,6 +95,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             endpoints: Vec::new(),
+            pd_endpoints: Vec::new(),
             cluster_id: ClusterId(0),
             connect_timeout_ms: 3_000,
             request_timeout_ms: 10_000,

@@ -95,6 +95,13 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+    /// The Placement Driver could not name a node to start from (a client
+    /// configured with PD endpoints only).
+    #[error("no node found through the PD: {reason}")]
+    NoNodeFromPd {
+        /// The PD client's error.
+        reason: String,
+    },
     /// The request's deadline passed.
     #[error("request timed out after {timeout_ms} ms and {attempts} attempt(s) (outcome {outcome:?}){}",
         last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]

@@ -10,6 +10,9 @@
 //! - [`Client`]: the async client for tokio; many requests in flight per
 //!   connection, one connection per endpoint address.
 //! - [`blocking::Client`]: the same API over `std::net::TcpStream`.
+//! - [`pd::PdClient`]: the Placement Driver's client; with
+//!   [`ClientConfig::pd_endpoints`] the tokio client fills routing-cache
+//!   misses from the PD (`GetRegion`, `GetStore`).
 //!
 //! Errors are [`ClientError`]s; those that can follow a request reaching a
 //! server say whether a write may have been applied ([`Outcome`]).
@@ -58,6 +61,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod ops;
+pub mod pd;
 pub mod retry;
 pub mod route;
 mod tokio_client;

@@ -2,7 +2,8 @@
 //!
 //! Owns a map of known regions keyed by start key (`BTreeMap`), each with its
 //! epoch and, when known, its leader's `(store, shard, addr)`. It learns from
-//! [`RouteTable::update`] (the Placement Driver, issues #4/#5) and from the
+//! [`RouteTable::update`] (the Placement Driver's answers, when the client
+//! has PD endpoints: see [`RouteTable::knows_request`]) and from the
 //! routing payloads of server errors ([`RouteTable::on_error`]).
 //!
 //! Invariants:
@@ -124,19 +125,60 @@ impl RouteTable {
 
     /// The route for `key`.
     pub fn locate(&self, key: &[u8]) -> Route {
-        let entry = self
-            .regions
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
-            .map(|(_, e)| e)
-            .filter(|e| e.contains_end_of(key));
-        self.route_for(entry)
+        self.route_for(self.entry_at(key))
     }
 
     /// The route for the keys just below `end` (empty: the end of the key
     /// space), which is where a reverse scan starts.
     pub fn locate_before(&self, end: &[u8]) -> Route {
-        let entry = if end.is_empty() {
+        self.route_for(self.entry_before(end))
+    }
+
+    /// The route for a request: its key, its first key (batches), its start
+    /// (scans) or the keys below its end (reverse scans).
+    pub fn locate_request(&self, body: &RequestBody) -> Route {
+        self.route_for(self.entry_for_request(body))
+    }
+
+    /// Whether the cache holds a learnt route for `body` (a region with an
+    /// epoch and a leader), so that a client with a PD need not ask it.
+    pub fn knows_request(&self, body: &RequestBody) -> bool {
+        self.entry_for_request(body)
+            .is_some_and(|e| e.leader.is_some() && e.epoch != RegionEpoch::default())
+    }
+
+    /// The key whose region a request needs (what to ask the PD for).
+    pub fn request_key(body: &RequestBody) -> &[u8] {
+        match body {
+            RequestBody::Get { key }
+            | RequestBody::Put { key, .. }
+            | RequestBody::Delete { key }
+            | RequestBody::CompareAndSwap { key, .. } => key,
+            RequestBody::Scan { start, .. } => start,
+            RequestBody::BatchGet { keys } => keys.first().map(Vec::as_slice).unwrap_or(&[]),
+            RequestBody::BatchWrite { ops } => ops.first().map_or(&[], |o| o.key()),
+        }
+    }
+
+    fn entry_for_request(&self, body: &RequestBody) -> Option<&Entry> {
+        match body {
+            RequestBody::Scan {
+                end, reverse: true, ..
+            } => self.entry_before(end),
+            _ => self.entry_at(Self::request_key(body)),
+        }
+    }
+
+    fn entry_at(&self, key: &[u8]) -> Option<&Entry> {
+        self.regions
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .map(|(_, e)| e)
+            .filter(|e| e.contains_end_of(key))
+    }
+
+    fn entry_before(&self, end: &[u8]) -> Option<&Entry> {
+        if end.is_empty() {
             self.regions
                 .last_key_value()
                 .map(|(_, e)| e)
@@ -147,34 +189,6 @@ impl RouteTable {
                 .next_back()
                 .map(|(_, e)| e)
                 .filter(|e| e.end.is_empty() || end <= e.end.as_slice())
-        };
-        self.route_for(entry)
-    }
-
-    /// The route for a request: its key, its first key (batches), its start
-    /// (scans) or the keys below its end (reverse scans).
-    pub fn locate_request(&self, body: &RequestBody) -> Route {
-        match body {
-            RequestBody::Get { key }
-            | RequestBody::Put { key, .. }
-            | RequestBody::Delete { key }
-            | RequestBody::CompareAndSwap { key, .. } => self.locate(key),
-            RequestBody::Scan {
-                start,
-                end,
-                reverse,
-                ..
-            } => {
-                if *reverse {
-                    self.locate_before(end)
-                } else {
-                    self.locate(start)
-                }
-            }
-            RequestBody::BatchGet { keys } => {
-                self.locate(keys.first().map(Vec::as_slice).unwrap_or(&[]))
-            }
-            RequestBody::BatchWrite { ops } => self.locate(ops.first().map_or(&[], |o| o.key())),
         }
     }
 

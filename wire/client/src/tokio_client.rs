@@ -13,15 +13,21 @@
 //!   retried with backoff) for `backoff_initial_ms`, so a dead node is not
 //!   hammered by every waiting request.
 //! - Every call ends by its deadline.
+//! - With PD endpoints, a request whose route the cache does not know (no
+//!   learnt region with a leader) first asks the PD (`GetRegion`, then
+//!   `GetStore` for the leader's address, cached); a PD that does not
+//!   answer in time only costs that lookup: the request goes to the seed
+//!   route, and servers' routing errors keep correcting the cache.
 
 use crate::config::ClientConfig;
 use crate::core::{Attempt, Call, Step};
 use crate::error::{ClientError, Disconnect};
 use crate::ops::{body, CasResult, FromResponse, ScanResult};
+use crate::pd::{PdClient, PdClientConfig, PdClientError};
 use crate::retry::XorShift64;
 use crate::route::RouteTable;
 use crate::tokio_conn::Conn;
-use golem_wire::{HelloOk, RequestBody, ResponseBody, WriteOp};
+use golem_wire::{HelloOk, PeerLocation, RegionInfo, RequestBody, ResponseBody, StoreId, WriteOp};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -46,6 +52,96 @@ struct Inner {
     routes: Mutex<RouteTable>,
     endpoints: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     rng: Mutex<XorShift64>,
+    /// Routing from the Placement Driver, when configured.
+    pd: Option<PdRouter>,
+}
+
+/// The PD as a source of routes.
+struct PdRouter {
+    client: PdClient,
+    /// Shard 0's address of each store seen (a store's address never changes).
+    stores: Mutex<HashMap<StoreId, SocketAddr>>,
+}
+
+impl PdRouter {
+    fn new(config: &ClientConfig) -> Option<PdRouter> {
+        if config.pd_endpoints.is_empty() {
+            return None;
+        }
+        let client = PdClient::new(
+            config.pd_endpoints.clone(),
+            PdClientConfig {
+                request_timeout_ms: config.connect_timeout_ms,
+                client_name: config.client_name.clone(),
+                ..PdClientConfig::default()
+            },
+        );
+        Some(PdRouter {
+            client,
+            stores: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The region containing `key` as a routing entry, its leader's address
+    /// resolved through the store's address.
+    async fn region(&self, key: &[u8]) -> Result<Option<RegionInfo>, PdClientError> {
+        let Some(route) = self.client.get_region(key).await? else {
+            return Ok(None);
+        };
+        let leader = match route.leader {
+            Some(peer) => {
+                let base = self.store_addr(peer.store).await?;
+                Some(PeerLocation {
+                    peer: peer.id,
+                    store: peer.store,
+                    shard: peer.shard,
+                    addr: SocketAddr::new(base.ip(), base.port().saturating_add(peer.shard.0))
+                        .to_string(),
+                })
+            }
+            None => None,
+        };
+        Ok(Some(RegionInfo {
+            id: route.region.id,
+            start: route.region.start,
+            end: route.region.end,
+            epoch: route.region.epoch,
+            leader,
+        }))
+    }
+
+    async fn store_addr(&self, store: StoreId) -> Result<SocketAddr, PdClientError> {
+        if let Some(a) = lock(&self.stores).get(&store) {
+            return Ok(*a);
+        }
+        let info = self.client.get_store(store).await?;
+        let addr: SocketAddr = info.store.addr.parse().map_err(|_| {
+            PdClientError::Unexpected(format!("store address {:?}", info.store.addr))
+        })?;
+        lock(&self.stores).insert(store, addr);
+        Ok(addr)
+    }
+
+    /// A node to start from: the leader of the first region, else any store.
+    async fn seed(&self) -> Result<SocketAddr, PdClientError> {
+        if let Some(addr) = self
+            .region(b"")
+            .await?
+            .and_then(|r| r.leader)
+            .and_then(|l| l.addr.parse().ok())
+        {
+            return Ok(addr);
+        }
+        let stores = self.client.get_stores(false).await?;
+        let store = stores
+            .first()
+            .ok_or_else(|| PdClientError::Unexpected("the PD knows no store".into()))?;
+        store
+            .store
+            .addr
+            .parse()
+            .map_err(|_| PdClientError::Unexpected(format!("store address {:?}", store.store.addr)))
+    }
 }
 
 /// The connection to one address.
@@ -69,16 +165,26 @@ impl Client {
         let seed = config
             .jitter_seed
             .map_or_else(XorShift64::from_entropy, XorShift64::new);
+        let pd = PdRouter::new(&config);
+        let mut seeds = config.endpoints.clone();
+        if seeds.is_empty() {
+            let pd = pd.as_ref().expect("validated: endpoints or PD endpoints");
+            let addr = pd.seed().await.map_err(|e| ClientError::NoNodeFromPd {
+                reason: e.to_string(),
+            })?;
+            seeds.push(addr);
+        }
         let client = Client {
             inner: Arc::new(Inner {
-                routes: Mutex::new(RouteTable::seeded(config.endpoints.clone())),
+                routes: Mutex::new(RouteTable::seeded(seeds.clone())),
                 endpoints: Mutex::new(HashMap::new()),
                 rng: Mutex::new(seed),
+                pd,
                 config,
             }),
         };
         let mut last_error = None;
-        for &addr in &client.inner.config.endpoints {
+        for &addr in &seeds {
             let budget = client.inner.config.connect_timeout();
             match client.conn(addr, budget).await {
                 Ok(_) => {
@@ -215,6 +321,16 @@ impl Client {
 
     /// One attempt; `sent` is set once the request may have left.
     async fn attempt<O: FromResponse>(&self, call: &mut Call<O>, sent: &mut bool) -> Attempt {
+        if let Some(pd) = &self.inner.pd {
+            if !lock(&self.inner.routes).knows_request(call.body()) {
+                let key = RouteTable::request_key(call.body());
+                match pd.region(key).await {
+                    Ok(Some(info)) => lock(&self.inner.routes).update(info),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "PD lookup failed; using the cache"),
+                }
+            }
+        }
         let route = lock(&self.inner.routes).locate_request(call.body());
         let budget = call
             .remaining(Instant::now())
@@ -333,6 +449,7 @@ mod tests {
                 routes: Mutex::new(RouteTable::seeded(vec!["127.0.0.1:1".parse().unwrap()])),
                 endpoints: Mutex::new(HashMap::new()),
                 rng: Mutex::new(XorShift64::new(1)),
+                pd: None,
             }),
         };
         assert_send(&client.get("k"));
