@@ -92,10 +92,11 @@ fn node_with_pd_registers_reports_restarts_and_survives_pd_outage() {
     assert_eq!(stores[0].store.addr, node.base.to_string());
     assert_eq!(stores[0].store.shard_count, 2);
     let store = stores[0].store.id;
-    let route = eventually(Duration::from_secs(15), "the region's leader", || {
+    // A region heartbeat from the node's leader (a term above bootstrap's 0).
+    let route = eventually(Duration::from_secs(15), "a region heartbeat", || {
         let routes = rt.block_on(pdc.scan_regions(b"", b"", 10)).ok()?;
         let r = routes.into_iter().next()?;
-        r.leader.filter(|l| l.store == store).map(|_| r)
+        (r.term > 0 && r.leader.is_some_and(|l| l.store == store)).then_some(r)
     });
     assert!(route.region.start.is_empty() && route.region.end.is_empty());
     let region = route.region.id;

@@ -176,7 +176,10 @@ impl RoutingTable {
                     return Err(stale(cur.region.epoch));
                 }
                 let leader_same = cur.leader.map(|p| p.id) == Some(hb.leader);
-                if r.peers == cur.region.peers && (leader_same || hb.term < cur.term) {
+                // The same leader in a newer term goes through Raft once, so
+                // that the recorded term keeps up with the leader's.
+                let known_leader = leader_same && hb.term <= cur.term;
+                if r.peers == cur.region.peers && (known_leader || hb.term < cur.term) {
                     return Ok(HeartbeatEffect::StatsOnly);
                 }
                 return Ok(HeartbeatEffect::Meta);

@@ -526,6 +526,24 @@ mod tests {
     }
 
     #[test]
+    fn only_learnt_routes_are_known() {
+        let mut t = RouteTable::seeded(vec![addr(1000)]);
+        let get = |k: &[u8]| RequestBody::Get { key: k.to_vec() };
+        assert!(!t.knows_request(&get(b"a")), "the seed route is a guess");
+        t.update(info(7, b"", b"m", 1, None));
+        assert!(!t.knows_request(&get(b"a")), "no leader yet");
+        t.update(info(7, b"", b"m", 1, Some(loc(2, 1, 2001))));
+        assert!(t.knows_request(&get(b"a")));
+        assert!(!t.knows_request(&get(b"z")), "outside every cached region");
+        assert_eq!(RouteTable::request_key(&get(b"q")), b"q");
+        t.on_unreachable(addr(2001));
+        assert!(
+            !t.knows_request(&get(b"a")),
+            "an unreachable leader is forgotten"
+        );
+    }
+
+    #[test]
     fn batch_and_scan_requests_route_by_their_first_or_end_key() {
         let mut t = RouteTable::seeded(vec![addr(1000)]);
         t.update(info(1, b"", b"m", 2, Some(loc(1, 0, 1000))));
