@@ -238,3 +238,63 @@ fn golem_pd_subcommand_serves_and_stops_on_sigterm() {
     assert_eq!(ids.end - ids.start, 10);
     assert!(status.success(), "golem pd exit status {status}");
 }
+
+#[test]
+fn playground_with_three_pd_members_serves_and_stops_every_child() {
+    let port = free_ports(1);
+    let addr = format!("127.0.0.1:{port}");
+    let pd_port = free_ports(3);
+    let pd_addr = format!("127.0.0.1:{pd_port}");
+    let mut pg = golem()
+        .args([
+            "playground",
+            "--listen",
+            &addr,
+            "--shards",
+            "1",
+            "--pd",
+            "3",
+        ])
+        .args(["--pd-listen", &pd_addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Keep stdout open until the end: the playground prints as it stops.
+    let mut lines = BufReader::new(pg.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner += &line;
+        banner.push('\n');
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    assert!(banner.contains("pd 3:"), "{banner}");
+    assert_eq!(ctl(&addr, &["put", "k", "v"]), (0, "OK\n".into()));
+    let (code, out) = ctl(&addr, &["--pd", &pd_addr, "member", "list", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(3));
+    assert!(v["leader"].is_u64(), "{out}");
+    let kids = children(pg.id());
+    assert_eq!(kids.len(), 4, "three PD members and one node");
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(pg.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = pg.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "playground did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "playground exit status {status}");
+    for k in kids {
+        assert!(
+            !alive(k),
+            "child {k} still running after the playground stopped"
+        );
+    }
+}

@@ -135,7 +135,6 @@ fn node_with_pd_registers_reports_restarts_and_survives_pd_outage() {
     let r = via_pd.routes().locate(b"p");
     assert_eq!((r.region, r.store, r.addr), (region, store, node.base));
     assert_eq!(golem_ctl(&["--pd", &pd_arg, "get", "p"]), (0, "2\n".into()));
-    drop(via_pd);
 
     // Restart: same store, same region, the data is there.
     assert!(node.terminate(), "node exits cleanly");
@@ -160,7 +159,14 @@ fn node_with_pd_registers_reports_restarts_and_survives_pd_outage() {
             .block_on(client.put(key.clone(), "v"))
             .expect("put while the PD is down");
         assert_eq!(
-            client_rt.block_on(client.get(key)).expect("get"),
+            client_rt.block_on(client.get(key.clone())).expect("get"),
+            Some(b"v".to_vec())
+        );
+        // The PD-routed client keeps working on its cached routes.
+        assert_eq!(
+            client_rt
+                .block_on(via_pd.get(key))
+                .expect("get through cached PD routes"),
             Some(b"v".to_vec())
         );
         n += 1;

@@ -11,6 +11,7 @@
 
 use crate::config::DEFAULT_LISTEN;
 use clap::Args;
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -206,7 +207,8 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
     loop {
         if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
-            println!("\nstopping the playground…");
+            // The terminal (or a pipe) may be gone: stopping must not fail on it.
+            let _ = writeln!(std::io::stdout(), "\nstopping the playground…");
             break;
         }
         if let Ok(Some(status)) = node.child.try_wait() {
@@ -219,7 +221,7 @@ fn run_inner(args: PlaygroundArgs) -> Result<(), Box<dyn std::error::Error>> {
     for (pd, ..) in &mut pds {
         pd.stop();
     }
-    println!("stopped.");
+    let _ = writeln!(std::io::stdout(), "stopped.");
     Ok(())
 }
 
