@@ -40,26 +40,60 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// A child process (and whatever it started) killed by pid when dropped,
+/// so a failing test leaves nothing running. A test that stops the child
+/// itself first makes this a no-op.
+struct Guard(std::process::Child);
+
+impl std::ops::Deref for Guard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let kids = children(self.0.id());
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            for k in kids {
+                // SAFETY: signalling a process this test started (through its child).
+                unsafe { libc::kill(k as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 #[test]
 fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
     let port = free_ports(2);
     let addr = format!("127.0.0.1:{port}");
     let pd_addr = format!("127.0.0.1:{}", free_ports(1));
-    let mut pg = golem()
-        .args([
-            "playground",
-            "--listen",
-            &addr,
-            "--shards",
-            "2",
-            "--pd",
-            "1",
-        ])
-        .args(["--pd-listen", &pd_addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut pg = Guard(
+        golem()
+            .args([
+                "playground",
+                "--listen",
+                &addr,
+                "--shards",
+                "2",
+                "--pd",
+                "1",
+            ])
+            .args(["--pd-listen", &pd_addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // The playground prints how to connect once the node listens.
     let mut lines = BufReader::new(pg.stdout.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -198,20 +232,22 @@ fn golem_pd_subcommand_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_ports(1);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut pd = golem()
-        .args([
-            "pd",
-            "--listen",
-            &addr.to_string(),
-            "--tick-ms",
-            "20",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut pd = Guard(
+        golem()
+            .args([
+                "pd",
+                "--listen",
+                &addr.to_string(),
+                "--tick-ms",
+                "20",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -245,21 +281,23 @@ fn playground_with_three_pd_members_serves_and_stops_every_child() {
     let addr = format!("127.0.0.1:{port}");
     let pd_port = free_ports(3);
     let pd_addr = format!("127.0.0.1:{pd_port}");
-    let mut pg = golem()
-        .args([
-            "playground",
-            "--listen",
-            &addr,
-            "--shards",
-            "1",
-            "--pd",
-            "3",
-        ])
-        .args(["--pd-listen", &pd_addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut pg = Guard(
+        golem()
+            .args([
+                "playground",
+                "--listen",
+                &addr,
+                "--shards",
+                "1",
+                "--pd",
+                "3",
+            ])
+            .args(["--pd-listen", &pd_addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Keep stdout open until the end: the playground prints as it stops.
     let mut lines = BufReader::new(pg.stdout.take().unwrap()).lines();
     let mut banner = String::new();
