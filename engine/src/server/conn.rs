@@ -188,6 +188,12 @@ impl Conn {
         if self.in_flight.borrow().contains(&id.0) {
             return Err(GolemError::DuplicateRequestId { id });
         }
+        // Reads of this shard's regions, and requests that fail validation
+        // or routing, are answered at once: no task, no in-flight slot.
+        if let Some(resp) = exec::execute_now(&self.shard, &req) {
+            self.out.push_response(id, resp.into());
+            return Ok(());
+        }
         if self.in_flight.borrow().len() >= IN_FLIGHT_REQUESTS_MAX {
             self.out.push_response(
                 id,

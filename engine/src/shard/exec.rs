@@ -12,6 +12,7 @@
 //! learns the true route in one round trip; with a real epoch an unknown
 //! region is `RegionNotFound`.
 
+use super::region_handle::RegionHandle;
 use super::{Shard, ShardMsg};
 use golem_wire::{
     GolemError, PeerId, PeerLocation, RegionEpoch, RegionInfo, Request, RequestBody, Response,
@@ -20,12 +21,41 @@ use golem_wire::{
 use std::rc::Rc;
 use tokio::sync::oneshot;
 
-/// Executes `req` and returns its response; never fails the connection.
-pub async fn execute(shard: &Rc<Shard>, req: Request) -> Response {
-    execute_inner(shard, req).await.into()
+/// Where a validated request goes.
+enum Route {
+    /// A region of this shard, at the request's epoch.
+    Local(Rc<RegionHandle>),
+    /// The shard (index) that owns the request's region.
+    Forward(usize),
 }
 
-async fn execute_inner(shard: &Rc<Shard>, req: Request) -> Result<ResponseBody, GolemError> {
+/// Executes `req` and returns its response; never fails the connection.
+pub async fn execute(shard: &Rc<Shard>, req: Request) -> Response {
+    let result = match route(shard, &req) {
+        Err(e) => Err(e),
+        Ok(Route::Forward(owner)) => forward(shard, owner, req).await,
+        Ok(Route::Local(region)) if req.body.is_write() => region.write(req.body).await,
+        Ok(Route::Local(region)) => region.read(&req.body),
+    };
+    result.into()
+}
+
+/// Answers `req` at once, without a task, when that needs no waiting: a
+/// read of a region this shard hosts, or a request that fails validation or
+/// routing. `None`: the request must go through [`execute`] (a write, or a
+/// request for another shard).
+pub fn execute_now(shard: &Rc<Shard>, req: &Request) -> Option<Response> {
+    match route(shard, req) {
+        Err(e) => Some(Response::Err(e)),
+        Ok(Route::Forward(_)) => None,
+        Ok(Route::Local(_)) if req.body.is_write() => None,
+        Ok(Route::Local(region)) => Some(region.read(&req.body).into()),
+    }
+}
+
+/// Validates `req` and finds where it is served. The epoch is compared
+/// before any routing payload is built: the common case allocates nothing.
+fn route(shard: &Rc<Shard>, req: &Request) -> Result<Route, GolemError> {
     if shard.stopping.get() {
         return Err(GolemError::ShuttingDown);
     }
@@ -40,23 +70,18 @@ async fn execute_inner(shard: &Rc<Shard>, req: Request) -> Result<ResponseBody, 
         },
     };
     if owner != shard.id {
-        return forward(shard, owner.get() as usize, req).await;
+        return Ok(Route::Forward(owner.get() as usize));
     }
     let found = shard.regions.borrow().get(&req.region).cloned();
     let Some(region) = found else {
-        return Err(covering_region(shard, &req));
+        return Err(covering_region(shard, req));
     };
-    let info = region_info(shard, &region.peer.borrow());
-    if req.epoch != info.epoch {
+    if req.epoch != region.peer.borrow().meta().epoch {
         return Err(GolemError::EpochNotMatch {
-            current_regions: vec![info],
+            current_regions: vec![region_info(shard, &region.peer.borrow())],
         });
     }
-    if req.body.is_write() {
-        region.write(req.body).await
-    } else {
-        region.read(&req.body)
-    }
+    Ok(Route::Local(region))
 }
 
 /// The answer to a request for a region this shard does not host: for a
