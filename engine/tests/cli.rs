@@ -72,29 +72,28 @@ impl Drop for Guard {
     }
 }
 
-#[test]
-fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
-    let port = free_ports(2);
-    let addr = format!("127.0.0.1:{port}");
-    let pd_addr = format!("127.0.0.1:{}", free_ports(1));
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `golem playground` and reads its banner (up to "Ctrl-C"). The
+/// returned stdout lines stay open: the playground prints as it stops.
+fn start_playground(addr: &str, shards: &str, pd: &str, pd_addr: &str) -> (Guard, Lines, String) {
     let mut pg = Guard(
         golem()
             .args([
                 "playground",
                 "--listen",
-                &addr,
+                addr,
                 "--shards",
-                "2",
+                shards,
                 "--pd",
-                "1",
+                pd,
             ])
-            .args(["--pd-listen", &pd_addr])
+            .args(["--pd-listen", pd_addr])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    // The playground prints how to connect once the node listens.
     let mut lines = BufReader::new(pg.stdout.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut banner = String::new();
@@ -107,6 +106,30 @@ fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
         }
         assert!(Instant::now() < deadline, "no banner: {banner}");
     }
+    (pg, lines, banner)
+}
+
+/// Sends `sig` to `child` and waits (bounded) for it to exit.
+fn signal_and_wait(child: &mut Guard, sig: i32, what: &str) -> std::process::ExitStatus {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
+    let port = free_ports(2);
+    let addr = format!("127.0.0.1:{port}");
+    let pd_addr = format!("127.0.0.1:{}", free_ports(1));
+    // The playground prints how to connect once the node listens.
+    let (mut pg, _lines, banner) = start_playground(&addr, "2", "1", &pd_addr);
     assert!(
         banner.contains(&addr),
         "banner does not name the address: {banner}"
@@ -163,19 +186,7 @@ fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
     let kids = children(pg.id());
     assert_eq!(kids.len(), 2, "the playground runs one PD and one node");
     // Ctrl-C.
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(pg.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = pg.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "playground did not stop on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut pg, libc::SIGINT, "playground");
     assert!(status.success(), "playground exit status {status}");
     for k in kids {
         assert!(
@@ -255,19 +266,7 @@ fn golem_pd_subcommand_serves_and_stops_on_sigterm() {
     let client = golem_pd::client::PdClient::new(vec![addr], Default::default());
     let ids = rt.block_on(client.alloc_ids(10));
     let (members, leader) = rt.block_on(client.get_members()).expect("get members");
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(pd.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = pd.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "golem pd did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut pd, libc::SIGTERM, "golem pd");
     assert_eq!(members.len(), 1);
     assert!(leader.is_some());
     let ids = ids.expect("alloc ids");
@@ -281,34 +280,8 @@ fn playground_with_three_pd_members_serves_and_stops_every_child() {
     let addr = format!("127.0.0.1:{port}");
     let pd_port = free_ports(3);
     let pd_addr = format!("127.0.0.1:{pd_port}");
-    let mut pg = Guard(
-        golem()
-            .args([
-                "playground",
-                "--listen",
-                &addr,
-                "--shards",
-                "1",
-                "--pd",
-                "3",
-            ])
-            .args(["--pd-listen", &pd_addr])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
     // Keep stdout open until the end: the playground prints as it stops.
-    let mut lines = BufReader::new(pg.stdout.take().unwrap()).lines();
-    let mut banner = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        banner += &line;
-        banner.push('\n');
-        if line.contains("Ctrl-C") {
-            break;
-        }
-    }
+    let (mut pg, _lines, banner) = start_playground(&addr, "1", "3", &pd_addr);
     assert!(banner.contains("pd 3:"), "{banner}");
     assert_eq!(ctl(&addr, &["put", "k", "v"]), (0, "OK\n".into()));
     let (code, out) = ctl(&addr, &["--pd", &pd_addr, "member", "list", "--json"]);
@@ -318,16 +291,7 @@ fn playground_with_three_pd_members_serves_and_stops_every_child() {
     assert!(v["leader"].is_u64(), "{out}");
     let kids = children(pg.id());
     assert_eq!(kids.len(), 4, "three PD members and one node");
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(pg.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = pg.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "playground did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut pg, libc::SIGINT, "playground");
     assert!(status.success(), "playground exit status {status}");
     for k in kids {
         assert!(
