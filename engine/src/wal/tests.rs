@@ -369,16 +369,7 @@ fn corrupt_early_record_is_an_error() {
 fn corrupt_end_of_an_earlier_segment_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    run(async {
-        let (mut wal, _) = reopen(dir, small()).await;
-        for s in 0..12 {
-            put(&mut wal, &rec_sized(s, 3000));
-            wal.sync().await;
-        }
-        wal.close().await;
-    });
-    let segs = segment_files(dir);
-    assert!(segs.len() >= 3);
+    let segs = write_three_segments(dir);
     // The last record of the first segment: nothing valid follows it in its
     // file, but the next segment says the log went on.
     let last = file_records(&segs[0]).pop().unwrap();
@@ -489,16 +480,7 @@ fn torn_first_write_of_a_new_segment_is_recreated() {
 fn missing_segment_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    run(async {
-        let (mut wal, _) = reopen(dir, small()).await;
-        for s in 0..12 {
-            put(&mut wal, &rec_sized(s, 3000));
-            wal.sync().await;
-        }
-        wal.close().await;
-    });
-    let segs = segment_files(dir);
-    assert!(segs.len() >= 3);
+    let segs = write_three_segments(dir);
     std::fs::remove_file(&segs[1]).unwrap();
     run(async {
         assert!(matches!(
@@ -612,4 +594,20 @@ fn dsync_writes_round_trip() {
     let path = dir.path().to_owned();
     let got = run(async move { Wal::open(&path, opts).await.unwrap().1 });
     assert_eq!(got, recs);
+}
+
+/// Writes 12 syncs of 3,000-byte records with `small()` options, which
+/// spreads them over at least three segments; returns the segment files.
+fn write_three_segments(dir: &Path) -> Vec<PathBuf> {
+    run(async {
+        let (mut wal, _) = reopen(dir, small()).await;
+        for s in 0..12 {
+            put(&mut wal, &rec_sized(s, 3000));
+            wal.sync().await;
+        }
+        wal.close().await;
+    });
+    let segs = segment_files(dir);
+    assert!(segs.len() >= 3);
+    segs
 }
