@@ -12,6 +12,8 @@
 # Usage: perf/open_loop.sh [rate_ops_s] [operationcount] [shards]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=perf/lib.sh
+. perf/lib.sh
 
 rate="${1:-20000}"
 ops="${2:-200000}"
@@ -24,20 +26,7 @@ mkdir -p "$out"
 cargo build --release -p golem-engine --bin golem >/dev/null
 cargo build --release -p golem-loadgen >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/release"
-data="$(mktemp -d -t golem-open-loop-XXXXXX)"
-"$bin/golem" node --data-dir "$data" --listen "127.0.0.1:${port}" \
-  --shards "$shards" --pin off >"$out/node.log" 2>&1 &
-node_pid=$!
-cleanup() {
-  kill "$node_pid" 2>/dev/null || true
-  wait "$node_pid" 2>/dev/null || true
-  rm -rf "$data"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-  (echo >"/dev/tcp/127.0.0.1/${port}") 2>/dev/null && break
-  sleep 0.1
-done
+golem_start_node "$bin" "$port" "$shards" "$out/node.log"
 
 {
   echo "# workload A, 10,000 records, ${ops} operations, 4 conns x 32 workers; closed loop, then open loop at ${rate} ops/s"

@@ -8,6 +8,8 @@
 # Usage: perf/single_node.sh [duration_s] [shards]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=perf/lib.sh
+. perf/lib.sh
 
 duration="${1:-10}"
 shards="${2:-2}"
@@ -18,20 +20,7 @@ mkdir -p "$out"
 
 cargo build --release --bin golem --bin golem-loadgen >/dev/null
 bin="${CARGO_TARGET_DIR:-target}/release"
-data="$(mktemp -d -t golem-perf-XXXXXX)"
-"$bin/golem" node --data-dir "$data" --listen "127.0.0.1:${port}" \
-  --shards "$shards" --pin off >"$out/node.log" 2>&1 &
-node_pid=$!
-cleanup() {
-  kill "$node_pid" 2>/dev/null || true
-  wait "$node_pid" 2>/dev/null || true
-  rm -rf "$data"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-  (echo >"/dev/tcp/127.0.0.1/${port}") 2>/dev/null && break
-  sleep 0.1
-done
+golem_start_node "$bin" "$port" "$shards" "$out/node.log"
 
 {
   echo "# single node, ${shards} shards, ${duration}s per run, 256 B values, 100k keys"
