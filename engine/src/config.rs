@@ -83,6 +83,11 @@ pub struct NodeSettings {
     /// How WAL writes are made durable [default: fdatasync].
     #[arg(long, value_enum)]
     pub wal_sync: Option<WalSyncMode>,
+    /// Size at which a shard's memtable is frozen and flushed to a segment
+    /// file, in KiB [default: 65536]. Each shard holds up to 5 memtables
+    /// (one active, four waiting for flush).
+    #[arg(long)]
+    pub memtable_kib: Option<usize>,
     /// Placement Driver members (ip:port,…): register with the PD and report
     /// to it. Without it the node runs stand-alone (one region, no PD).
     #[arg(long, value_delimiter = ',')]
@@ -109,6 +114,7 @@ impl NodeSettings {
             frame_timeout_ms: self.frame_timeout_ms.or(other.frame_timeout_ms),
             wal_segment_mib: self.wal_segment_mib.or(other.wal_segment_mib),
             wal_sync: self.wal_sync.or(other.wal_sync),
+            memtable_kib: self.memtable_kib.or(other.memtable_kib),
             pd: self.pd.or(other.pd),
         }
     }
@@ -156,6 +162,8 @@ pub struct NodeConfig {
     pub frame_timeout_ms: u64,
     pub wal_segment_bytes: u64,
     pub wal_sync: WalSyncMode,
+    /// Memtable size of each shard's LSM.
+    pub memtable_bytes: usize,
     /// PD members; empty: stand-alone mode.
     pub pd_endpoints: Vec<SocketAddr>,
 }
@@ -246,6 +254,10 @@ impl NodeConfig {
         if !(1..=4096).contains(&wal_segment_mib) {
             return Err(invalid("wal-segment-mib", "must be 1..=4096"));
         }
+        let memtable_kib = s.memtable_kib.unwrap_or(64 * 1024);
+        if !(1..=4 * 1024 * 1024).contains(&memtable_kib) {
+            return Err(invalid("memtable-kib", "must be 1..=4194304"));
+        }
         Ok(NodeConfig {
             data_dir,
             listen,
@@ -261,6 +273,7 @@ impl NodeConfig {
             frame_timeout_ms,
             wal_segment_bytes: wal_segment_mib << 20,
             wal_sync: s.wal_sync.unwrap_or(WalSyncMode::Fdatasync),
+            memtable_bytes: memtable_kib << 10,
             pd_endpoints: s.pd.unwrap_or_default(),
         })
     }

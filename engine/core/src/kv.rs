@@ -1,187 +1,195 @@
-//! `KvState`: a region's in-memory, ordered key-value state machine.
+//! The state machine's semantics: how a committed [`Command`] changes a
+//! shard's [`KvStore`], and how reads are answered from it.
 //!
-//! Owns the applied data of one region: writes come in as decoded
-//! [`Command`]s in Raft log order, reads (Get, Scan, BatchGet) are served
-//! from what has been applied. Issue #3 replaces the `BTreeMap` with the
-//! shard's LSM; the surface is kept to `apply` and `read` (plus accessors for
-//! tests) so that the swap stays local.
+//! Owns the meaning of every request: Put, Delete, BatchWrite (atomic),
+//! CompareAndSwap (read then conditional write: atomic because a shard
+//! applies on one thread), and the reads Get, Scan, BatchGet.
 //!
 //! Invariants: applying is deterministic (the same commands in the same order
 //! give the same state on every replica); a command is applied entirely or
-//! not at all (a `BatchWrite` is atomic); a Scan returns at most
-//! `SCAN_PAIRS_MAX` pairs and at most `SCAN_BYTES_MAX` key+value bytes (but
-//! always at least one pair when one exists), and says `more` exactly when it
-//! stopped before the end of its range.
+//! not at all (one `WriteBatch` per entry, tagged with its log index); a
+//! Scan returns at most `SCAN_PAIRS_MAX` pairs and at most `SCAN_BYTES_MAX`
+//! key+value bytes (but always at least one pair when one exists), and says
+//! `more` exactly when it stopped before the end of its range.
 
 use crate::command::Command;
+use crate::store::{KvStore, WriteBatch, WriteError};
 use golem_wire::limits::{SCAN_BYTES_MAX, SCAN_PAIRS_MAX};
-use golem_wire::{GolemError, KvPair, RequestBody, ResponseBody, WriteOp};
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use golem_wire::{GolemError, LogIndex, RegionId, RequestBody, ResponseBody, WriteOp};
 
-/// A region's applied key-value state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KvState {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+/// Applies one committed command of `region` at log `index` to `store` and
+/// returns the client's answer. On `Err` nothing was applied.
+pub fn apply_command(
+    store: &mut dyn KvStore,
+    region: RegionId,
+    index: LogIndex,
+    cmd: Command,
+) -> Result<ResponseBody, WriteError> {
+    let mut batch = WriteBatch::new();
+    let response = match cmd {
+        Command::Put { key, value } => {
+            batch.put(key, value);
+            ResponseBody::Put
+        }
+        Command::Delete { key } => {
+            batch.delete(key);
+            ResponseBody::Delete
+        }
+        Command::BatchWrite { ops } => {
+            for op in ops {
+                match op {
+                    WriteOp::Put { key, value } => batch.put(key, value),
+                    WriteOp::Delete { key } => batch.delete(key),
+                };
+            }
+            ResponseBody::BatchWrite
+        }
+        Command::CompareAndSwap {
+            key,
+            expected,
+            new_value,
+        } => {
+            let previous = store
+                .get(&key)
+                .map_err(|e| WriteError::Failed(e.to_string()))?;
+            let swapped = previous == expected;
+            if swapped {
+                match new_value {
+                    Some(v) => batch.put(key, v),
+                    None => batch.delete(key),
+                };
+            }
+            ResponseBody::CompareAndSwap { swapped, previous }
+        }
+    };
+    store.write(batch, region, index)?;
+    Ok(response)
 }
 
-impl KvState {
-    /// An empty state.
-    pub fn new() -> KvState {
-        KvState::default()
-    }
-
-    /// Applies one committed command and returns the client's answer.
-    pub fn apply(&mut self, cmd: Command) -> ResponseBody {
-        match cmd {
-            Command::Put { key, value } => {
-                self.map.insert(key, value);
-                ResponseBody::Put
-            }
-            Command::Delete { key } => {
-                self.map.remove(&key);
-                ResponseBody::Delete
-            }
-            Command::BatchWrite { ops } => {
-                // In memory nothing can fail half-way: the batch is atomic.
-                for op in ops {
-                    match op {
-                        WriteOp::Put { key, value } => {
-                            self.map.insert(key, value);
-                        }
-                        WriteOp::Delete { key } => {
-                            self.map.remove(&key);
-                        }
-                    }
-                }
-                ResponseBody::BatchWrite
-            }
-            Command::CompareAndSwap {
-                key,
-                expected,
-                new_value,
-            } => {
-                let previous = self.map.get(&key).cloned();
-                let swapped = previous == expected;
-                if swapped {
-                    match new_value {
-                        Some(v) => {
-                            self.map.insert(key, v);
-                        }
-                        None => {
-                            self.map.remove(&key);
-                        }
-                    }
-                }
-                ResponseBody::CompareAndSwap { swapped, previous }
-            }
-        }
-    }
-
-    /// Serves a read (Get, Scan, BatchGet); `InvalidArgument` for a write.
-    pub fn read(&self, body: &RequestBody) -> Result<ResponseBody, GolemError> {
-        match body {
-            RequestBody::Get { key } => Ok(ResponseBody::Get {
-                value: self.get(key).map(<[u8]>::to_vec),
-            }),
-            RequestBody::Scan {
-                start,
-                end,
-                limit,
-                reverse,
-            } => {
-                let (pairs, more) = self.scan(start, end, *limit, *reverse);
-                Ok(ResponseBody::Scan { pairs, more })
-            }
-            RequestBody::BatchGet { keys } => Ok(ResponseBody::BatchGet {
-                values: keys
-                    .iter()
-                    .map(|k| self.get(k).map(<[u8]>::to_vec))
-                    .collect(),
-            }),
-            other => Err(GolemError::invalid(format!(
-                "{} is not a read",
-                other.name()
-            ))),
-        }
-    }
-
-    /// The value of `key`, if present.
-    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(Vec::as_slice)
-    }
-
-    /// Pairs with `start <= key < end` (empty `end`: unbounded), ascending or
-    /// (`reverse`) descending, at most `limit` (clamped to `SCAN_PAIRS_MAX`)
-    /// pairs and `SCAN_BYTES_MAX` bytes. Returns the pairs and whether more
-    /// pairs remain in the range.
-    pub fn scan(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> (Vec<KvPair>, bool) {
-        if !end.is_empty() && start >= end {
-            return (Vec::new(), false);
-        }
-        let upper = if end.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(end)
-        };
-        let range = self
-            .map
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .map(|(k, v)| (k.as_slice(), v.as_slice()));
-        let pairs_max = limit.min(SCAN_PAIRS_MAX) as usize;
-        if reverse {
-            collect_scan(range.rev(), pairs_max)
-        } else {
-            collect_scan(range, pairs_max)
-        }
-    }
-
-    /// The number of keys.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether no key is present.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// All pairs in key order (for tests and checkers).
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.map.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
-    }
+/// Records an entry that changes no data (a leader's empty entry, a
+/// membership change) as applied.
+pub fn apply_noop(
+    store: &mut dyn KvStore,
+    region: RegionId,
+    index: LogIndex,
+) -> Result<(), WriteError> {
+    store.write(WriteBatch::new(), region, index)
 }
 
-fn collect_scan<'a>(
-    it: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-    pairs_max: usize,
-) -> (Vec<KvPair>, bool) {
-    let mut pairs = Vec::new();
-    let mut bytes = 0usize;
-    for (k, v) in it {
-        let pair_bytes = k.len() + v.len();
-        if pairs.len() >= pairs_max || (!pairs.is_empty() && bytes + pair_bytes > SCAN_BYTES_MAX) {
-            return (pairs, true);
+/// Serves a read (Get, Scan, BatchGet); `InvalidArgument` for a write,
+/// `Internal` when the store cannot read its files.
+pub fn read(store: &mut dyn KvStore, body: &RequestBody) -> Result<ResponseBody, GolemError> {
+    let internal = |e: crate::store::ReadError| GolemError::Internal {
+        reason: e.to_string(),
+    };
+    match body {
+        RequestBody::Get { key } => Ok(ResponseBody::Get {
+            value: store.get(key).map_err(internal)?,
+        }),
+        RequestBody::Scan {
+            start,
+            end,
+            limit,
+            reverse,
+        } => {
+            let pairs_max = (*limit).min(SCAN_PAIRS_MAX) as usize;
+            let (pairs, more) = store
+                .scan(start, end, *reverse, pairs_max, SCAN_BYTES_MAX)
+                .map_err(internal)?;
+            Ok(ResponseBody::Scan { pairs, more })
         }
-        bytes += pair_bytes;
-        pairs.push(KvPair {
-            key: k.to_vec(),
-            value: v.to_vec(),
-        });
+        RequestBody::BatchGet { keys } => {
+            let mut values = Vec::with_capacity(keys.len());
+            for k in keys {
+                values.push(store.get(k).map_err(internal)?);
+            }
+            Ok(ResponseBody::BatchGet { values })
+        }
+        other => Err(GolemError::invalid(format!(
+            "{} is not a read",
+            other.name()
+        ))),
     }
-    (pairs, false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemStore;
+    use golem_wire::KvPair;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const REGION: RegionId = RegionId(1);
+
+    /// A store and the next log index, applying commands in order.
+    struct KvState<S: KvStore = MemStore> {
+        store: S,
+        index: u64,
+    }
+
+    impl KvState<MemStore> {
+        fn new() -> Self {
+            KvState::over(MemStore::new())
+        }
+    }
+
+    impl<S: KvStore> KvState<S> {
+        fn over(store: S) -> Self {
+            KvState { store, index: 0 }
+        }
+
+        fn apply(&mut self, cmd: Command) -> ResponseBody {
+            self.index += 1;
+            apply_command(&mut self.store, REGION, LogIndex(self.index), cmd).unwrap()
+        }
+
+        fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+            self.store.get(key).unwrap()
+        }
+
+        fn scan(
+            &mut self,
+            start: &[u8],
+            end: &[u8],
+            limit: u32,
+            reverse: bool,
+        ) -> (Vec<KvPair>, bool) {
+            let body = RequestBody::Scan {
+                start: start.to_vec(),
+                end: end.to_vec(),
+                limit,
+                reverse,
+            };
+            match read(&mut self.store, &body).unwrap() {
+                ResponseBody::Scan { pairs, more } => (pairs, more),
+                other => panic!("scan answered {other:?}"),
+            }
+        }
+
+        fn read(&mut self, body: &RequestBody) -> Result<ResponseBody, GolemError> {
+            read(&mut self.store, body)
+        }
+
+        fn all(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+            let (pairs, more) = self
+                .store
+                .scan(b"", b"", false, usize::MAX, usize::MAX)
+                .unwrap();
+            assert!(!more);
+            pairs.into_iter().map(|p| (p.key, p.value)).collect()
+        }
+
+        fn is_empty(&mut self) -> bool {
+            self.all().is_empty()
+        }
+    }
 
     fn b(s: &str) -> Vec<u8> {
         s.as_bytes().to_vec()
     }
 
-    fn put(state: &mut KvState, k: &str, v: &str) {
+    fn put(state: &mut KvState<impl KvStore>, k: &str, v: &str) {
         state.apply(Command::Put {
             key: b(k),
             value: b(v),
@@ -199,7 +207,7 @@ mod tests {
     fn put_get_delete() {
         let mut s = KvState::new();
         put(&mut s, "a", "1");
-        assert_eq!(s.get(b"a"), Some(&b"1"[..]));
+        assert_eq!(s.get(b"a"), Some(b("1")));
         assert_eq!(
             s.apply(Command::Delete { key: b("a") }),
             ResponseBody::Delete
@@ -275,7 +283,7 @@ mod tests {
             ],
         });
         assert_eq!(s.get(b"a"), None);
-        assert_eq!(s.get(b"b"), Some(&b"3"[..]));
+        assert_eq!(s.get(b"b"), Some(b("3")));
     }
 
     #[test]
@@ -432,55 +440,86 @@ mod tests {
     proptest! {
         #[test]
         fn matches_a_btreemap_model(ops in proptest::collection::vec(op(), 1..60)) {
-            let mut state = KvState::new();
-            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-            for op in ops {
-                match op {
-                    Op::Write(cmd) => {
-                        let expected = match cmd.clone() {
-                            Command::Put { key, value } => {
-                                model.insert(key, value);
-                                ResponseBody::Put
-                            }
-                            Command::Delete { key } => {
-                                model.remove(&key);
-                                ResponseBody::Delete
-                            }
-                            Command::BatchWrite { ops } => {
-                                for op in ops {
-                                    match op {
-                                        WriteOp::Put { key, value } => { model.insert(key, value); }
-                                        WriteOp::Delete { key } => { model.remove(&key); }
-                                    }
-                                }
-                                ResponseBody::BatchWrite
-                            }
-                            Command::CompareAndSwap { key, expected, new_value } => {
-                                let previous = model.get(&key).cloned();
-                                let swapped = previous == expected;
-                                if swapped {
-                                    match new_value {
-                                        Some(v) => { model.insert(key, v); }
-                                        None => { model.remove(&key); }
-                                    }
-                                }
-                                ResponseBody::CompareAndSwap { swapped, previous }
-                            }
-                        };
-                        prop_assert_eq!(state.apply(cmd), expected);
-                    }
-                    Op::Scan { start, end, limit, reverse } => {
-                        prop_assert_eq!(
-                            state.scan(&start, &end, limit, reverse),
-                            model_scan(&model, &start, &end, limit, reverse)
-                        );
-                    }
-                }
-                let got: Vec<(Vec<u8>, Vec<u8>)> =
-                    state.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-                let want: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
-                prop_assert_eq!(got, want);
-            }
+            run_model(KvState::new(), ops)?;
         }
+
+        #[test]
+        fn matches_a_btreemap_model_on_the_lsm(ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = golem_lsm::LsmOptions {
+                memtable_bytes_max: 1024,
+                ..golem_lsm::LsmOptions::default()
+            };
+            let lsm = golem_lsm::Lsm::open(dir.path(), opts).unwrap();
+            run_model(KvState::over(lsm), ops)?;
+        }
+    }
+
+    fn run_model<S: KvStore>(mut state: KvState<S>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Write(cmd) => {
+                    let expected = match cmd.clone() {
+                        Command::Put { key, value } => {
+                            model.insert(key, value);
+                            ResponseBody::Put
+                        }
+                        Command::Delete { key } => {
+                            model.remove(&key);
+                            ResponseBody::Delete
+                        }
+                        Command::BatchWrite { ops } => {
+                            for op in ops {
+                                match op {
+                                    WriteOp::Put { key, value } => {
+                                        model.insert(key, value);
+                                    }
+                                    WriteOp::Delete { key } => {
+                                        model.remove(&key);
+                                    }
+                                }
+                            }
+                            ResponseBody::BatchWrite
+                        }
+                        Command::CompareAndSwap {
+                            key,
+                            expected,
+                            new_value,
+                        } => {
+                            let previous = model.get(&key).cloned();
+                            let swapped = previous == expected;
+                            if swapped {
+                                match new_value {
+                                    Some(v) => {
+                                        model.insert(key, v);
+                                    }
+                                    None => {
+                                        model.remove(&key);
+                                    }
+                                }
+                            }
+                            ResponseBody::CompareAndSwap { swapped, previous }
+                        }
+                    };
+                    prop_assert_eq!(state.apply(cmd), expected);
+                }
+                Op::Scan {
+                    start,
+                    end,
+                    limit,
+                    reverse,
+                } => {
+                    prop_assert_eq!(
+                        state.scan(&start, &end, limit, reverse),
+                        model_scan(&model, &start, &end, limit, reverse)
+                    );
+                }
+            }
+            let got = state.all();
+            let want: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
+            prop_assert_eq!(got, want);
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,9 @@ pub mod command;
 pub mod kv;
 pub mod raft_log;
 pub mod region;
+pub mod store;
+pub mod term_runs;
 pub mod wal_record;
+pub mod wal_retention;
 
 pub use region::CoreError;

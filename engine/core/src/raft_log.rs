@@ -14,6 +14,7 @@
 //! before they are durable; raft-rs tracks durability separately (its
 //! `persisted` index), so reading an entry here does not imply it is synced.
 
+use crate::term_runs::TermRuns;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use std::collections::VecDeque;
@@ -30,6 +31,8 @@ pub struct RegionStorage {
     compacted_term: u64,
     /// Entries `compacted_index + 1 ..= last_index()`.
     entries: VecDeque<Entry>,
+    /// Terms of the whole log since its start (cached or not).
+    runs: TermRuns,
 }
 
 impl RegionStorage {
@@ -51,6 +54,7 @@ impl RegionStorage {
             compacted_index,
             compacted_term,
             entries: VecDeque::new(),
+            runs: TermRuns::new(compacted_index, compacted_term),
         };
         s.append(&entries);
         s
@@ -85,6 +89,33 @@ impl RegionStorage {
         let keep = (first.index - self.compacted_index - 1) as usize;
         self.entries.truncate(keep);
         self.entries.extend(ents.iter().cloned());
+        self.runs.append(ents);
+    }
+
+    /// Replaces the term runs (recovery knows terms from before the cache).
+    ///
+    /// # Panics
+    /// If they do not cover the cache's entries.
+    pub fn set_term_runs(&mut self, runs: TermRuns) {
+        assert!(
+            runs.start().0 <= self.compacted_index && runs.last_index() == self.last_index(),
+            "term runs {:?} do not cover the cache {}..={}",
+            runs.start(),
+            self.compacted_index,
+            self.last_index()
+        );
+        self.runs = runs;
+    }
+
+    /// The terms of the log since its start.
+    pub fn term_runs(&self) -> &TermRuns {
+        &self.runs
+    }
+
+    /// Moves the log's start (what recovery can rebuild from) to `index`;
+    /// terms before it are forgotten. No-op if not past the current start.
+    pub fn set_log_start(&mut self, index: u64) {
+        self.runs.set_start(index);
     }
 
     /// Drops cached entries up to and including `index` (no-op if already

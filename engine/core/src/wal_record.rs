@@ -61,6 +61,13 @@ pub enum RecordKind {
     Entries = 2,
     /// A region's Raft hard state (term, vote, commit).
     HardState = 3,
+    /// Where a region's log starts: `(index, term)` of the last entry whose
+    /// record may be gone (its WAL segment deleted). Entries at or below
+    /// `index` are applied and durable in the state machine store.
+    LogStart = 4,
+    /// Written by the WAL itself (region 0): segments numbered below the
+    /// payload's sequence number may have been deleted.
+    WalStart = 5,
 }
 
 impl RecordKind {
@@ -70,6 +77,8 @@ impl RecordKind {
             1 => RecordKind::RegionMeta,
             2 => RecordKind::Entries,
             3 => RecordKind::HardState,
+            4 => RecordKind::LogStart,
+            5 => RecordKind::WalStart,
             _ => return None,
         })
     }

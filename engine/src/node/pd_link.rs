@@ -343,7 +343,7 @@ fn region_heartbeat(
         leader: r.peer,
         term: r.term,
         stats: RegionStats {
-            approximate_keys: r.keys,
+            approximate_size_bytes: r.bytes,
             ..RegionStats::default()
         },
     }

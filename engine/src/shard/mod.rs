@@ -1,12 +1,15 @@
 //! A shard: one executor thread owning a set of regions, its WAL and its
 //! listener.
 //!
-//! Owns the per-shard state and start-up: open the WAL, recover (or
-//! bootstrap) the regions this shard owns, listen on `base_port + shard`,
-//! serve forwarded requests from other shards, and run the raft loop until
-//! the node stops. Invariants: nothing here is shared with another shard
-//! except through the inboxes (messages); a shard serves no request before
-//! its WAL is recovered and its regions rebuilt.
+//! Owns the per-shard state and start-up: open the LSM (the state-machine
+//! store), open the WAL, recover (or bootstrap) the regions this shard owns
+//! by replaying each region's entries after what the LSM holds durably,
+//! listen on `base_port + shard`, serve forwarded requests from other
+//! shards, and run the raft loop until the node stops. Invariants: nothing
+//! here is shared with another shard except through the inboxes (messages);
+//! a shard serves no request before its WAL is recovered and its regions
+//! rebuilt; the LSM is opened before the WAL is replayed (the replay starts
+//! where the LSM's segments end).
 
 pub mod directory;
 pub mod exec;
@@ -19,6 +22,9 @@ use crate::runtime::{self, spawn_local, LocalNotify};
 use crate::wal::{Wal, WalOptions};
 use directory::RegionDirectory;
 use golem_core::region::{PeerConfig, RegionMeta, RegionPeer};
+use golem_core::wal_record::RecordKind;
+use golem_core::wal_retention::WalRetention;
+use golem_lsm::{Lsm, LsmOptions};
 use golem_wire::{RegionEpoch, RegionId, Request, Response, ShardId};
 use region_handle::RegionHandle;
 use std::cell::{Cell, RefCell};
@@ -59,8 +65,9 @@ pub struct RegionReport {
     pub peer: golem_wire::PeerId,
     pub is_leader: bool,
     pub term: u64,
-    /// Live keys in the state machine (cheap: the map's length).
-    pub keys: u64,
+    /// Approximate bytes of the region's data in the shard's segments
+    /// (from block indexes: no data is read).
+    pub bytes: u64,
 }
 
 /// Sending side of a shard's inbox.
@@ -74,6 +81,9 @@ pub struct Shard {
     pub identity: Identity,
     pub directory: RegionDirectory,
     pub regions: RefCell<HashMap<RegionId, Rc<RegionHandle>>>,
+    /// The shard's state-machine store (all its regions' applied data).
+    /// Borrowed briefly, never across an `.await`.
+    pub store: Rc<RefCell<Lsm>>,
     /// Inboxes of all shards, indexed by shard id (this one included).
     pub inboxes: Vec<Inbox>,
     /// Set once the node is stopping: new requests get `ShuttingDown`.
@@ -145,18 +155,34 @@ pub async fn run(start: ShardStart) {
         ready,
     } = start;
     let notify = LocalNotify::new();
+    let lsm_dir = cfg.data_dir.join("lsm").join(format!("shard-{id}"));
+    let lsm_opts = LsmOptions {
+        memtable_bytes_max: cfg.memtable_bytes.max(1024),
+        ..LsmOptions::default()
+    };
+    let store = match Lsm::open(&lsm_dir, lsm_opts) {
+        Ok(lsm) => Rc::new(RefCell::new(lsm)),
+        Err(e) => {
+            let _ = ready.send((
+                id,
+                Err(format!("LSM of shard {id} at {}: {e}", lsm_dir.display())),
+            ));
+            return;
+        }
+    };
     let shard = Rc::new(Shard {
         id,
         cfg: cfg.clone(),
         identity,
         directory: RegionDirectory::new(identity.region),
         regions: RefCell::new(HashMap::new()),
+        store: store.clone(),
         inboxes,
         stopping: Cell::new(false),
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),
     });
-    let (wal, listener) = match open(&shard, &notify).await {
+    let (wal, listener, retention) = match open(&shard, &notify).await {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send((id, Err(e)));
@@ -184,7 +210,12 @@ pub async fn run(start: ShardStart) {
         move || shard.stopping.get()
     };
     let tick = Duration::from_millis(cfg.tick_ms);
-    let _wal = raft_loop::run(regions, wal, notify, tick, stopping).await;
+    let shell = raft_loop::Shell {
+        wal,
+        store,
+        retention,
+    };
+    let _shell = raft_loop::run(regions, shell, notify, tick, stopping).await;
     // Give responses already computed a moment to reach their sockets.
     for _ in 0..50 {
         if shard.requests.get() == 0 {
@@ -196,11 +227,12 @@ pub async fn run(start: ShardStart) {
     tracing::info!(shard = %id, "shard stopped");
 }
 
-/// Recovers the WAL and regions, and binds the listener.
+/// Recovers the WAL and regions, and binds the listener. Also returns what
+/// the WAL segments hold, for deleting them later.
 async fn open(
     shard: &Rc<Shard>,
     notify: &Rc<LocalNotify>,
-) -> Result<(Wal, glommio::net::TcpListener), String> {
+) -> Result<(Wal, glommio::net::TcpListener, WalRetention), String> {
     let cfg = &shard.cfg;
     let dir = cfg.data_dir.join("wal").join(format!("shard-{}", shard.id));
     let opts = WalOptions {
@@ -212,12 +244,22 @@ async fn open(
         .await
         .map_err(|e| format!("WAL of shard {} at {}: {e}", shard.id, dir.display()))?;
     let mut by_region: HashMap<RegionId, Vec<_>> = HashMap::new();
+    // Segments holding each region's entries (noted with the region's last
+    // index once recovered: an over-estimate, which retention allows).
+    let mut entry_segments: HashMap<RegionId, Vec<u64>> = HashMap::new();
     for r in records {
+        if r.kind == RecordKind::Entries {
+            let segs = entry_segments.entry(r.region).or_default();
+            if segs.last() != Some(&r.segment) {
+                segs.push(r.segment);
+            }
+        }
         by_region
             .entry(r.region)
             .or_default()
             .push((r.kind, r.payload));
     }
+    let mut retention = WalRetention::new();
     let hosted = shard.directory.hosted();
     let peer_cfg = |region| {
         let peer = hosted
@@ -233,13 +275,15 @@ async fn open(
         })
     };
     for (region, records) in by_region {
-        let peer = RegionPeer::recover(peer_cfg(region)?, records)
+        let peer = RegionPeer::recover(peer_cfg(region)?, records, &mut *shard.store.borrow_mut())
             .map_err(|e| format!("recovering region {region}: {e}"))?;
-        tracing::info!(shard = %shard.id, %region, "region recovered");
-        shard
-            .regions
-            .borrow_mut()
-            .insert(region, RegionHandle::new(peer, notify.clone()));
+        for &seq in entry_segments.get(&region).into_iter().flatten() {
+            retention.note(region, seq, peer.last_index().get());
+        }
+        shard.regions.borrow_mut().insert(
+            region,
+            RegionHandle::new(peer, notify.clone(), shard.store.clone()),
+        );
     }
     if let Some(h) = hosted.filter(|h| {
         shard.directory.owner(h.region) == Some(shard.id)
@@ -259,10 +303,10 @@ async fn open(
             .map_err(|e| format!("bootstrapping region {}: {e}", h.region))?;
         wal.sync().await;
         tracing::info!(shard = %shard.id, region = %h.region, "bootstrapped the first region");
-        shard
-            .regions
-            .borrow_mut()
-            .insert(h.region, RegionHandle::new(peer, notify.clone()));
+        shard.regions.borrow_mut().insert(
+            h.region,
+            RegionHandle::new(peer, notify.clone(), shard.store.clone()),
+        );
     }
     for r in shard.regions.borrow().values() {
         r.peer.borrow_mut().campaign();
@@ -270,7 +314,7 @@ async fn open(
     let addr = cfg.shard_listen(shard.id.get());
     let listener = glommio::net::TcpListener::bind(addr)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    Ok((wal, listener))
+    Ok((wal, listener, retention))
 }
 
 /// Serves requests forwarded by other shards.
@@ -287,21 +331,28 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
                 .detach();
             }
             ShardMsg::Report { reply } => {
+                let mut store = shard.store.borrow_mut();
                 let regions = shard
                     .regions
                     .borrow()
                     .values()
                     .map(|r| {
                         let p = r.peer.borrow();
+                        let meta = p.meta();
                         RegionReport {
-                            meta: p.meta().clone(),
+                            meta: meta.clone(),
                             peer: p.config().peer,
                             is_leader: p.is_leader(),
                             term: p.term().0,
-                            keys: p.kv().len() as u64,
+                            bytes: golem_lsm::Lsm::approximate_bytes(
+                                &mut store,
+                                &meta.start,
+                                &meta.end,
+                            ),
                         }
                     })
                     .collect();
+                drop(store);
                 let _ = reply.send(ShardReport {
                     shard: shard.id,
                     regions,

@@ -8,6 +8,7 @@
 
 use crate::runtime::LocalNotify;
 use golem_core::region::{ProposalToken, RegionPeer};
+use golem_lsm::Lsm;
 use golem_wire::{GolemError, RequestBody, ResponseBody};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ pub struct RegionHandle {
     next_token: Cell<ProposalToken>,
     /// Wakes the shard's raft loop when a proposal is made.
     raft_loop: Rc<LocalNotify>,
+    /// The shard's store, which reads are served from.
+    store: Rc<RefCell<Lsm>>,
 }
 
 impl std::fmt::Debug for RegionHandle {
@@ -36,12 +39,17 @@ impl std::fmt::Debug for RegionHandle {
 }
 
 impl RegionHandle {
-    pub fn new(peer: RegionPeer, raft_loop: Rc<LocalNotify>) -> Rc<RegionHandle> {
+    pub fn new(
+        peer: RegionPeer,
+        raft_loop: Rc<LocalNotify>,
+        store: Rc<RefCell<Lsm>>,
+    ) -> Rc<RegionHandle> {
         Rc::new(RegionHandle {
             peer: RefCell::new(peer),
             waiters: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
             raft_loop,
+            store,
         })
     }
 
@@ -58,7 +66,7 @@ impl RegionHandle {
 
     /// Serves a read from the applied state.
     pub fn read(&self, body: &RequestBody) -> RegionResult {
-        self.peer.borrow().read(body)
+        self.peer.borrow().read(body, &mut *self.store.borrow_mut())
     }
 
     /// Answers the waiter of `token` (the raft loop calls this).

@@ -20,7 +20,7 @@
 //!   garbage block, a flipped bit in its header): `WalError::Corrupt`, never
 //!   a panic, never wrong data.
 
-use super::tests::{put, rec_sized, run, small};
+use super::tests::{open_unsegmented, put, rec_sized, run, small};
 use super::*;
 use golem_core::wal_record::BATCH_HEADER_BYTES;
 use std::ops::Range;
@@ -82,12 +82,12 @@ fn write_history(dir: &Path, opts: WalOptions, batches: usize) -> History {
     let mut syncs = Vec::new();
     let mut next_id = 0;
     run(async {
-        let (mut wal, recs) = Wal::open(dir, opts.clone()).await.expect("open");
+        let (mut wal, recs) = open_unsegmented(dir, opts.clone()).await.expect("open");
         assert!(recs.is_empty());
         for k in 0..batches {
             if k == batches / 2 {
                 wal.close().await;
-                let (w, recs) = Wal::open(dir, opts.clone()).await.expect("reopen");
+                let (w, recs) = open_unsegmented(dir, opts.clone()).await.expect("reopen");
                 assert_eq!(recs, appended);
                 wal = w;
             }
@@ -306,7 +306,7 @@ async fn check_image(
     continue_writing: bool,
 ) {
     install(dir, img);
-    let (mut wal, recs) = match Wal::open(dir, h.opts.clone()).await {
+    let (mut wal, recs) = match open_unsegmented(dir, h.opts.clone()).await {
         Ok(r) => r,
         Err(e) => panic!("{}: recovery failed: {e}", img.what),
     };
@@ -325,7 +325,7 @@ async fn check_image(
     put(&mut wal, &extra);
     wal.sync().await;
     wal.close().await;
-    let (wal, recs) = match Wal::open(dir, h.opts.clone()).await {
+    let (wal, recs) = match open_unsegmented(dir, h.opts.clone()).await {
         Ok(r) => r,
         Err(e) => panic!("{}: reopen after writing failed: {e}", img.what),
     };
@@ -422,7 +422,7 @@ fn check_damaged_batches(h: &History) {
                 let fin = &h.files[sp.seq as usize - 1];
                 let header_damaged = img.file(sp.seq).unwrap()[..SEGMENT_HEADER_BYTES]
                     != fin[..SEGMENT_HEADER_BYTES];
-                match Wal::open(dir, h.opts.clone()).await {
+                match open_unsegmented(dir, h.opts.clone()).await {
                     Err(WalError::Corrupt { what, .. }) => match what {
                         Corruption::SegmentHeader(_) => {
                             assert!(header_damaged, "{}: {what}", img.what)

@@ -44,9 +44,14 @@
 //!   first write never completed (no valid batch header after its first
 //!   batch), are typed `WalError`s. Recovery never returns a record of a
 //!   damaged batch.
-//! - The WAL is never truncated or deleted in this version: the state
-//!   machine is in memory and is rebuilt at start by replaying the whole log.
-//!   (Segments will be deleted once their entries are persisted in the LSM.)
+//! - Only a prefix of the log is ever deleted (`delete_segments_before`),
+//!   oldest segment first, and only after a durable `WalStart` record names
+//!   the first segment kept. Recovery accepts a missing prefix only up to
+//!   the latest `WalStart` it reads: a log whose first segment is past it
+//!   (or past 1 with no `WalStart`) is a `MissingSegment` error. The caller
+//!   (the shard) decides what may go: segments whose entries are all
+//!   durably applied in the store, after checkpoint records that make the
+//!   deleted ones unnecessary (golem_core::wal_retention).
 //!
 //! `Wal` is used from a single glommio task on its shard's thread (it is not
 //! `Send`); every glommio I/O call panics outside a glommio executor.
@@ -136,6 +141,8 @@ pub struct RecoveredRecord {
     pub kind: RecordKind,
     pub region: RegionId,
     pub payload: Vec<u8>,
+    /// Sequence number of the segment holding it.
+    pub segment: u64,
 }
 
 /// What is wrong with a segment that makes its log untrustworthy.
@@ -159,6 +166,9 @@ pub enum Corruption {
         expected: u64,
         reason: Option<BadRecord>,
     },
+    /// A `WalStart` record whose payload is not one u64.
+    #[error("WalStart record of {payload_bytes} bytes (expected 8)")]
+    WalStart { payload_bytes: usize },
     /// The next segment's header names an end this segment cannot have.
     #[error("the next segment says this log ends at {prev_log_end}, impossible for a file of {file_bytes} bytes")]
     PrevLogEnd { prev_log_end: u64, file_bytes: u64 },
@@ -248,6 +258,8 @@ pub struct Wal {
     pending: Vec<u8>,
     /// Data records in `pending`.
     pending_records: u32,
+    /// The oldest segment on disk (or the next one, when there is none).
+    first_seq: u64,
     /// Holds the directory's exclusive flock while open.
     _lock: std::fs::File,
 }
@@ -280,7 +292,17 @@ impl Wal {
             .await
             .map_err(|e| WalError::io("opening directory", dir, e.into()))?;
         let segs = segment::list_segments(dir)?;
-        let (records, tail) = recover(&segs).await?;
+        let (mut records, tail) = recover(&segs).await?;
+        let wal_start = take_wal_starts(&mut records, dir)?;
+        let first_seq = segs.first().map_or(1, |(seq, _)| *seq);
+        if first_seq > wal_start.unwrap_or(1) {
+            tracing::error!(dir = %dir.display(), first_seq, wal_start, "the WAL's first segments are missing");
+            return Err(WalError::MissingSegment {
+                dir: dir.to_path_buf(),
+                after: wal_start.unwrap_or(1).saturating_sub(1),
+                found: first_seq,
+            });
+        }
 
         let mut active = None;
         let next = match tail {
@@ -339,6 +361,7 @@ impl Wal {
             next,
             pending: Vec::new(),
             pending_records: 0,
+            first_seq: if segs.is_empty() { next.seq } else { first_seq },
             _lock: lock,
         };
         Ok((wal, records))
@@ -482,6 +505,55 @@ impl Wal {
         });
     }
 
+    /// The segment the last `sync` wrote into (where every record synced
+    /// by it lies), or the one the next sync will create.
+    pub fn active_segment(&self) -> u64 {
+        self.active.as_ref().map_or(self.next.seq, |a| a.seq)
+    }
+
+    /// The oldest segment still on disk (the active one when all older
+    /// ones are deleted).
+    pub fn first_segment(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// Deletes the segments numbered below `seq` (at most the active
+    /// segment). First makes a `WalStart` record naming `seq` durable,
+    /// together with everything appended before (the caller's checkpoint
+    /// records), then unlinks the files oldest first on a helper thread
+    /// (unlinking a large file can take milliseconds; a crash part way
+    /// leaves a shorter prefix missing, which recovery accepts). No-op when
+    /// nothing is below `seq`.
+    pub async fn delete_segments_before(&mut self, seq: u64) {
+        let seq = seq.min(self.active_segment());
+        if seq <= self.first_seq {
+            self.sync().await;
+            return;
+        }
+        self.append(RecordKind::WalStart, RegionId(0), &seq.to_le_bytes());
+        self.sync().await;
+        // The sync may have started a new segment; `seq` is still below it.
+        let doomed: Vec<PathBuf> = (self.first_seq..seq)
+            .map(|s| segment_path(&self.dir, s))
+            .collect();
+        tracing::info!(dir = %self.dir.display(), from = self.first_seq, to = seq - 1, "deleting WAL segments whose entries are durable in the store");
+        self.first_seq = seq;
+        let spawned = std::thread::Builder::new()
+            .name("golem-wal-unlink".into())
+            .spawn(move || {
+                for path in doomed {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!(segment = %path.display(), error = %e, "could not delete a WAL segment; it is ignored and deleted again later");
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the WAL unlink thread; segments stay until the next deletion");
+        }
+    }
+
     /// Closes the WAL. Anything appended but not synced is dropped (it was
     /// never acknowledged). Also happens on drop, less gracefully.
     pub async fn close(mut self) {
@@ -495,6 +567,31 @@ impl WalSink for Wal {
     fn append(&mut self, kind: RecordKind, region: RegionId, payload: &[u8]) {
         Wal::append(self, kind, region, payload);
     }
+}
+
+/// Removes the WAL's own `WalStart` records from `records` and returns the
+/// highest segment number they name (None: no segment was ever deleted).
+fn take_wal_starts(
+    records: &mut Vec<RecoveredRecord>,
+    dir: &Path,
+) -> Result<Option<u64>, WalError> {
+    let mut start = None;
+    for r in records.iter().filter(|r| r.kind == RecordKind::WalStart) {
+        let seq = <[u8; 8]>::try_from(r.payload.as_slice())
+            .map(u64::from_le_bytes)
+            .map_err(|_| {
+                WalError::corrupt(
+                    &segment_path(dir, r.segment),
+                    0,
+                    Corruption::WalStart {
+                        payload_bytes: r.payload.len(),
+                    },
+                )
+            })?;
+        start = start.max(Some(seq));
+    }
+    records.retain(|r| r.kind != RecordKind::WalStart);
+    Ok(start)
 }
 
 /// The write alignment used for `file`.
@@ -736,6 +833,7 @@ async fn replay_segment(
         kind: r.kind,
         region: r.region,
         payload: body[r.payload.clone()].to_vec(),
+        segment: h.seq,
     }));
     let end = res.end.map_err(|c| corrupt_batch(&h.path, c))?;
     let log_end = (SEGMENT_HEADER_BYTES + end.log_end()) as u64;

@@ -25,6 +25,19 @@ pub(super) fn small() -> WalOptions {
     }
 }
 
+/// `Wal::open`, with every record's segment number set to 0 (the tests
+/// compare records with what they appended, which has no segment yet).
+pub(super) async fn open_unsegmented(
+    dir: &Path,
+    opts: WalOptions,
+) -> Result<(Wal, Vec<RecoveredRecord>), WalError> {
+    let (wal, mut records) = Wal::open(dir, opts).await?;
+    for r in &mut records {
+        r.segment = 0;
+    }
+    Ok((wal, records))
+}
+
 pub(super) fn rec(i: usize) -> RecoveredRecord {
     let kind = match i % 3 {
         0 => RecordKind::Entries,
@@ -35,6 +48,7 @@ pub(super) fn rec(i: usize) -> RecoveredRecord {
         kind,
         region: RegionId((i % 5) as u64 + 1),
         payload: format!("record-{i};").repeat(i % 9).into_bytes(),
+        segment: 0,
     }
 }
 
@@ -73,7 +87,7 @@ fn file_records(path: &Path) -> Vec<ScannedRecord> {
 }
 
 async fn reopen(dir: &Path, opts: WalOptions) -> (Wal, Vec<RecoveredRecord>) {
-    Wal::open(dir, opts).await.expect("open WAL")
+    open_unsegmented(dir, opts).await.expect("open WAL")
 }
 
 #[test]
@@ -344,7 +358,7 @@ fn corrupt_early_record_is_an_error() {
     std::fs::write(&seg, &bytes).unwrap();
     let before = bytes.clone();
     run(async {
-        match Wal::open(dir, WalOptions::default()).await {
+        match open_unsegmented(dir, WalOptions::default()).await {
             Err(WalError::Corrupt {
                 offset,
                 what: Corruption::Record(c),
@@ -360,7 +374,7 @@ fn corrupt_early_record_is_an_error() {
             other => panic!("expected corruption, got {other:?}"),
         }
         // Refusing to open changes nothing, and so does trying again.
-        assert!(Wal::open(dir, WalOptions::default()).await.is_err());
+        assert!(open_unsegmented(dir, WalOptions::default()).await.is_err());
     });
     assert_eq!(std::fs::read(&seg).unwrap(), before);
 }
@@ -377,7 +391,7 @@ fn corrupt_end_of_an_earlier_segment_is_an_error() {
     bytes[last.payload.start] ^= 0x80;
     std::fs::write(&segs[0], &bytes).unwrap();
     run(async {
-        match Wal::open(dir, small()).await {
+        match open_unsegmented(dir, small()).await {
             Err(WalError::Corrupt {
                 path,
                 what: Corruption::LogEnd { reason, .. },
@@ -401,7 +415,7 @@ fn bad_header_of_a_segment_with_records_is_an_error() {
     std::fs::write(&seg, &bytes).unwrap();
     run(async {
         assert!(matches!(
-            Wal::open(dir, WalOptions::default()).await,
+            open_unsegmented(dir, WalOptions::default()).await,
             Err(WalError::Corrupt {
                 offset: 0,
                 what: Corruption::SegmentHeader(_),
@@ -425,7 +439,7 @@ fn segment_of_another_format_version_is_an_error_not_recreated() {
     std::fs::write(&seg, &bytes).unwrap();
     run(async {
         assert!(matches!(
-            Wal::open(dir, WalOptions::default()).await,
+            open_unsegmented(dir, WalOptions::default()).await,
             Err(WalError::Corrupt {
                 what: Corruption::SegmentHeader(BadRecord::UnsupportedVersion { version: 1 }),
                 ..
@@ -484,7 +498,7 @@ fn missing_segment_is_an_error() {
     std::fs::remove_file(&segs[1]).unwrap();
     run(async {
         assert!(matches!(
-            Wal::open(dir, small()).await,
+            open_unsegmented(dir, small()).await,
             Err(WalError::MissingSegment {
                 after: 1,
                 found: 3,
@@ -531,7 +545,7 @@ fn second_owner_is_locked_out() {
     run(async {
         let (wal, _) = reopen(dir, WalOptions::default()).await;
         assert!(matches!(
-            Wal::open(dir, WalOptions::default()).await,
+            open_unsegmented(dir, WalOptions::default()).await,
             Err(WalError::Locked { .. })
         ));
         wal.close().await;
@@ -559,7 +573,7 @@ fn invalid_options_are_refused() {
             },
         ] {
             assert!(matches!(
-                Wal::open(tmp.path(), opts).await,
+                open_unsegmented(tmp.path(), opts).await,
                 Err(WalError::InvalidOptions(_))
             ));
         }
@@ -579,7 +593,7 @@ fn dsync_writes_round_trip() {
         let path = dir.path().to_owned();
         let recs = recs.clone();
         run(async move {
-            let (mut wal, got) = Wal::open(&path, opts).await.unwrap();
+            let (mut wal, got) = open_unsegmented(&path, opts).await.unwrap();
             assert!(got.is_empty());
             for (i, r) in recs.iter().enumerate() {
                 wal.append(r.kind, r.region, &r.payload);
@@ -592,7 +606,7 @@ fn dsync_writes_round_trip() {
         });
     }
     let path = dir.path().to_owned();
-    let got = run(async move { Wal::open(&path, opts).await.unwrap().1 });
+    let got = run(async move { open_unsegmented(&path, opts).await.unwrap().1 });
     assert_eq!(got, recs);
 }
 
@@ -610,4 +624,79 @@ fn write_three_segments(dir: &Path) -> Vec<PathBuf> {
     let segs = segment_files(dir);
     assert!(segs.len() >= 3);
     segs
+}
+
+#[test]
+fn deleted_prefix_segments_are_accepted_only_behind_a_wal_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let segs = write_three_segments(dir);
+    let total = segs.len() as u64;
+    let (kept, first, second) = run(async {
+        let (mut wal, all) = Wal::open(dir, small()).await.unwrap();
+        assert_eq!(wal.first_segment(), 1);
+        let active = wal.active_segment();
+        assert_eq!(active, total);
+        // Deleting nothing is a no-op.
+        wal.delete_segments_before(1).await;
+        assert_eq!(wal.first_segment(), 1);
+        wal.delete_segments_before(3).await;
+        assert_eq!(wal.first_segment(), 3);
+        put(&mut wal, &rec(500));
+        wal.sync().await;
+        wal.close().await;
+        let kept: Vec<_> = all.into_iter().filter(|r| r.segment >= 3).collect();
+        (kept, segs[0].clone(), segs[1].clone())
+    });
+    // The unlink thread runs on its own; wait for it (bounded).
+    for _ in 0..500 {
+        if !first.exists() && !second.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(!first.exists() && !second.exists());
+    let got = run(async { Wal::open(dir, small()).await.unwrap().1 });
+    let (last, got_old) = got.split_last().unwrap();
+    assert!(
+        got_old == kept.as_slice(),
+        "records of the kept segments ({} recovered, {} expected), WalStart hidden",
+        got_old.len(),
+        kept.len()
+    );
+    assert_eq!(last.payload, rec(500).payload);
+    assert!(got.iter().all(|r| r.kind != RecordKind::WalStart));
+
+    // A crash part way through the unlinks (segment 2 still there) is fine.
+    std::fs::write(&second, b"").unwrap();
+    std::fs::remove_file(&second).unwrap();
+
+    // A missing prefix past the WalStart is an error.
+    std::fs::remove_file(segment_path(dir, 3)).unwrap();
+    run(async {
+        match Wal::open(dir, small()).await {
+            Err(WalError::MissingSegment { found, .. }) => assert_eq!(found, 4),
+            other => panic!(
+                "expected MissingSegment, got {:?}",
+                other.map(|r| r.1.len())
+            ),
+        }
+    });
+}
+
+#[test]
+fn a_missing_first_segment_without_a_wal_start_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let segs = write_three_segments(dir);
+    std::fs::remove_file(&segs[0]).unwrap();
+    run(async {
+        match Wal::open(dir, small()).await {
+            Err(WalError::MissingSegment { found, .. }) => assert_eq!(found, 2),
+            other => panic!(
+                "expected MissingSegment, got {:?}",
+                other.map(|r| r.1.len())
+            ),
+        }
+    });
 }

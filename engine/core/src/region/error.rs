@@ -52,6 +52,16 @@ pub enum CoreError {
         #[source]
         source: DecodeError,
     },
+    /// The store's durable applied index does not fit the recovered log: it
+    /// is behind the log start (the WAL dropped entries the store lost) or
+    /// past the last entry (the WAL lost entries the store applied).
+    #[error("region {region}: the store has entries up to {persisted_applied} durably applied, but the WAL's log holds {log_start}+1..={last_index}")]
+    StoreMismatch {
+        region: RegionId,
+        persisted_applied: LogIndex,
+        log_start: LogIndex,
+        last_index: LogIndex,
+    },
     /// raft-rs refused to build the node.
     #[error("region {region}: raft: {source}")]
     Raft {

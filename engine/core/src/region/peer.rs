@@ -19,8 +19,8 @@
 use super::log_bridge::raft_logger;
 use super::{CoreError, PeerConfig, RegionMeta};
 use crate::command::Command;
-use crate::kv::KvState;
 use crate::raft_log::RegionStorage;
+use crate::store::KvStore;
 use golem_wire::{GolemError, LogIndex, PeerId, RequestBody, ResponseBody, Term};
 use raft::eraftpb::{HardState, Message};
 use raft::{RawNode, StateRole};
@@ -53,7 +53,14 @@ pub struct RegionPeer {
     pub(crate) cfg: PeerConfig,
     pub(crate) meta: RegionMeta,
     pub(crate) raw: RawNode<RegionStorage>,
-    pub(crate) kv: KvState,
+    /// Committed entries handed out by raft and not yet applied (the store
+    /// stalled), in index order.
+    pub(crate) unapplied: VecDeque<raft::eraftpb::Entry>,
+    /// Whether the last apply attempt stopped on a store stall.
+    pub(crate) stalled: bool,
+    /// Set when the store failed: the region applies and serves nothing
+    /// more (the shell stops the node).
+    pub(crate) failed: Option<String>,
     /// Proposals whose entries are not applied yet, in index order.
     pub(crate) proposals: VecDeque<Proposal>,
     /// Answers decided but not yet handed out by `on_persisted`.
@@ -85,12 +92,11 @@ impl std::fmt::Debug for RegionPeer {
 
 impl RegionPeer {
     /// Builds the peer around a storage whose state is already settled;
-    /// `applied` entries are already in `kv`.
+    /// `applied` entries are already in the shard's store.
     pub(crate) fn build(
         cfg: PeerConfig,
         meta: RegionMeta,
         storage: RegionStorage,
-        kv: KvState,
         applied: u64,
         applied_term: u64,
     ) -> Result<RegionPeer, CoreError> {
@@ -106,7 +112,9 @@ impl RegionPeer {
             cfg,
             meta,
             raw,
-            kv,
+            unapplied: VecDeque::new(),
+            stalled: false,
+            failed: None,
             proposals: VecDeque::new(),
             finished: Vec::new(),
             hs_unwritten: None,
@@ -192,9 +200,21 @@ impl RegionPeer {
         LogIndex(self.raw.raft.raft_log.applied)
     }
 
-    /// The applied state machine (for checkers and tests).
-    pub fn kv(&self) -> &KvState {
-        &self.kv
+    /// Whether applying stopped on a store write stall (the shell retries
+    /// on a later pass: `has_ready` stays true).
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// The store failure that stopped this region, if any. The shell stops
+    /// the node: nothing more can be applied.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Committed entries waiting for the store.
+    pub fn unapplied_entries(&self) -> usize {
+        self.unapplied.len()
     }
 
     /// Proposals not answered yet.
@@ -215,6 +235,11 @@ impl RegionPeer {
     pub fn propose(&mut self, body: RequestBody, token: ProposalToken) -> Result<(), GolemError> {
         if !self.is_leader() {
             return Err(self.not_leader());
+        }
+        if let Some(reason) = &self.failed {
+            return Err(GolemError::Internal {
+                reason: format!("region {} stopped: {reason}", self.meta.id),
+            });
         }
         body.validate()?;
         let cmd = Command::from_request(body)?;
@@ -254,10 +279,20 @@ impl RegionPeer {
     /// only (`NotLeader` otherwise); `ServerBusy` until a new leader has
     /// applied an entry of its term. A single voter is then always up to
     /// date; multi-voter regions will add lease/ReadIndex checks here.
-    /// A Scan's whole `[start, end)` must lie in the region.
-    pub fn read(&self, body: &RequestBody) -> Result<ResponseBody, GolemError> {
+    /// A Scan's whole `[start, end)` must lie in the region. Reads come from
+    /// `store`, the shard's store holding this region's applied data.
+    pub fn read(
+        &self,
+        body: &RequestBody,
+        store: &mut dyn KvStore,
+    ) -> Result<ResponseBody, GolemError> {
         if !self.is_leader() {
             return Err(self.not_leader());
+        }
+        if let Some(reason) = &self.failed {
+            return Err(GolemError::Internal {
+                reason: format!("region {} stopped: {reason}", self.meta.id),
+            });
         }
         if self.applied_term != self.raw.raft.term {
             return Err(GolemError::ServerBusy {
@@ -275,7 +310,7 @@ impl RegionPeer {
             RequestBody::Scan { start, end, .. } => self.meta.check_range(start, end)?,
             _ => {}
         }
-        self.kv.read(body)
+        crate::kv::read(store, body)
     }
 
     pub(crate) fn not_leader(&self) -> GolemError {

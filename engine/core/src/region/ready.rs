@@ -23,8 +23,10 @@
 use super::peer::RegionPeer;
 use super::records::{encode_entries, encode_hard_state};
 use crate::command::Command;
+use crate::kv::{apply_command, apply_noop};
+use crate::store::{KvStore, WriteError};
 use crate::wal_record::{RecordKind, WalSink};
-use golem_wire::{GolemError, RegionId, ResponseBody};
+use golem_wire::{GolemError, LogIndex, RegionId, ResponseBody};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 use raft::{Ready, StateRole};
@@ -65,9 +67,13 @@ pub struct PersistedOutput {
 
 impl RegionPeer {
     /// Whether `collect_ready` has work (raft's `Ready`, a hard state to
-    /// write, or answers to hand out).
+    /// write, answers to hand out, or committed entries a store stall held
+    /// back; not after a store failure).
     pub fn has_ready(&self) -> bool {
-        self.raw.has_ready() || self.hs_unwritten.is_some() || !self.finished.is_empty()
+        self.raw.has_ready()
+            || self.hs_unwritten.is_some()
+            || !self.finished.is_empty()
+            || (!self.unapplied.is_empty() && self.failed.is_none())
     }
 
     /// Takes raft's `Ready`: appends its hard state and entries as WAL
@@ -77,7 +83,11 @@ impl RegionPeer {
     ///
     /// # Panics
     /// If the previous `PendingReady` was not given to `on_persisted`.
-    pub fn collect_ready(&mut self, wal: &mut dyn WalSink) -> Option<PendingReady> {
+    pub fn collect_ready(
+        &mut self,
+        wal: &mut dyn WalSink,
+        store: &mut dyn KvStore,
+    ) -> Option<PendingReady> {
         assert!(
             !self.ready_in_flight,
             "region {}: collect_ready before on_persisted of the previous one",
@@ -131,7 +141,7 @@ impl RegionPeer {
         // Committed entries of a Ready are already durable here (raft-rs
         // hands out at most min(commit, persisted)); their answers go out
         // after this pass's sync, with its commit index.
-        self.apply(committed);
+        self.apply(committed, store);
         if !self.is_leader() {
             self.fail_proposals();
         }
@@ -145,7 +155,11 @@ impl RegionPeer {
     ///
     /// # Panics
     /// If `pending` is not this peer's outstanding one.
-    pub fn on_persisted(&mut self, pending: PendingReady) -> PersistedOutput {
+    pub fn on_persisted(
+        &mut self,
+        pending: PendingReady,
+        store: &mut dyn KvStore,
+    ) -> PersistedOutput {
         assert!(
             self.ready_in_flight && pending.region == self.meta.id,
             "region {}: on_persisted without a matching collect_ready",
@@ -178,7 +192,7 @@ impl RegionPeer {
             let number = rd.number();
             self.raw.advance_append_async(rd);
             self.raw.on_persist_ready(number);
-            self.apply(committed);
+            self.apply(committed, store);
         }
         if !self.is_leader() {
             self.fail_proposals();
@@ -212,44 +226,68 @@ impl RegionPeer {
         }
     }
 
-    /// Applies committed entries in order, answers their proposals, and
-    /// compacts the entry cache.
-    fn apply(&mut self, entries: Vec<Entry>) {
-        let Some(last) = entries.last().map(|e| e.index) else {
+    /// Queues committed entries and applies as many queued entries as the
+    /// store takes, in order; answers their proposals; compacts the entry
+    /// cache. A store stall leaves the rest queued (`has_ready` stays true,
+    /// the next pass retries); a store failure stops the region.
+    fn apply(&mut self, entries: Vec<Entry>, store: &mut dyn KvStore) {
+        self.unapplied.extend(entries);
+        self.stalled = false;
+        if self.failed.is_some() {
             return;
-        };
-        for e in entries {
+        }
+        let region = self.meta.id;
+        let mut applied_any = false;
+        while let Some(e) = self.unapplied.front() {
             let (index, term) = (e.index, e.term);
             assert_eq!(
                 index,
                 self.raw.raft.raft_log.applied + 1,
-                "region {}: entries apply in order",
-                self.meta.id
+                "region {region}: entries apply in order"
             );
-            let result = match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() => None,
+            let outcome = match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => {
+                    apply_noop(store, region, LogIndex(index)).map(|()| None)
+                }
                 EntryType::EntryNormal => {
                     let cmd = Command::decode(&e.data).unwrap_or_else(|err| {
-                        panic!(
-                            "region {}: committed entry {index} is not a command: {err}",
-                            self.meta.id
-                        )
+                        panic!("region {region}: committed entry {index} is not a command: {err}")
                     });
-                    Some(self.kv.apply(cmd))
+                    apply_command(store, region, LogIndex(index), cmd).map(Some)
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(&e);
-                    None
+                    apply_noop(store, region, LogIndex(index)).map(|()| None)
                 }
             };
+            let result = match outcome {
+                Ok(result) => result,
+                Err(WriteError::Stall) => {
+                    self.stalled = true;
+                    break;
+                }
+                Err(WriteError::Failed(reason)) => {
+                    tracing::error!(%region, index, %reason, "the store failed; the region stops applying");
+                    self.failed = Some(reason);
+                    break;
+                }
+            };
+            let e = self.unapplied.pop_front().expect("front exists");
+            if matches!(
+                e.get_entry_type(),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+            ) {
+                self.apply_conf_change(&e);
+            }
             self.applied_term = term;
             self.answer(index, term, result);
             self.raw.advance_apply_to(index);
+            applied_any = true;
         }
-        debug_assert_eq!(self.raw.raft.raft_log.applied, last);
-        let keep = self.cfg.entry_cache_entries_max as u64;
-        let compact_to = last.saturating_sub(keep);
-        self.raw.mut_store().compact_to(compact_to);
+        if applied_any {
+            let keep = self.cfg.entry_cache_entries_max as u64;
+            let compact_to = self.raw.raft.raft_log.applied.saturating_sub(keep);
+            self.raw.mut_store().compact_to(compact_to);
+        }
     }
 
     /// Answers the proposals at `index`: the one of the entry's term gets

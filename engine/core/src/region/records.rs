@@ -116,6 +116,26 @@ pub fn decode_hard_state(bytes: &[u8]) -> Result<HardState, DecodeError> {
     })
 }
 
+/// Encodes a `LogStart` payload: the version byte, then the index and the
+/// term of the last entry before the log's first kept entry (u64 LE each).
+pub fn encode_log_start(index: u64, term: u64) -> Vec<u8> {
+    let mut w = ByteWriter::with_capacity(17);
+    w.u8(RAFT_RECORD_FORMAT_VERSION);
+    w.u64(index);
+    w.u64(term);
+    w.into_vec()
+}
+
+/// Parses a `LogStart` payload into `(index, term)`.
+pub fn decode_log_start(bytes: &[u8]) -> Result<(u64, u64), DecodeError> {
+    let mut r = ByteReader::new(bytes);
+    r.version("log start", RAFT_RECORD_FORMAT_VERSION)?;
+    let index = r.u64()?;
+    let term = r.u64()?;
+    r.finish()?;
+    Ok((index, term))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +147,19 @@ mod tests {
             data: vec![index as u8; data_bytes].into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn log_start_roundtrip_and_rejects_bad_bytes() {
+        let bytes = encode_log_start(42, 7);
+        assert_eq!(decode_log_start(&bytes).unwrap(), (42, 7));
+        assert!(decode_log_start(&bytes[..bytes.len() - 1]).is_err());
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(decode_log_start(&long).is_err());
+        let mut other_version = bytes;
+        other_version[0] ^= 0xFF;
+        assert!(decode_log_start(&other_version).is_err());
     }
 
     #[test]

@@ -1,27 +1,38 @@
-//! Creating a region peer: `bootstrap` (a brand-new region) and `recover`
-//! (rebuild from the region's WAL records).
+//! Creating a region peer: `bootstrap` (a brand-new region), `recover`
+//! (rebuild from the region's WAL records and the shard's store) and
+//! `write_checkpoint` (the records that let recovery do without older WAL
+//! segments).
 //!
 //! Owns the initial records of a region and their replay. Recovery reads the
 //! records in write order: the last `RegionMeta` wins, the last `HardState`
-//! wins, an `Entries` run starting at index `i` replaces every entry ≥ `i`.
-//! Entries up to the commit index are applied to a fresh `KvState`, and raft
-//! starts with `applied = commit` so they are not applied again; only a
-//! bounded tail of the log stays cached.
+//! wins, a `LogStart (i, t)` says the log starts after entry `i` of term `t`
+//! (entries at or below `i` are dropped: they are applied and durable in the
+//! store), an `Entries` run starting at index `j` replaces every entry ≥ `j`.
+//! The store says up to where the region's entries are durably applied
+//! (`persisted_applied`, P); raft starts with `applied = P`, and hands the
+//! committed entries after P out again through `Ready`, so they are applied
+//! by the normal path (with its write-stall back-pressure). Nothing is
+//! applied twice: the store holds exactly the entries up to P.
 //!
 //! Invariants checked (typed errors, never panics, on bad records): at least
-//! one `RegionMeta`, naming this region; the log is contiguous from index 1;
-//! terms never decrease along the log and never exceed the hard state's
-//! term; every committed normal entry decodes as a command. A commit index
-//! past the surviving log (a torn tail lost entries that a follower's hard
-//! state already counted) is clamped to the log's end: commit need not be
-//! durable, and nothing past a durable entry was ever acknowledged here.
+//! one `RegionMeta`, naming this region; the log is contiguous from its
+//! start; terms never decrease along the log and never exceed the hard
+//! state's term; every committed normal entry after P decodes as a command;
+//! the log start ≤ P ≤ the last entry (the store cannot be behind what the
+//! WAL dropped, nor ahead of what it holds). A commit index past the
+//! surviving log (a torn tail lost entries that a follower's hard state
+//! already counted) is clamped to the log's end: commit need not be durable,
+//! and nothing past a durable entry was ever acknowledged here. A commit
+//! index below P (commit-only hard states are written lazily) is raised to
+//! P.
 
 use super::peer::RegionPeer;
-use super::records::{decode_entries, decode_hard_state};
+use super::records::{decode_entries, decode_hard_state, decode_log_start, encode_log_start};
 use super::{CoreError, PeerConfig, RegionMeta};
 use crate::command::Command;
-use crate::kv::KvState;
 use crate::raft_log::RegionStorage;
+use crate::store::KvStore;
+use crate::term_runs::TermRuns;
 use crate::wal_record::{RecordKind, WalSink};
 use golem_wire::LogIndex;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState};
@@ -54,16 +65,19 @@ impl RegionPeer {
         wal.append(RecordKind::RegionMeta, meta.id, &meta.encode());
         wal.append(RecordKind::HardState, meta.id, &encode_hard_state(&hs));
         let storage = RegionStorage::new(hs, conf_state(&meta), 0, 0, Vec::new());
-        RegionPeer::build(cfg, meta, storage, KvState::new(), 0, 0)
+        RegionPeer::build(cfg, meta, storage, 0, 0)
     }
 
     /// Rebuilds a region from its WAL records, in write order (`RegionMeta`,
-    /// `Entries`, `HardState` records as produced by this type), replaying
-    /// committed entries into the state machine. The peer starts as a
-    /// follower; a single voter calls `campaign` to lead again.
+    /// `Entries`, `HardState`, `LogStart` records as produced by this type),
+    /// and from `store`, which holds its entries up to
+    /// `store.persisted_applied(region)`. The peer starts as a follower; a
+    /// single voter calls `campaign` to lead again. Committed entries not
+    /// yet in the store come out of the next `collect_ready`s.
     pub fn recover(
         cfg: PeerConfig,
         records: impl IntoIterator<Item = (RecordKind, Vec<u8>)>,
+        store: &mut dyn KvStore,
     ) -> Result<RegionPeer, CoreError> {
         cfg.validate()?;
         let region = cfg.region;
@@ -72,9 +86,21 @@ impl RegionPeer {
             kind,
             source,
         };
+        let records: Vec<(RecordKind, Vec<u8>)> = records.into_iter().collect();
+        // The log starts after (base, base_term), the latest `LogStart`: the
+        // WAL segment holding it may come after one that holds entries past
+        // it, so it is found first. log[i] has index base + 1 + i.
+        let (mut base, mut base_term) = (0u64, 0u64);
+        for (kind, payload) in &records {
+            if *kind == RecordKind::LogStart {
+                let (index, term) = decode_log_start(payload).map_err(|e| bad(*kind, e))?;
+                if index >= base {
+                    (base, base_term) = (index, term);
+                }
+            }
+        }
         let mut meta: Option<RegionMeta> = None;
         let mut hs = HardState::default();
-        // log[i] has index i + 1.
         let mut log: Vec<Entry> = Vec::new();
         for (kind, payload) in records {
             match kind {
@@ -86,10 +112,16 @@ impl RegionPeer {
                 RecordKind::HardState => {
                     hs = decode_hard_state(&payload).map_err(|e| bad(kind, e))?;
                 }
+                RecordKind::LogStart | RecordKind::WalStart => {}
                 RecordKind::Entries => {
-                    let run = decode_entries(&payload).map_err(|e| bad(kind, e))?;
-                    let first = run[0].index;
-                    let next = log.len() as u64 + 1;
+                    let mut run = decode_entries(&payload).map_err(|e| bad(kind, e))?;
+                    // Entries at or below the log start are applied and
+                    // durable; an older copy of them may still be on disk.
+                    run.retain(|e| e.index > base);
+                    let Some(first) = run.first().map(|e| e.index) else {
+                        continue;
+                    };
+                    let next = base + log.len() as u64 + 1;
                     if first > next {
                         return Err(CoreError::LogGap {
                             region,
@@ -97,15 +129,15 @@ impl RegionPeer {
                             found: LogIndex(first),
                         });
                     }
-                    log.truncate((first - 1) as usize);
+                    log.truncate((first - base - 1) as usize);
                     log.extend(run);
                 }
             }
         }
         let meta = meta.ok_or(CoreError::MissingRegionMeta { region })?;
-        check_log(&cfg, &log, &hs)?;
+        check_log(&cfg, base_term, &log, &hs)?;
 
-        let last = log.len() as u64;
+        let last = base + log.len() as u64;
         if hs.commit > last {
             tracing::warn!(
                 region = %region,
@@ -115,55 +147,120 @@ impl RegionPeer {
             );
             hs.commit = last;
         }
+        let persisted = store.persisted_applied(region).0;
+        if persisted < base || persisted > last {
+            return Err(CoreError::StoreMismatch {
+                region,
+                persisted_applied: LogIndex(persisted),
+                log_start: LogIndex(base),
+                last_index: LogIndex(last),
+            });
+        }
+        hs.commit = hs.commit.max(persisted);
         let commit = hs.commit;
+        let term_at = |index: u64| {
+            if index == base {
+                base_term
+            } else {
+                log[(index - base - 1) as usize].term
+            }
+        };
 
-        let mut kv = KvState::new();
+        // Committed entries after P are applied again through raft; check
+        // now that they decode, so that bad bytes are a typed error here
+        // rather than a panic at apply.
         let mut conf_changes = Vec::new();
-        for e in &log[..commit as usize] {
+        for e in &log {
             match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() => {}
-                EntryType::EntryNormal => {
-                    let cmd = Command::decode(&e.data).map_err(|source| CoreError::BadEntry {
+                EntryType::EntryNormal if e.data.is_empty() || e.index > commit => {}
+                EntryType::EntryNormal if e.index > persisted => {
+                    Command::decode(&e.data).map_err(|source| CoreError::BadEntry {
                         region,
                         index: LogIndex(e.index),
                         source,
                     })?;
-                    kv.apply(cmd);
                 }
+                EntryType::EntryNormal => {}
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    conf_changes.push(e.clone());
+                    if e.index <= persisted {
+                        conf_changes.push(e.clone());
+                    }
                 }
             }
         }
-        let applied_term = if commit == 0 {
-            0
-        } else {
-            log[commit as usize - 1].term
-        };
+        let applied_term = term_at(persisted);
+        let mut runs = TermRuns::new(base, base_term);
+        runs.append(&log);
 
-        // Keep the unapplied entries and a bounded tail of applied ones.
-        let compacted = commit.saturating_sub(cfg.entry_cache_entries_max as u64);
-        let compacted_term = if compacted == 0 {
-            0
-        } else {
-            log[compacted as usize - 1].term
-        };
-        let tail = log.split_off(compacted as usize);
+        // Keep every entry after P (to apply) and a bounded tail before it.
+        let compacted = persisted
+            .saturating_sub(cfg.entry_cache_entries_max as u64)
+            .max(base);
+        let compacted_term = term_at(compacted);
+        let tail = log.split_off((compacted - base) as usize);
         drop(log);
-        let storage = RegionStorage::new(hs, conf_state(&meta), compacted, compacted_term, tail);
-        let mut peer = RegionPeer::build(cfg, meta, storage, kv, commit, applied_term)?;
+        let mut storage =
+            RegionStorage::new(hs, conf_state(&meta), compacted, compacted_term, tail);
+        storage.set_term_runs(runs);
+        let mut peer = RegionPeer::build(cfg, meta, storage, persisted, applied_term)?;
         for e in &conf_changes {
             peer.apply_conf_change(e);
         }
         tracing::info!(
             region = %region,
+            log_start = base,
+            persisted_applied = persisted,
             commit,
             last_index = last,
             term = peer.raw.raft.term,
-            keys = peer.kv.len(),
             "region recovered"
         );
         Ok(peer)
+    }
+
+    /// Appends to `wal` the records recovery needs from this region, so
+    /// that every WAL segment written before them may be deleted once they
+    /// are durable: the metadata, the hard state, and the log start
+    /// `(persisted, its term)` where `persisted` is the store's
+    /// `persisted_applied` (entries up to it need no WAL record any more).
+    /// The caller deletes only segments whose entries of this region are
+    /// all at or below `persisted`.
+    ///
+    /// # Panics
+    /// If a `collect_ready` is outstanding (call between passes), or
+    /// `persisted` is past the applied index.
+    pub fn write_checkpoint(&mut self, persisted: LogIndex, wal: &mut dyn WalSink) {
+        assert!(
+            !self.ready_in_flight,
+            "region {}: checkpoint while a Ready is outstanding",
+            self.meta.id
+        );
+        let applied = self.raw.raft.raft_log.applied;
+        assert!(
+            persisted.0 <= applied,
+            "region {}: persisted {persisted} past applied {applied}",
+            self.meta.id
+        );
+        let region = self.meta.id;
+        let store = self.raw.mut_store();
+        let start = persisted.0.max(store.term_runs().start().0);
+        store.set_log_start(start);
+        let term = store
+            .term_runs()
+            .term(start)
+            .expect("the log start is covered");
+        wal.append(RecordKind::RegionMeta, region, &self.meta.encode());
+        wal.append(
+            RecordKind::HardState,
+            region,
+            &encode_hard_state(&self.hs_last),
+        );
+        wal.append(RecordKind::LogStart, region, &encode_log_start(start, term));
+    }
+
+    /// Where this region's log starts (see `write_checkpoint`).
+    pub fn log_start(&self) -> LogIndex {
+        LogIndex(self.raw.store().term_runs().start().0)
     }
 }
 
@@ -192,12 +289,26 @@ fn check_meta(cfg: &PeerConfig, meta: &RegionMeta) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// Terms never decrease along the log and never pass the hard state's term.
-fn check_log(cfg: &PeerConfig, log: &[Entry], hs: &HardState) -> Result<(), CoreError> {
+/// Terms never decrease along the log (from the log start's term) and
+/// never pass the hard state's term.
+fn check_log(
+    cfg: &PeerConfig,
+    base_term: u64,
+    log: &[Entry],
+    hs: &HardState,
+) -> Result<(), CoreError> {
     let corrupt = |reason: String| CoreError::CorruptLog {
         region: cfg.region,
         reason,
     };
+    if let Some(first) = log.first() {
+        if first.term < base_term {
+            return Err(corrupt(format!(
+                "entry {} has term {} below the log start's term {base_term}",
+                first.index, first.term
+            )));
+        }
+    }
     for pair in log.windows(2) {
         if pair[1].term < pair[0].term {
             return Err(corrupt(format!(

@@ -3,6 +3,7 @@
 //! that lose everything appended after the last sync.
 
 use super::*;
+use crate::store::{KvStore, MemStore};
 use crate::wal_record::{RecordKind, VecSink};
 use golem_wire::{GolemError, PeerId, RegionEpoch, RegionId, RequestBody, ResponseBody, WriteOp};
 use proptest::prelude::*;
@@ -14,10 +15,12 @@ const PEER: PeerId = PeerId(1);
 
 type Answer = Result<ResponseBody, GolemError>;
 
-/// A peer, its WAL and what the WAL has made durable.
+/// A peer, its WAL, its store, and what the WAL has made durable.
 struct Node {
     cfg: PeerConfig,
     wal: VecSink,
+    /// The shard's store; a crash keeps what it flushed.
+    store: MemStore,
     /// Records `[..durable]` survived the last sync.
     durable: usize,
     peer: RegionPeer,
@@ -44,6 +47,7 @@ impl Node {
         Node {
             cfg,
             wal,
+            store: MemStore::new(),
             durable,
             peer,
             answers: HashMap::new(),
@@ -62,16 +66,19 @@ impl Node {
         assert!(self.peer.is_leader());
         let key = self.peer.meta().start.clone();
         let key = if key.is_empty() { b("x") } else { key };
-        assert!(self.peer.read(&RequestBody::Get { key }).is_ok());
+        assert!(self
+            .peer
+            .read(&RequestBody::Get { key }, &mut self.store)
+            .is_ok());
     }
 
     /// One pass of the shell's loop; false if there was nothing to do.
     fn pass(&mut self) -> bool {
-        let Some(p) = self.peer.collect_ready(&mut self.wal) else {
+        let Some(p) = self.peer.collect_ready(&mut self.wal, &mut self.store) else {
             return false;
         };
         self.durable = self.wal.records.len();
-        let out = self.peer.on_persisted(p);
+        let out = self.peer.on_persisted(p, &mut self.store);
         assert!(out.messages.is_empty(), "a single voter sends nothing");
         for (token, answer) in out.finished {
             assert!(
@@ -118,12 +125,63 @@ impl Node {
             .collect()
     }
 
-    /// Crashes (losing every record after `keep`) and recovers.
+    /// Crashes (losing every record after `keep` and what the store did
+    /// not flush) and recovers.
     fn crash_keeping(&mut self, keep: usize) {
         assert!(keep >= self.durable);
         self.wal.records.truncate(keep);
         self.durable = keep;
-        self.peer = RegionPeer::recover(self.cfg.clone(), self.records(keep)).unwrap();
+        self.store.crash();
+        self.peer = RegionPeer::recover(self.cfg.clone(), self.records(keep), &mut self.store)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "recovery failed: {e}\nrecords: {:?}",
+                    self.records(keep)
+                        .iter()
+                        .map(|(k, p)| match k {
+                            RecordKind::Entries => format!(
+                                "E{:?}",
+                                records::decode_entries(p)
+                                    .unwrap()
+                                    .iter()
+                                    .map(|e| e.index)
+                                    .collect::<Vec<_>>()
+                            ),
+                            RecordKind::LogStart =>
+                                format!("S{:?}", records::decode_log_start(p).unwrap()),
+                            k => format!("{k:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                )
+            });
+        // Recovery completes when the committed entries after the store's
+        // persisted index are applied again.
+        self.drive();
+    }
+
+    /// What the shell does to delete WAL segments: a checkpoint at the
+    /// store's persisted applied index, synced; then every record before
+    /// the first one holding an entry past that index goes (here any
+    /// record prefix may go; real segments are coarser).
+    fn checkpoint_and_truncate(&mut self) {
+        let persisted = self.store.persisted_applied(REGION);
+        let checkpoint_at = self.wal.records.len();
+        assert_eq!(checkpoint_at, self.durable, "between passes");
+        self.peer.write_checkpoint(persisted, &mut self.wal);
+        self.durable = self.wal.records.len();
+        let cut = self.wal.records[..checkpoint_at]
+            .iter()
+            .position(|(kind, _, payload)| {
+                *kind == RecordKind::Entries
+                    && records::decode_entries(payload)
+                        .unwrap()
+                        .iter()
+                        .any(|e| e.index > persisted.get())
+            })
+            .unwrap_or(checkpoint_at);
+        self.wal.records.drain(..cut);
+        self.durable -= cut;
+        assert_eq!(self.peer.log_start(), persisted.max(self.peer.log_start()));
     }
 
     fn restart(&mut self) {
@@ -131,8 +189,7 @@ impl Node {
     }
 
     fn state(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.peer
-            .kv()
+        self.store
             .iter()
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect()
@@ -158,14 +215,14 @@ fn value(v: &str) -> ResponseBody {
 fn bootstrap_campaign_write_read() {
     let mut n = Node::new();
     assert!(!n.peer.is_leader());
-    assert_eq!(n.peer.read(&get("a")).unwrap_err().code(), 1);
+    assert_eq!(n.peer.read(&get("a"), &mut n.store).unwrap_err().code(), 1);
     assert_eq!(n.peer.propose(put("a", "1"), 1).unwrap_err().code(), 1);
 
     n.peer.campaign();
     assert!(n.peer.is_leader(), "a single voter wins at once");
     // Not serving until the leader's empty entry applied.
     assert!(matches!(
-        n.peer.read(&get("a")),
+        n.peer.read(&get("a"), &mut n.store),
         Err(GolemError::ServerBusy { .. })
     ));
     n.drive();
@@ -174,7 +231,7 @@ fn bootstrap_campaign_write_read() {
     assert_eq!(n.peer.leader_id(), Some(PEER));
 
     assert_eq!(n.write(put("a", "1")), Ok(ResponseBody::Put));
-    assert_eq!(n.peer.read(&get("a")), Ok(value("1")));
+    assert_eq!(n.peer.read(&get("a"), &mut n.store), Ok(value("1")));
     assert_eq!(
         n.write(RequestBody::CompareAndSwap {
             key: b("a"),
@@ -199,9 +256,12 @@ fn bootstrap_campaign_write_read() {
         Ok(ResponseBody::BatchWrite)
     );
     assert_eq!(
-        n.peer.read(&RequestBody::BatchGet {
-            keys: vec![b("a"), b("b")]
-        }),
+        n.peer.read(
+            &RequestBody::BatchGet {
+                keys: vec![b("a"), b("b")]
+            },
+            &mut n.store
+        ),
         Ok(ResponseBody::BatchGet {
             values: vec![None, Some(b("3"))]
         })
@@ -210,7 +270,7 @@ fn bootstrap_campaign_write_read() {
         n.write(RequestBody::Delete { key: b("b") }),
         Ok(ResponseBody::Delete)
     );
-    assert!(n.peer.kv().is_empty());
+    assert!(n.store.is_empty());
     assert_eq!(n.peer.applied_index().get(), 5);
     assert_eq!(n.peer.pending_proposals(), 0);
 }
@@ -234,13 +294,13 @@ fn many_writes_in_one_pass_and_during_syncs() {
     }
     // Proposals made between collect_ready and on_persisted (while the
     // shell awaits the sync) are legal.
-    let p = n.peer.collect_ready(&mut n.wal).unwrap();
+    let p = n.peer.collect_ready(&mut n.wal, &mut n.store).unwrap();
     for i in 50..80 {
         tokens.push(n.propose(put(&format!("k{i:02}"), &i.to_string())));
     }
     n.peer.tick();
     n.durable = n.wal.records.len();
-    let out = n.peer.on_persisted(p);
+    let out = n.peer.on_persisted(p, &mut n.store);
     for (token, answer) in out.finished {
         assert!(n.answers.insert(token, answer).is_none());
     }
@@ -249,7 +309,7 @@ fn many_writes_in_one_pass_and_during_syncs() {
         assert_eq!(n.answers.get(t), Some(&Ok(ResponseBody::Put)), "token {t}");
     }
     assert_eq!(n.answers.len(), tokens.len());
-    assert_eq!(n.peer.kv().len(), 80);
+    assert_eq!(n.store.len(), 80);
     assert_eq!(n.peer.applied_index().get(), 81);
     // Applied entries beyond the cache limit are dropped from memory.
     assert!(n.peer.cached_entries() <= n.cfg.entry_cache_entries_max);
@@ -280,8 +340,8 @@ fn restart_recovers_the_same_state_and_continues_the_log() {
     n.write(put("new", "1")).unwrap();
     assert_eq!(n.peer.last_index().get(), last + 2);
     assert_eq!(n.peer.applied_index().get(), last + 2);
-    assert_eq!(n.peer.read(&get("new")), Ok(value("1")));
-    assert_eq!(n.peer.read(&get("k29")), Ok(value("v29")));
+    assert_eq!(n.peer.read(&get("new"), &mut n.store), Ok(value("1")));
+    assert_eq!(n.peer.read(&get("k29"), &mut n.store), Ok(value("v29")));
 
     // Twice, to replay a WAL with two terms and superseding runs.
     let before = n.state();
@@ -296,17 +356,17 @@ fn an_unsynced_proposal_is_lost_by_a_crash() {
     n.lead();
     n.write(put("kept", "1")).unwrap();
     let t = n.propose(put("lost", "1"));
-    let _pending = n.peer.collect_ready(&mut n.wal).unwrap();
+    let _pending = n.peer.collect_ready(&mut n.wal, &mut n.store).unwrap();
     assert!(n.wal.records.len() > n.durable, "the entry was appended");
     // Crash before the sync: the appended records are gone.
     n.restart();
     assert!(!n.answers.contains_key(&t));
     n.lead();
     assert_eq!(
-        n.peer.read(&get("lost")),
+        n.peer.read(&get("lost"), &mut n.store),
         Ok(ResponseBody::Get { value: None })
     );
-    assert_eq!(n.peer.read(&get("kept")), Ok(value("1")));
+    assert_eq!(n.peer.read(&get("kept"), &mut n.store), Ok(value("1")));
 }
 
 #[test]
@@ -317,22 +377,31 @@ fn a_torn_tail_keeps_a_prefix_and_recovery_is_consistent() {
     base.write(put("a", "1")).unwrap();
     base.propose(put("a", "2"));
     base.propose(put("b", "2"));
-    let _pending = base.peer.collect_ready(&mut base.wal).unwrap();
+    let _pending = base
+        .peer
+        .collect_ready(&mut base.wal, &mut base.store)
+        .unwrap();
     let appended = base.wal.records.len();
     for keep in base.durable..=appended {
         let mut n = Node {
             cfg: base.cfg.clone(),
             wal: base.wal.clone(),
+            store: base.store.clone(),
             durable: base.durable,
-            peer: RegionPeer::recover(base.cfg.clone(), base.records(base.durable)).unwrap(),
+            peer: RegionPeer::recover(
+                base.cfg.clone(),
+                base.records(base.durable),
+                &mut base.store.clone(),
+            )
+            .unwrap(),
             answers: HashMap::new(),
             next_token: 100,
         };
         n.crash_keeping(keep);
         n.lead();
         // Unacknowledged writes may survive, but only whole and in order.
-        let a = n.peer.read(&get("a")).unwrap();
-        let b_ = n.peer.read(&get("b")).unwrap();
+        let a = n.peer.read(&get("a"), &mut n.store).unwrap();
+        let b_ = n.peer.read(&get("b"), &mut n.store).unwrap();
         let absent = ResponseBody::Get { value: None };
         let ok = (b_ == absent && (a == value("1") || a == value("2")))
             || (a == value("2") && b_ == value("2"));
@@ -356,20 +425,20 @@ fn leadership_lost_answers_not_leader_once() {
     };
     n.peer.step(msg).unwrap();
     assert!(!n.peer.is_leader());
-    let p = n.peer.collect_ready(&mut n.wal).unwrap();
+    let p = n.peer.collect_ready(&mut n.wal, &mut n.store).unwrap();
     n.durable = n.wal.records.len();
-    let out = n.peer.on_persisted(p);
+    let out = n.peer.on_persisted(p, &mut n.store);
     assert_eq!(out.finished.len(), 1);
     assert_eq!(out.finished[0].0, t);
     assert_eq!(out.finished[0].1.as_ref().unwrap_err().code(), 1);
     assert!(!out.messages.is_empty(), "the heartbeat is answered");
     assert!(!n.peer.has_ready());
-    assert_eq!(n.peer.read(&get("a")).unwrap_err().code(), 1);
+    assert_eq!(n.peer.read(&get("a"), &mut n.store).unwrap_err().code(), 1);
 
     // Leading again commits the old entry without answering it twice.
     n.lead();
     assert!(n.peer.term().get() > 9);
-    assert_eq!(n.peer.read(&get("a")), Ok(value("2")));
+    assert_eq!(n.peer.read(&get("a"), &mut n.store), Ok(value("2")));
     assert_eq!(
         n.answers.len(),
         1,
@@ -388,7 +457,7 @@ fn an_overwritten_proposal_answers_not_leader() {
     n.drive();
     assert_eq!(n.answers[&t].as_ref().unwrap_err().code(), 1);
     assert_eq!(
-        n.peer.read(&get("a")),
+        n.peer.read(&get("a"), &mut n.store),
         Ok(value("1")),
         "the entry still applies"
     );
@@ -424,19 +493,31 @@ fn keys_outside_the_region_are_rejected() {
             .code(),
         4
     );
-    assert_eq!(n.peer.read(&get("b")).unwrap_err().code(), 4);
+    assert_eq!(n.peer.read(&get("b"), &mut n.store).unwrap_err().code(), 4);
     let scan = |start: &str, end: &str| RequestBody::Scan {
         start: b(start),
         end: b(end),
         limit: 10,
         reverse: false,
     };
-    assert_eq!(n.peer.read(&scan("c", "")).unwrap_err().code(), 4);
-    assert!(n.peer.read(&scan("c", "m")).is_ok());
+    assert_eq!(
+        n.peer
+            .read(&scan("c", ""), &mut n.store)
+            .unwrap_err()
+            .code(),
+        4
+    );
+    assert!(n.peer.read(&scan("c", "m"), &mut n.store).is_ok());
     // Limits and kinds are checked too.
     assert_eq!(n.peer.propose(put("", "1"), 3).unwrap_err().code(), 100);
     assert_eq!(n.peer.propose(get("d"), 4).unwrap_err().code(), 105);
-    assert_eq!(n.peer.read(&put("d", "1")).unwrap_err().code(), 105);
+    assert_eq!(
+        n.peer
+            .read(&put("d", "1"), &mut n.store)
+            .unwrap_err()
+            .code(),
+        105
+    );
     assert_eq!(n.peer.pending_proposals(), 0);
 }
 
@@ -473,7 +554,7 @@ fn recovery_rejects_bad_records_with_typed_errors() {
         .cloned()
         .collect();
     assert!(matches!(
-        RegionPeer::recover(cfg(), no_meta),
+        RegionPeer::recover(cfg(), no_meta, &mut MemStore::new()),
         Err(CoreError::MissingRegionMeta { .. })
     ));
 
@@ -488,7 +569,7 @@ fn recovery_rejects_bad_records_with_typed_errors() {
         bad[i].1.truncate(half);
         assert!(
             matches!(
-                RegionPeer::recover(cfg(), bad),
+                RegionPeer::recover(cfg(), bad, &mut MemStore::new()),
                 Err(CoreError::BadRecord { kind: k, .. }) if k == kind
             ),
             "{kind:?}"
@@ -498,7 +579,7 @@ fn recovery_rejects_bad_records_with_typed_errors() {
     let mut other = cfg();
     other.region = RegionId(2);
     assert!(matches!(
-        RegionPeer::recover(other, records.clone()),
+        RegionPeer::recover(other, records.clone(), &mut MemStore::new()),
         Err(CoreError::InvalidMeta { .. })
     ));
 
@@ -507,7 +588,7 @@ fn recovery_rejects_bad_records_with_typed_errors() {
     let i = gap.iter().position(|r| r.0 == RecordKind::Entries).unwrap();
     gap.remove(i);
     assert!(matches!(
-        RegionPeer::recover(cfg(), gap),
+        RegionPeer::recover(cfg(), gap, &mut MemStore::new()),
         Err(CoreError::LogGap { .. })
     ));
 
@@ -533,7 +614,7 @@ fn recovery_rejects_bad_records_with_typed_errors() {
         (RecordKind::HardState, records::encode_hard_state(&hs)),
     ];
     assert!(matches!(
-        RegionPeer::recover(cfg(), forged),
+        RegionPeer::recover(cfg(), forged, &mut MemStore::new()),
         Err(CoreError::BadEntry { .. })
     ));
 
@@ -549,9 +630,86 @@ fn recovery_rejects_bad_records_with_typed_errors() {
         (RecordKind::HardState, records::encode_hard_state(&hs)),
     ];
     assert!(matches!(
-        RegionPeer::recover(cfg(), forged),
+        RegionPeer::recover(cfg(), forged, &mut MemStore::new()),
         Err(CoreError::CorruptLog { .. })
     ));
+}
+
+#[test]
+fn checkpoints_let_old_records_go_and_recovery_starts_at_the_store() {
+    let mut n = Node::new();
+    n.lead();
+    for i in 0..20 {
+        n.write(put(&format!("k{i:02}"), "1")).unwrap();
+    }
+    n.store.flush();
+    let persisted = n.store.persisted_applied(REGION);
+    assert!(persisted.get() > 20);
+    n.checkpoint_and_truncate();
+    assert_eq!(n.peer.log_start(), persisted);
+    // Every entries record up to the store's index is gone.
+    assert!(!n
+        .wal
+        .records
+        .iter()
+        .any(|(kind, _, _)| *kind == RecordKind::Entries));
+    for i in 20..30 {
+        n.write(put(&format!("k{i:02}"), "2")).unwrap();
+    }
+    let before = n.state();
+    n.restart();
+    assert_eq!(n.state(), before, "entries after the log start replayed");
+    n.lead();
+    assert_eq!(n.peer.read(&get("k25"), &mut n.store), Ok(value("2")));
+    assert_eq!(n.peer.read(&get("k05"), &mut n.store), Ok(value("1")));
+}
+
+#[test]
+fn a_store_behind_the_log_start_or_past_the_log_is_a_typed_error() {
+    let mut n = Node::new();
+    n.lead();
+    for i in 0..5 {
+        n.write(put(&format!("k{i}"), "1")).unwrap();
+    }
+    n.store.flush();
+    n.checkpoint_and_truncate();
+    let records = n.durable_records();
+    // A store that lost its data: behind the WAL's log start.
+    assert!(matches!(
+        RegionPeer::recover(cfg(), records.clone(), &mut MemStore::new()),
+        Err(CoreError::StoreMismatch { .. })
+    ));
+    // A store ahead of the log: the WAL lost synced entries.
+    let mut ahead = MemStore::new();
+    ahead
+        .write(
+            crate::store::WriteBatch::new(),
+            REGION,
+            golem_wire::LogIndex(1000),
+        )
+        .unwrap();
+    ahead.flush();
+    assert!(matches!(
+        RegionPeer::recover(cfg(), records, &mut ahead),
+        Err(CoreError::StoreMismatch { .. })
+    ));
+}
+
+#[test]
+fn a_store_failure_stops_the_region_without_a_panic() {
+    let mut n = Node::new();
+    n.lead();
+    n.write(put("a", "1")).unwrap();
+    n.store.fail("fsync failed");
+    let t = n.propose(put("b", "1"));
+    n.drive();
+    assert!(!n.answers.contains_key(&t), "never acknowledged");
+    assert_eq!(n.peer.failure(), Some("fsync failed"));
+    assert_eq!(
+        n.peer.read(&get("a"), &mut n.store).unwrap_err().code(),
+        201
+    );
+    assert!(n.peer.propose(put("c", "1"), 99).is_err());
 }
 
 #[test]
@@ -588,6 +746,12 @@ enum Op {
     Restart,
     /// A write is collected but the node crashes before the sync.
     CrashBeforeSync(RequestBody),
+    /// The store makes what it applied durable.
+    Flush,
+    /// A checkpoint, then the WAL records it makes useless are deleted.
+    Checkpoint,
+    /// A write while the store stalls: unanswered until the stall ends.
+    StalledWrite(RequestBody),
 }
 
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -642,6 +806,9 @@ fn op() -> impl Strategy<Value = Op> {
         6 => read_body().prop_map(Op::Read),
         1 => Just(Op::Restart),
         1 => write_body().prop_map(Op::CrashBeforeSync),
+        2 => Just(Op::Flush),
+        2 => Just(Op::Checkpoint),
+        1 => write_body().prop_map(Op::StalledWrite),
     ]
 }
 
@@ -734,7 +901,7 @@ proptest! {
                     prop_assert_eq!(got, Ok(model_write(&mut model, body)));
                 }
                 Op::Read(body) => {
-                    prop_assert_eq!(n.peer.read(&body), Ok(model_read(&model, &body)));
+                    prop_assert_eq!(n.peer.read(&body, &mut n.store), Ok(model_read(&model, &body)));
                 }
                 Op::Restart => {
                     let last = n.peer.last_index().get();
@@ -744,10 +911,24 @@ proptest! {
                 }
                 Op::CrashBeforeSync(body) => {
                     let t = n.propose(body);
-                    let _lost = n.peer.collect_ready(&mut n.wal).unwrap();
+                    let _lost = n.peer.collect_ready(&mut n.wal, &mut n.store).unwrap();
                     n.restart();
                     n.lead();
                     prop_assert!(!n.answers.contains_key(&t));
+                }
+                Op::Flush => n.store.flush(),
+                Op::Checkpoint => n.checkpoint_and_truncate(),
+                Op::StalledWrite(body) => {
+                    n.store.set_stalled(true);
+                    let t = n.propose(body.clone());
+                    for _ in 0..3 {
+                        n.pass();
+                    }
+                    prop_assert!(n.peer.is_stalled());
+                    prop_assert!(!n.answers.contains_key(&t));
+                    n.store.set_stalled(false);
+                    n.drive();
+                    prop_assert_eq!(n.answers.get(&t).cloned(), Some(Ok(model_write(&mut model, body))));
                 }
             }
             let want: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
