@@ -40,7 +40,7 @@ cmd=("$bin" --dir "$dir" --duration-s "$duration" --rounds "$rounds"
 
 {
   echo "# machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
-  echo "# commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) ($(git status --porcelain 2>/dev/null | wc -l) paths modified or untracked in the working tree)"
+  echo "# commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) ($(git status --porcelain -- . ':(exclude)perf/results' 2>/dev/null | wc -l) paths modified or untracked outside perf/results)"
   echo "# WAL directory parent: $dir"
   df -hT "$dir"
   lsblk -o NAME,TYPE,SIZE,ROTA,LOG-SEC,PHY-SEC,MOUNTPOINTS 2>/dev/null || true
