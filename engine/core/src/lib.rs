@@ -11,7 +11,7 @@ pub mod raft_log;
 pub mod region;
 pub mod store;
 pub mod term_runs;
+pub mod wal_index;
 pub mod wal_record;
-pub mod wal_retention;
 
 pub use region::CoreError;

@@ -7,6 +7,15 @@
 //! unapplied entry and a bounded tail of applied ones), so memory stays
 //! bounded once entries are applied.
 //!
+//! raft-rs sees the whole log the WAL still holds: from the log start
+//! (`TermRuns::start`, moved by checkpoints) to the last entry. Entries
+//! between the log start and the cache are fetched from the WAL
+//! asynchronously: `entries` records a [`FetchRequest`] and answers
+//! `LogTemporarilyUnavailable`; the shell reads the records and hands the
+//! entries back (`set_fetched`), then raft-rs asks again
+//! (`RawNode::on_entries_fetched`). Entries before the log start are
+//! `Compacted` (a follower that needs them gets a snapshot).
+//!
 //! Invariants: `entries` are consecutive, the first has index
 //! `compacted_index + 1`; terms never decrease along the log;
 //! `compacted_index <= applied` at every compaction (the peer only compacts
@@ -17,7 +26,20 @@
 use crate::term_runs::TermRuns;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
+use std::cell::RefCell;
 use std::collections::VecDeque;
+
+/// Entries raft-rs asked for that only the WAL holds: `[low, high)`. The
+/// shell reads them and calls `RegionPeer::on_entries_fetched`.
+#[derive(Debug)]
+pub struct FetchRequest {
+    /// First index wanted.
+    pub low: u64,
+    /// One past the last index wanted (at most the first cached one).
+    pub high: u64,
+    /// What raft-rs asked with; given back through `on_entries_fetched`.
+    pub(crate) context: GetEntriesContext,
+}
 
 /// A region's Raft log cache, hard state and conf state.
 #[derive(Debug, Default)]
@@ -33,6 +55,14 @@ pub struct RegionStorage {
     entries: VecDeque<Entry>,
     /// Terms of the whole log since its start (cached or not).
     runs: TermRuns,
+    /// Fetches raft-rs asked for since the shell last took them
+    /// (`entries` takes `&self`, hence the cell).
+    fetch_requests: RefCell<Vec<FetchRequest>>,
+    /// Start indexes of fetches asked for and not yet answered (one fetch
+    /// per start at a time).
+    fetching: RefCell<std::collections::BTreeSet<u64>>,
+    /// Entries read back from the WAL for the fetch being answered.
+    fetched: Vec<Entry>,
 }
 
 impl RegionStorage {
@@ -55,6 +85,9 @@ impl RegionStorage {
             compacted_term,
             entries: VecDeque::new(),
             runs: TermRuns::new(compacted_index, compacted_term),
+            fetch_requests: RefCell::new(Vec::new()),
+            fetching: RefCell::new(std::collections::BTreeSet::new()),
+            fetched: Vec::new(),
         };
         s.append(&entries);
         s
@@ -165,8 +198,57 @@ impl RegionStorage {
     }
 
     /// Index of the first cached entry (`compacted_index + 1`).
-    pub fn first_index(&self) -> u64 {
+    pub fn first_cached_index(&self) -> u64 {
         self.compacted_index + 1
+    }
+
+    /// Index of the first entry raft-rs may ask for (after the log start).
+    pub fn first_index(&self) -> u64 {
+        self.runs.start().0 + 1
+    }
+
+    /// Takes the fetches raft-rs asked for.
+    pub fn take_fetch_requests(&mut self) -> Vec<FetchRequest> {
+        std::mem::take(self.fetch_requests.get_mut())
+    }
+
+    /// Holds entries read back from the WAL for the fetch starting at
+    /// `low` while raft-rs asks again; `clear_fetched` after.
+    pub fn set_fetched(&mut self, low: u64, entries: Vec<Entry>) {
+        self.fetching.get_mut().remove(&low);
+        self.fetched = entries;
+    }
+
+    /// Drops the fetched entries (raft-rs has taken what it needed).
+    pub fn clear_fetched(&mut self) {
+        self.fetched = Vec::new();
+    }
+
+    /// Forgets a fetch that failed (raft-rs asks again later).
+    pub fn fetch_failed(&mut self, low: u64) {
+        self.fetching.get_mut().remove(&low);
+    }
+
+    /// Entries `[low, high)` from the fetched buffer, at least one and at
+    /// most `max_size` bytes after the first, if it starts at `low`.
+    fn fetched_range(&self, low: u64, high: u64, max_size: u64) -> Option<Vec<Entry>> {
+        let first = self.fetched.first()?.index;
+        if low < first || low >= first + self.fetched.len() as u64 {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for e in &self.fetched[(low - first) as usize..] {
+            if e.index >= high {
+                break;
+            }
+            size += u64::from(protobuf::Message::compute_size(e));
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Some(out)
     }
 
     /// Index of the last entry (the compaction point if the cache is empty).
@@ -181,7 +263,7 @@ impl RegionStorage {
 
     /// The cached entry at `index`, if any.
     pub fn entry(&self, index: u64) -> Option<&Entry> {
-        let offset = index.checked_sub(self.first_index())?;
+        let offset = index.checked_sub(self.first_cached_index())?;
         self.entries.get(usize::try_from(offset).ok()?)
     }
 }
@@ -199,20 +281,35 @@ impl raft::Storage for RegionStorage {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
+        context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low <= self.compacted_index {
-            // Older entries live only in the WAL. Replication to lagging
-            // followers (a later issue) fetches them asynchronously and
-            // answers `LogTemporarilyUnavailable` here meanwhile.
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        if low <= self.runs.start().0 {
             return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if low <= self.compacted_index {
+            // Only the WAL holds these: served from a finished fetch, or
+            // fetched asynchronously when raft-rs allows it.
+            if let Some(out) = self.fetched_range(low, high, max_size) {
+                return Ok(out);
+            }
+            if !context.can_async() {
+                return Err(raft::Error::Store(StorageError::Compacted));
+            }
+            if self.fetching.borrow_mut().insert(low) {
+                self.fetch_requests.borrow_mut().push(FetchRequest {
+                    low,
+                    high: high.min(self.compacted_index + 1),
+                    context,
+                });
+            }
+            return Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable));
         }
         assert!(
             high <= self.last_index() + 1,
             "entries [{low}, {high}) past last index {}",
             self.last_index()
         );
-        let max_size = max_size.into().unwrap_or(u64::MAX);
         let mut out = Vec::new();
         let mut size = 0u64;
         for index in low..high {
@@ -232,7 +329,11 @@ impl raft::Storage for RegionStorage {
             return Ok(self.compacted_term);
         }
         if idx < self.compacted_index {
-            return Err(raft::Error::Store(StorageError::Compacted));
+            // Not cached: known from the term runs back to the log start.
+            return self
+                .runs
+                .term(idx)
+                .ok_or(raft::Error::Store(StorageError::Compacted));
         }
         match self.entry(idx) {
             Some(e) => Ok(e.term),
@@ -300,12 +401,22 @@ mod tests {
         let mut s = RegionStorage::default();
         s.append(&[entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)]);
         s.compact_to(3);
-        assert_eq!(RegionStorage::first_index(&s), 4);
+        assert_eq!(s.first_cached_index(), 4);
         assert_eq!(RegionStorage::last_index(&s), 4);
         assert_eq!(s.term(3).unwrap(), 2);
-        assert_eq!(s.term(2), Err(raft::Error::Store(StorageError::Compacted)));
+        // Uncached entries after the log start: terms known, entries only
+        // through an asynchronous fetch (this context allows none).
+        assert_eq!(s.term(2), Ok(1));
+        assert_eq!(s.first_index(), 1);
         assert_eq!(
             s.entries(3, 5, None, ctx()),
+            Err(raft::Error::Store(StorageError::Compacted))
+        );
+        s.set_log_start(2);
+        assert_eq!(s.first_index(), 3);
+        assert_eq!(s.term(1), Err(raft::Error::Store(StorageError::Compacted)));
+        assert_eq!(
+            s.entries(2, 5, None, ctx()),
             Err(raft::Error::Store(StorageError::Compacted))
         );
         assert_eq!(s.entries(4, 5, None, ctx()).unwrap(), vec![entry(4, 2)]);
@@ -316,6 +427,50 @@ mod tests {
         assert_eq!(s.term(4).unwrap(), 2);
         s.append(&[entry(5, 3)]);
         assert_eq!(s.term(5).unwrap(), 3);
+    }
+
+    #[test]
+    fn uncached_entries_are_fetched_asynchronously_once() {
+        let mut s = RegionStorage::default();
+        let all: Vec<Entry> = (1..=6).map(|i| entry(i, 1)).collect();
+        s.append(&all);
+        s.compact_to(4);
+        let unavailable = Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable));
+        assert_eq!(
+            s.entries(2, 6, None, GetEntriesContext::empty(true)),
+            unavailable
+        );
+        // Asked again while in flight: no second request.
+        assert_eq!(
+            s.entries(2, 7, None, GetEntriesContext::empty(true)),
+            unavailable
+        );
+        let reqs = s.take_fetch_requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!((reqs[0].low, reqs[0].high), (2, 5), "up to the cache");
+        s.set_fetched(2, all[1..4].to_vec());
+        assert_eq!(
+            s.entries(2, 6, None, GetEntriesContext::empty(true))
+                .unwrap(),
+            all[1..4].to_vec()
+        );
+        assert_eq!(s.entries(3, 4, 0u64, ctx()).unwrap(), vec![entry(3, 1)]);
+        s.clear_fetched();
+        assert_eq!(
+            s.entries(2, 6, None, GetEntriesContext::empty(true)),
+            unavailable
+        );
+        assert_eq!(s.take_fetch_requests().len(), 1);
+        s.fetch_failed(2);
+        assert_eq!(
+            s.entries(2, 6, None, GetEntriesContext::empty(true)),
+            unavailable
+        );
+        assert_eq!(
+            s.take_fetch_requests().len(),
+            1,
+            "asked again after a failure"
+        );
     }
 
     #[test]

@@ -731,6 +731,26 @@ fn check_record(buf: &[u8], off: usize) -> Result<CheckedRecord, BadRecord> {
     })
 }
 
+/// Decodes the one data record at the start of `buf` (read back from a
+/// known location, e.g. to fetch old Raft entries): its kind, region and
+/// where its payload lies in `buf`. Every check of `scan` applies; a
+/// padding, batch or segment header record is `UnexpectedBatchHeader`,
+/// `UnexpectedSegmentHeader` or `UnknownKind`.
+pub fn decode_data_record(buf: &[u8]) -> Result<ScannedRecord, BadRecord> {
+    let rec = check_record(buf, 0)?;
+    let kind = match rec.kind {
+        SEGMENT_HEADER_KIND => return Err(BadRecord::UnexpectedSegmentHeader),
+        BATCH_HEADER_KIND => return Err(BadRecord::UnexpectedBatchHeader),
+        k => RecordKind::from_u8(k).ok_or(BadRecord::UnknownKind { kind: k })?,
+    };
+    Ok(ScannedRecord {
+        offset: 0,
+        kind,
+        region: RegionId(rec.region),
+        payload: rec.payload,
+    })
+}
+
 /// A data kind, padding, a batch header or a segment header.
 fn is_known_kind(kind: u8) -> bool {
     matches!(kind, PADDING_KIND | SEGMENT_HEADER_KIND | BATCH_HEADER_KIND)

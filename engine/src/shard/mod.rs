@@ -13,6 +13,7 @@
 
 pub mod directory;
 pub mod exec;
+pub mod fetch;
 pub mod raft_loop;
 pub mod region_handle;
 
@@ -21,9 +22,10 @@ use crate::node::identity::Identity;
 use crate::runtime::{self, spawn_local, LocalNotify};
 use crate::wal::{Wal, WalOptions};
 use directory::RegionDirectory;
+use golem_core::region::records::entries_span;
 use golem_core::region::{PeerConfig, RegionMeta, RegionPeer};
+use golem_core::wal_index::{RecordLocation, WalIndex};
 use golem_core::wal_record::RecordKind;
-use golem_core::wal_retention::WalRetention;
 use golem_lsm::{Lsm, LsmOptions};
 use golem_wire::{RegionEpoch, RegionId, Request, Response, ShardId};
 use region_handle::RegionHandle;
@@ -182,7 +184,7 @@ pub async fn run(start: ShardStart) {
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),
     });
-    let (wal, listener, retention) = match open(&shard, &notify).await {
+    let (wal, listener, index) = match open(&shard, &notify).await {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send((id, Err(e)));
@@ -213,7 +215,8 @@ pub async fn run(start: ShardStart) {
     let shell = raft_loop::Shell {
         wal,
         store,
-        retention,
+        index,
+        notify: notify.clone(),
     };
     let _shell = raft_loop::run(regions, shell, notify, tick, stopping).await;
     // Give responses already computed a moment to reach their sockets.
@@ -227,12 +230,13 @@ pub async fn run(start: ShardStart) {
     tracing::info!(shard = %id, "shard stopped");
 }
 
-/// Recovers the WAL and regions, and binds the listener. Also returns what
-/// the WAL segments hold, for deleting them later.
+/// Recovers the WAL and regions, and binds the listener. Also returns where
+/// each region's entries lie in the WAL (for fetching old entries and
+/// deleting segments).
 async fn open(
     shard: &Rc<Shard>,
     notify: &Rc<LocalNotify>,
-) -> Result<(Wal, glommio::net::TcpListener, WalRetention), String> {
+) -> Result<(Wal, glommio::net::TcpListener, WalIndex), String> {
     let cfg = &shard.cfg;
     let dir = cfg.data_dir.join("wal").join(format!("shard-{}", shard.id));
     let opts = WalOptions {
@@ -244,22 +248,27 @@ async fn open(
         .await
         .map_err(|e| format!("WAL of shard {} at {}: {e}", shard.id, dir.display()))?;
     let mut by_region: HashMap<RegionId, Vec<_>> = HashMap::new();
-    // Segments holding each region's entries (noted with the region's last
-    // index once recovered: an over-estimate, which retention allows).
-    let mut entry_segments: HashMap<RegionId, Vec<u64>> = HashMap::new();
+    let mut index = WalIndex::new();
     for r in records {
         if r.kind == RecordKind::Entries {
-            let segs = entry_segments.entry(r.region).or_default();
-            if segs.last() != Some(&r.segment) {
-                segs.push(r.segment);
-            }
+            let (first, last) = entries_span(&r.payload).map_err(|e| {
+                format!(
+                    "WAL segment {} offset {}: bad entries record of region {}: {e}",
+                    r.segment, r.offset, r.region
+                )
+            })?;
+            let location = RecordLocation {
+                segment: r.segment,
+                offset: r.offset,
+                payload_bytes: r.payload.len() as u32,
+            };
+            index.insert(r.region, first, last, location);
         }
         by_region
             .entry(r.region)
             .or_default()
             .push((r.kind, r.payload));
     }
-    let mut retention = WalRetention::new();
     let hosted = shard.directory.hosted();
     let peer_cfg = |region| {
         let peer = hosted
@@ -277,9 +286,6 @@ async fn open(
     for (region, records) in by_region {
         let peer = RegionPeer::recover(peer_cfg(region)?, records, &mut *shard.store.borrow_mut())
             .map_err(|e| format!("recovering region {region}: {e}"))?;
-        for &seq in entry_segments.get(&region).into_iter().flatten() {
-            retention.note(region, seq, peer.last_index().get());
-        }
         shard.regions.borrow_mut().insert(
             region,
             RegionHandle::new(peer, notify.clone(), shard.store.clone()),
@@ -314,7 +320,7 @@ async fn open(
     let addr = cfg.shard_listen(shard.id.get());
     let listener = glommio::net::TcpListener::bind(addr)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    Ok((wal, listener, retention))
+    Ok((wal, listener, index))
 }
 
 /// Serves requests forwarded by other shards.

@@ -4,11 +4,12 @@
 //! region into the shard's WAL (applying entries that are already committed
 //! and durable into the shard's LSM); make it durable with ONE sync (group
 //! commit: every write gathered during the previous sync rides on this one);
-//! then advance every region, apply committed entries and answer their
-//! waiters. About once a second it deletes the WAL segments whose entries
-//! the LSM holds durably (after checkpoint records that make them
-//! unnecessary for recovery), and asks the LSM to flush when too many
-//! segments are kept only for its memtable.
+//! index where each `Entries` record landed; then advance every region,
+//! apply committed entries and answer their waiters, and start reads of old
+//! entries regions asked for (`fetch`). About once a second it deletes the
+//! WAL segments whose entries the LSM holds durably (after checkpoint
+//! records that make them unnecessary for recovery), and asks the LSM to
+//! flush when too many segments are kept only for its memtable.
 //!
 //! Invariants: a write is answered only after the sync that covers its
 //! entry returned (acknowledged ⇒ durable); a pass whose records raft does
@@ -18,12 +19,16 @@
 //! here); a store write stall never blocks the thread: the entries stay
 //! queued in their region and the loop retries after `STALL_RETRY`.
 
+use super::fetch::spawn_fetches;
 use super::region_handle::RegionHandle;
 use crate::fatal::fail_stop;
 use crate::runtime::{timeout, LocalNotify};
 use crate::wal::Wal;
-use golem_core::wal_retention::WalRetention;
+use golem_core::region::records::entries_span;
+use golem_core::wal_index::{RecordLocation, WalIndex};
+use golem_core::wal_record::{RecordKind, WalSink};
 use golem_lsm::Lsm;
+use golem_wire::RegionId;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -42,8 +47,33 @@ const WAL_SEGMENTS_BEFORE_FLUSH: u64 = 4;
 pub struct Shell {
     pub wal: Wal,
     pub store: Rc<RefCell<Lsm>>,
-    /// What each WAL segment holds, for deleting them.
-    pub retention: WalRetention,
+    /// Where each region's entries lie in the WAL.
+    pub index: WalIndex,
+    /// Wakes this loop (fetch tasks use it when they finish).
+    pub notify: Rc<LocalNotify>,
+}
+
+/// An `Entries` record appended since the last sync: its region, entry
+/// span, offset in the pending batch and payload length.
+type Appended = (RegionId, u64, u64, u64, u32);
+
+/// The WAL, as region peers append to it: also notes where each `Entries`
+/// record goes, to index it once the sync places the batch.
+struct IndexingSink<'a> {
+    wal: &'a mut Wal,
+    appended: &'a mut Vec<Appended>,
+}
+
+impl WalSink for IndexingSink<'_> {
+    fn append(&mut self, kind: RecordKind, region: RegionId, payload: &[u8]) {
+        let at = self.wal.append(kind, region, payload);
+        if kind == RecordKind::Entries {
+            // The peer encoded this payload a moment ago: it decodes.
+            let (first, last) = entries_span(payload).expect("a freshly encoded entries run");
+            self.appended
+                .push((region, first, last, at, payload.len() as u32));
+        }
+    }
 }
 
 /// Drives `regions` until `stopping()` is true and no work is left.
@@ -57,6 +87,7 @@ pub async fn run(
     let mut next_tick = Instant::now() + tick;
     let mut next_gc = Instant::now() + WAL_GC_INTERVAL;
     let mut pending = Vec::with_capacity(regions.len());
+    let mut appended: Vec<Appended> = Vec::new();
     let mut stalled = false;
     loop {
         let busy = regions.iter().any(|r| r.peer.borrow().has_ready());
@@ -87,12 +118,12 @@ pub async fn run(
         }
         {
             let mut store = shell.store.borrow_mut();
+            let mut sink = IndexingSink {
+                wal: &mut shell.wal,
+                appended: &mut appended,
+            };
             for r in &regions {
-                if let Some(p) = r
-                    .peer
-                    .borrow_mut()
-                    .collect_ready(&mut shell.wal, &mut *store)
-                {
+                if let Some(p) = r.peer.borrow_mut().collect_ready(&mut sink, &mut *store) {
                     pending.push((r.clone(), p));
                 }
             }
@@ -101,22 +132,31 @@ pub async fn run(
         // buffered and ride on the next sync.
         if pending.iter().any(|(_, p)| p.must_sync()) {
             shell.wal.sync().await;
+            let (segment, base) = shell.wal.last_batch().expect("synced");
+            for (region, first, last, at, payload_bytes) in appended.drain(..) {
+                let location = RecordLocation {
+                    segment,
+                    offset: base + at,
+                    payload_bytes,
+                };
+                shell.index.insert(region, first, last, location);
+            }
         }
-        let segment = shell.wal.active_segment();
         stalled = false;
         {
             let mut store = shell.store.borrow_mut();
             for (r, p) in pending.drain(..) {
                 let mut peer = r.peer.borrow_mut();
-                shell
-                    .retention
-                    .note(peer.meta().id, segment, peer.last_index().get());
                 let out = peer.on_persisted(p, &mut *store);
                 if let Some(reason) = peer.failure() {
                     fail_stop("applying to the shard's LSM", &reason);
                 }
                 stalled |= peer.is_stalled();
+                let fetches = peer.take_fetch_requests();
                 drop(peer);
+                if !fetches.is_empty() {
+                    spawn_fetches(&r, fetches, &shell.index, shell.wal.dir(), &shell.notify);
+                }
                 for (token, result) in out.finished {
                     r.finish(token, result);
                 }
@@ -140,7 +180,7 @@ async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], shell: &mut Shell) {
     let needed = {
         let mut store = shell.store.borrow_mut();
         shell
-            .retention
+            .index
             .first_needed(active, |region| store.persisted_applied(region))
     };
     if needed > first {
@@ -153,7 +193,7 @@ async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], shell: &mut Shell) {
             }
         }
         shell.wal.delete_segments_before(needed).await;
-        shell.retention.forget_before(needed);
+        shell.index.forget_before(needed);
     }
     if active - needed.max(first) >= WAL_SEGMENTS_BEFORE_FLUSH {
         // A stall means a flush is already under way; a background failure

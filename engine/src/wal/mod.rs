@@ -143,6 +143,8 @@ pub struct RecoveredRecord {
     pub payload: Vec<u8>,
     /// Sequence number of the segment holding it.
     pub segment: u64,
+    /// Byte offset of the record's header in that segment.
+    pub offset: u64,
 }
 
 /// What is wrong with a segment that makes its log untrustworthy.
@@ -166,6 +168,9 @@ pub enum Corruption {
         expected: u64,
         reason: Option<BadRecord>,
     },
+    /// The record at a location the index gave is not the one expected.
+    #[error("record read back by location: {0}")]
+    Located(BadRecord),
     /// A `WalStart` record whose payload is not one u64.
     #[error("WalStart record of {payload_bytes} bytes (expected 8)")]
     WalStart { payload_bytes: usize },
@@ -260,6 +265,8 @@ pub struct Wal {
     pending_records: u32,
     /// The oldest segment on disk (or the next one, when there is none).
     first_seq: u64,
+    /// Where the last sync put byte 0 of its batch: (segment, offset).
+    last_batch: Option<(u64, u64)>,
     /// Holds the directory's exclusive flock while open.
     _lock: std::fs::File,
 }
@@ -362,6 +369,7 @@ impl Wal {
             pending: Vec::new(),
             pending_records: 0,
             first_seq: if segs.is_empty() { next.seq } else { first_seq },
+            last_batch: None,
             _lock: lock,
         };
         Ok((wal, records))
@@ -374,9 +382,13 @@ impl Wal {
     /// If `payload` is longer than `RECORD_PAYLOAD_BYTES_MAX` (64 MiB): a
     /// caller bug (split long runs of entries into several records). Use
     /// `try_append` to get an error instead.
-    pub fn append(&mut self, kind: RecordKind, region: RegionId, payload: &[u8]) {
-        if let Err(e) = self.try_append(kind, region, payload) {
-            panic!("WAL append for region {region}: {e}");
+    ///
+    /// Returns the record's offset in the pending batch: after the next
+    /// `sync`, it lies at `last_batch()`'s offset plus this.
+    pub fn append(&mut self, kind: RecordKind, region: RegionId, payload: &[u8]) -> u64 {
+        match self.try_append(kind, region, payload) {
+            Ok(at) => at,
+            Err(e) => panic!("WAL append for region {region}: {e}"),
         }
     }
 
@@ -387,7 +399,7 @@ impl Wal {
         kind: RecordKind,
         region: RegionId,
         payload: &[u8],
-    ) -> Result<(), EncodeError> {
+    ) -> Result<u64, EncodeError> {
         if self.pending_records == BATCH_RECORDS_MAX {
             return Err(EncodeError::BatchFull {
                 max: BATCH_RECORDS_MAX,
@@ -397,9 +409,10 @@ impl Wal {
             self.pending.clear();
             reserve_batch_header(&mut self.pending);
         }
+        let at = self.pending.len() as u64;
         encode_record(&mut self.pending, kind, region, payload)?;
         self.pending_records += 1;
-        Ok(())
+        Ok(at)
     }
 
     /// Whether anything is buffered.
@@ -445,9 +458,14 @@ impl Wal {
                     !self.opts.dsync_writes,
                 )
                 .await;
+                self.last_batch = Some((a.seq, a.pos));
                 a.pos += self.pending.len() as u64;
             }
-            _ => self.sync_into_new_segment().await,
+            _ => {
+                self.sync_into_new_segment().await;
+                let seq = self.active.as_ref().expect("a new segment").seq;
+                self.last_batch = Some((seq, SEGMENT_HEADER_BYTES as u64));
+            }
         }
         self.pending.clear();
         self.pending_records = 0;
@@ -511,6 +529,13 @@ impl Wal {
         self.active.as_ref().map_or(self.next.seq, |a| a.seq)
     }
 
+    /// Where the last `sync` wrote byte 0 of its batch: (segment, offset).
+    /// A record appended at pending offset `o` before that sync lies at
+    /// this offset plus `o`. None before the first sync.
+    pub fn last_batch(&self) -> Option<(u64, u64)> {
+        self.last_batch
+    }
+
     /// The oldest segment still on disk (the active one when all older
     /// ones are deleted).
     pub fn first_segment(&self) -> u64 {
@@ -567,6 +592,39 @@ impl WalSink for Wal {
     fn append(&mut self, kind: RecordKind, region: RegionId, payload: &[u8]) {
         Wal::append(self, kind, region, payload);
     }
+}
+
+/// Reads back the data record at `offset` of segment `seq` in the WAL
+/// directory `dir`, whose payload is `payload_bytes` long (as located by
+/// `golem_core::wal_index`), and checks it: its checksum, and that it is a
+/// data record of that size. Runs beside the writer (a separate read-only
+/// file handle); the segment may have been deleted meanwhile (an `Io`
+/// error).
+pub async fn read_record(
+    dir: &Path,
+    seq: u64,
+    offset: u64,
+    payload_bytes: u32,
+) -> Result<(RecordKind, RegionId, Vec<u8>), WalError> {
+    let path = segment_path(dir, seq);
+    let len = golem_core::wal_record::record_bytes(payload_bytes as usize);
+    let file = segment::open_read(&path).await?;
+    let read = file.read_at(offset, len).await;
+    segment::close_quietly(file, &path).await;
+    let buf = read.map_err(|e| WalError::io("reading a record", &path, e.into()))?;
+    let rec = golem_core::wal_record::decode_data_record(&buf)
+        .map_err(|bad| WalError::corrupt(&path, offset, Corruption::Located(bad)))?;
+    if rec.payload.len() != payload_bytes as usize {
+        return Err(WalError::corrupt(
+            &path,
+            offset,
+            Corruption::Located(BadRecord::PastEnd {
+                len: rec.payload.len() as u64,
+                available: payload_bytes as usize,
+            }),
+        ));
+    }
+    Ok((rec.kind, rec.region, buf[rec.payload].to_vec()))
 }
 
 /// Removes the WAL's own `WalStart` records from `records` and returns the
@@ -834,6 +892,7 @@ async fn replay_segment(
         region: r.region,
         payload: body[r.payload.clone()].to_vec(),
         segment: h.seq,
+        offset: (SEGMENT_HEADER_BYTES + r.offset) as u64,
     }));
     let end = res.end.map_err(|c| corrupt_batch(&h.path, c))?;
     let log_end = (SEGMENT_HEADER_BYTES + end.log_end()) as u64;

@@ -25,7 +25,7 @@ pub(super) fn small() -> WalOptions {
     }
 }
 
-/// `Wal::open`, with every record's segment number set to 0 (the tests
+/// `Wal::open`, with every record's segment number and offset set to 0 (the tests
 /// compare records with what they appended, which has no segment yet).
 pub(super) async fn open_unsegmented(
     dir: &Path,
@@ -34,6 +34,7 @@ pub(super) async fn open_unsegmented(
     let (wal, mut records) = Wal::open(dir, opts).await?;
     for r in &mut records {
         r.segment = 0;
+        r.offset = 0;
     }
     Ok((wal, records))
 }
@@ -49,6 +50,7 @@ pub(super) fn rec(i: usize) -> RecoveredRecord {
         region: RegionId((i % 5) as u64 + 1),
         payload: format!("record-{i};").repeat(i % 9).into_bytes(),
         segment: 0,
+        offset: 0,
     }
 }
 

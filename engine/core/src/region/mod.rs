@@ -29,6 +29,8 @@ pub mod records;
 pub mod recover;
 
 #[cfg(test)]
+mod fetch_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::PeerConfig;

@@ -19,10 +19,10 @@
 use super::log_bridge::raft_logger;
 use super::{CoreError, PeerConfig, RegionMeta};
 use crate::command::Command;
-use crate::raft_log::RegionStorage;
+use crate::raft_log::{FetchRequest, RegionStorage};
 use crate::store::KvStore;
 use golem_wire::{GolemError, LogIndex, PeerId, RequestBody, ResponseBody, Term};
-use raft::eraftpb::{HardState, Message};
+use raft::eraftpb::{Entry, HardState, Message};
 use raft::{RawNode, StateRole};
 use std::collections::VecDeque;
 
@@ -311,6 +311,42 @@ impl RegionPeer {
             _ => {}
         }
         crate::kv::read(store, body)
+    }
+
+    /// Entries raft-rs wants that only the WAL holds (for a lagging
+    /// follower). The shell reads them and calls `on_entries_fetched`.
+    pub fn take_fetch_requests(&mut self) -> Vec<FetchRequest> {
+        self.raw.mut_store().take_fetch_requests()
+    }
+
+    /// Hands back the entries of `req` read from the WAL (`Err`: the read
+    /// failed; raft-rs asks again later). Entries that do not start at
+    /// `req.low` and run consecutively are refused like a failed read. The
+    /// messages raft-rs makes come out of the next `collect_ready`.
+    pub fn on_entries_fetched(&mut self, req: FetchRequest, entries: Result<Vec<Entry>, String>) {
+        let region = self.meta.id;
+        let valid = entries.and_then(|ents| {
+            let consecutive = ents
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.index == req.low + i as u64);
+            if ents.is_empty() || !consecutive {
+                Err(format!("fetched entries do not run from {}", req.low))
+            } else {
+                Ok(ents)
+            }
+        });
+        match valid {
+            Ok(ents) => {
+                self.raw.mut_store().set_fetched(req.low, ents);
+                self.raw.on_entries_fetched(req.context);
+                self.raw.mut_store().clear_fetched();
+            }
+            Err(reason) => {
+                tracing::warn!(%region, low = req.low, high = req.high, %reason, "fetching old entries from the WAL failed");
+                self.raw.mut_store().fetch_failed(req.low);
+            }
+        }
     }
 
     pub(crate) fn not_leader(&self) -> GolemError {

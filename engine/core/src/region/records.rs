@@ -116,6 +116,28 @@ pub fn decode_hard_state(bytes: &[u8]) -> Result<HardState, DecodeError> {
     })
 }
 
+/// The first and last entry index of an `Entries` payload, parsing only the
+/// run's first entry (the run is consecutive: last = first + count - 1).
+pub fn entries_span(bytes: &[u8]) -> Result<(u64, u64), DecodeError> {
+    let mut r = ByteReader::new(bytes);
+    r.version("entries", RAFT_RECORD_FORMAT_VERSION)?;
+    let count = r.count("entry", 4, ENTRIES_RECORD_ENTRIES_MAX)?;
+    if count == 0 {
+        return Err(DecodeError::Invalid {
+            reason: "empty entries run".into(),
+        });
+    }
+    let first = Entry::parse_from_bytes(r.slice()?).map_err(|e| DecodeError::Protobuf {
+        reason: e.to_string(),
+    })?;
+    if first.index == 0 {
+        return Err(DecodeError::Invalid {
+            reason: "entry index 0".into(),
+        });
+    }
+    Ok((first.index, first.index + count as u64 - 1))
+}
+
 /// Encodes a `LogStart` payload: the version byte, then the index and the
 /// term of the last entry before the log's first kept entry (u64 LE each).
 pub fn encode_log_start(index: u64, term: u64) -> Vec<u8> {
@@ -168,6 +190,8 @@ mod tests {
         let records = encode_entries(&small);
         assert_eq!(records.len(), 1);
         assert_eq!(decode_entries(&records[0]).unwrap(), small);
+
+        assert_eq!(entries_span(&records[0]).unwrap(), (1, 5));
 
         let big: Vec<Entry> = (3..=8).map(|i| entry(i, 2, 400 * 1024)).collect();
         let records = encode_entries(&big);

@@ -888,3 +888,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn one_record_decodes_from_its_location_and_damage_is_typed() {
+    let mut buf = Vec::new();
+    reserve_batch_header(&mut buf);
+    let at = buf.len();
+    encode_record(&mut buf, RecordKind::Entries, RegionId(7), b"payload").unwrap();
+    let end = buf.len();
+    let rec = decode_data_record(&buf[at..end]).unwrap();
+    assert_eq!((rec.kind, rec.region), (RecordKind::Entries, RegionId(7)));
+    assert_eq!(&buf[at..end][rec.payload.clone()], b"payload");
+    // Every single-bit flip is an error, never another record.
+    for bit in 0..(end - at) * 8 {
+        let mut bad = buf[at..end].to_vec();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        if let Ok(r) = decode_data_record(&bad) {
+            // A flip in the padding after the payload is not covered.
+            assert!(bit / 8 >= at + RECORD_HEADER_BYTES + 7 - at, "bit {bit}");
+            assert_eq!(&bad[r.payload], b"payload");
+        }
+    }
+    // Truncation is an error; a batch header is not a data record.
+    assert!(decode_data_record(&buf[at..end - 8]).is_err());
+    seal_batch(&mut buf, 0, 1, PADDING_ALIGNMENT_MIN);
+    assert_eq!(
+        decode_data_record(&buf),
+        Err(BadRecord::UnexpectedBatchHeader)
+    );
+}
