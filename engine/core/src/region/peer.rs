@@ -6,12 +6,15 @@
 //! `ready.rs`, bootstrap and recovery in `recover.rs`.
 //!
 //! Invariants:
-//! - a proposal is answered exactly once: with its entry's result once that
-//!   entry is persisted, committed and applied; with `NotLeader` if the
-//!   entry at its index turned out to have another term, or if leadership
-//!   was lost first;
-//! - `proposals` are in index order and all of one term (the leader's
-//!   current term, or older ones about to be failed);
+//! - a proposal is answered exactly once, and only with its true outcome:
+//!   with its entry's result once the entry at its index is applied with
+//!   the proposal's term; with `NotLeader` (safe to retry: it never took
+//!   effect) once the entry at its index is applied with another term, or
+//!   is cut from this peer's log by a newer proposal at or below its index.
+//!   Losing leadership answers nothing: an entry proposed by a deposed
+//!   leader may still commit, so its proposal waits until the log decides
+//!   (the client's deadline bounds the wait);
+//! - `proposals` are in strictly increasing index order;
 //! - a read is served only by a leader that has applied an entry of its own
 //!   term (so everything committed by earlier leaders is applied);
 //! - no I/O, clock or randomness here: time is `tick()`, disk is `WalSink`.
@@ -247,10 +250,6 @@ impl RegionPeer {
             self.meta.check_key(key)?;
         }
         let term = self.raw.raft.term;
-        if self.proposals.back().is_some_and(|p| p.term != term) {
-            // Leadership was lost and regained since those were proposed.
-            self.fail_proposals();
-        }
         debug_assert!(
             self.proposals.iter().all(|p| p.token != token),
             "proposal token {token} reused"
@@ -271,6 +270,14 @@ impl RegionPeer {
         }
         let index = self.raw.raft.raft_log.last_index();
         assert_eq!(index, before + 1, "a proposal appends exactly one entry");
+        // Proposals at or after this index belong to an older term whose
+        // entries this log no longer has (a newer leader overwrote them):
+        // they never took effect.
+        while self.proposals.back().is_some_and(|p| p.index >= index) {
+            let p = self.proposals.pop_back().expect("checked");
+            let err = self.not_leader();
+            self.finished.push((p.token, Err(err)));
+        }
         self.proposals.push_back(Proposal { token, index, term });
         Ok(())
     }
@@ -354,15 +361,5 @@ impl RegionPeer {
             region: self.meta.id,
             leader: None,
         }
-    }
-
-    /// Answers every pending proposal with `NotLeader`.
-    pub(crate) fn fail_proposals(&mut self) {
-        let err = self.not_leader();
-        self.finished.extend(
-            self.proposals
-                .drain(..)
-                .map(|p| (p.token, Err(err.clone()))),
-        );
     }
 }

@@ -142,9 +142,6 @@ impl RegionPeer {
         // hands out at most min(commit, persisted)); their answers go out
         // after this pass's sync, with its commit index.
         self.apply(committed, store);
-        if !self.is_leader() {
-            self.fail_proposals();
-        }
         self.ready_in_flight = true;
         Some(pending)
     }
@@ -193,9 +190,6 @@ impl RegionPeer {
             self.raw.advance_append_async(rd);
             self.raw.on_persist_ready(number);
             self.apply(committed, store);
-        }
-        if !self.is_leader() {
-            self.fail_proposals();
         }
         PersistedOutput {
             finished: std::mem::take(&mut self.finished),
