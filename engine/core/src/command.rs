@@ -258,6 +258,10 @@ impl ByteWriter {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    pub(crate) fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
     /// A length or count as u32. Every length in this crate's formats is
     /// bounded far below 4 GiB by the wire limits; a larger one is a bug.
     pub(crate) fn len_u32(&mut self, len: usize) {
@@ -311,6 +315,11 @@ impl<'a> ByteReader<'a> {
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
     pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {

@@ -247,7 +247,7 @@ async fn heartbeats(
                 if !due {
                     continue;
                 }
-                let hb = region_heartbeat(identity.store, shard, r);
+                let hb = region_heartbeat(r);
                 match client.region_heartbeat(hb).await {
                     Ok(_operator) => {
                         reported.insert(
@@ -314,26 +314,20 @@ async fn collect(inboxes: &[Inbox]) -> Vec<ShardReport> {
     out
 }
 
-fn region_heartbeat(
-    store: StoreId,
-    shard: &ShardReport,
-    r: &crate::shard::RegionReport,
-) -> RegionHeartbeat {
+fn region_heartbeat(r: &crate::shard::RegionReport) -> RegionHeartbeat {
     let region = Region {
         id: r.meta.id,
         start: r.meta.start.clone(),
         end: r.meta.end.clone(),
         epoch: r.meta.epoch,
-        // Every peer is on this store until replication (#5) places peers
-        // on other nodes.
         peers: r
             .meta
             .peers
             .iter()
-            .map(|&id| Peer {
-                id,
-                store,
-                shard: shard.shard,
+            .map(|p| Peer {
+                id: p.id,
+                store: p.store,
+                shard: p.shard,
                 role: PeerRole::Voter,
             })
             .collect(),

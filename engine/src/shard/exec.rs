@@ -15,8 +15,7 @@
 use super::region_handle::RegionHandle;
 use super::{Shard, ShardMsg};
 use golem_wire::{
-    GolemError, PeerId, PeerLocation, RegionEpoch, RegionInfo, Request, RequestBody, Response,
-    ResponseBody,
+    GolemError, PeerLocation, RegionEpoch, RegionInfo, Request, RequestBody, Response, ResponseBody,
 };
 use std::rc::Rc;
 use tokio::sync::oneshot;
@@ -117,7 +116,7 @@ fn covering_region(shard: &Shard, req: &Request) -> GolemError {
 pub fn region_info(shard: &Shard, peer: &golem_core::region::RegionPeer) -> RegionInfo {
     let meta = peer.meta();
     let leader = peer.is_leader().then(|| PeerLocation {
-        peer: meta.peers.first().copied().unwrap_or(PeerId(1)),
+        peer: peer.config().peer,
         store: shard.identity.store,
         shard: shard.id,
         addr: shard.cfg.shard_advertise(shard.id.get()).to_string(),

@@ -23,7 +23,7 @@ use crate::runtime::{self, spawn_local, LocalNotify};
 use crate::wal::{Wal, WalOptions};
 use directory::RegionDirectory;
 use golem_core::region::records::entries_span;
-use golem_core::region::{PeerConfig, RegionMeta, RegionPeer};
+use golem_core::region::{PeerConfig, PeerMeta, RegionMeta, RegionPeer};
 use golem_core::wal_index::{RecordLocation, WalIndex};
 use golem_core::wal_record::RecordKind;
 use golem_lsm::{Lsm, LsmOptions};
@@ -303,7 +303,7 @@ async fn open(
                 conf_ver: 1,
                 version: 1,
             },
-            peers: vec![h.peer],
+            peers: vec![PeerMeta::new(h.peer, shard.identity.store, shard.id)],
         };
         let peer = RegionPeer::bootstrap(peer_cfg(h.region)?, meta, &mut wal)
             .map_err(|e| format!("bootstrapping region {}: {e}", h.region))?;

@@ -7,7 +7,7 @@ use super::records::decode_entries;
 use super::*;
 use crate::store::MemStore;
 use crate::wal_record::{RecordKind, VecSink, WalSink};
-use golem_wire::{PeerId, RegionId, RequestBody};
+use golem_wire::{PeerId, RegionId, RequestBody, ShardId, StoreId};
 use raft::eraftpb::{Entry, Message};
 use std::collections::{BTreeMap, HashSet};
 
@@ -29,7 +29,10 @@ struct Cluster {
 
 impl Cluster {
     fn new(ids: &[u64]) -> Cluster {
-        let peers: Vec<PeerId> = ids.iter().map(|&i| PeerId(i)).collect();
+        let peers: Vec<PeerMeta> = ids
+            .iter()
+            .map(|&i| PeerMeta::new(PeerId(i), StoreId(i), ShardId(0)))
+            .collect();
         let meta = RegionMeta::whole_key_space(REGION, peers);
         let members = ids
             .iter()

@@ -4,19 +4,36 @@
 //! the key-range checks requests go through. Invariants (checked by
 //! `validate`, on encode's callers and on every decode): `start < end` unless
 //! `end` is empty (the end of the key space); keys are at most
-//! `KEY_BYTES_MAX` bytes; there are 1..=`REGION_PEERS_MAX` peers, none is 0
-//! and none repeats.
+//! `KEY_BYTES_MAX` bytes; there are 1..=`REGION_PEERS_MAX` peers, no peer id
+//! is 0 or repeats, and no two peers are on the same store.
 //!
-//! Format (version 1, little-endian):
-//! `version:u8(=1) id:u64 start:bytes end:bytes conf_ver:u64 version:u64
-//! count:u32 peer:u64*`, where `bytes = len:u32 data[len]`.
+//! Format (version 2, little-endian):
+//! `version:u8(=2) id:u64 start:bytes end:bytes conf_ver:u64 version:u64
+//! count:u32 (peer:u64 store:u64 shard:u16)*`, where `bytes = len:u32
+//! data[len]`. Version 1 (peers without placement) is refused.
 
 use crate::command::{ByteReader, ByteWriter, DecodeError};
 use golem_wire::limits::KEY_BYTES_MAX;
-use golem_wire::{GolemError, PeerId, RegionEpoch, RegionId, RegionInfo};
+use golem_wire::{GolemError, PeerId, RegionEpoch, RegionId, RegionInfo, ShardId, StoreId};
 
 /// The version byte every encoded `RegionMeta` starts with.
-pub const REGION_META_FORMAT_VERSION: u8 = 1;
+pub const REGION_META_FORMAT_VERSION: u8 = 2;
+
+/// One replica of a region and where it lives: the store (node) and the
+/// shard (core) of that store that owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerMeta {
+    pub id: PeerId,
+    pub store: StoreId,
+    pub shard: ShardId,
+}
+
+impl PeerMeta {
+    /// A peer `id` on `store`'s shard `shard`.
+    pub fn new(id: PeerId, store: StoreId, shard: ShardId) -> PeerMeta {
+        PeerMeta { id, store, shard }
+    }
+}
 /// Most peers a region may have (voters and learners).
 pub const REGION_PEERS_MAX: usize = 16;
 
@@ -29,14 +46,14 @@ pub struct RegionMeta {
     /// Exclusive end key; empty means the end of the key space.
     pub end: Vec<u8>,
     pub epoch: RegionEpoch,
-    /// The region's voters (raft peer ids).
-    pub peers: Vec<PeerId>,
+    /// The region's voters and where they live.
+    pub peers: Vec<PeerMeta>,
 }
 
 impl RegionMeta {
     /// A region covering the whole key space with `peers` as voters, at the
     /// initial epoch `{conf_ver: 1, version: 1}`.
-    pub fn whole_key_space(id: RegionId, peers: Vec<PeerId>) -> RegionMeta {
+    pub fn whole_key_space(id: RegionId, peers: Vec<PeerMeta>) -> RegionMeta {
         RegionMeta {
             id,
             start: Vec::new(),
@@ -112,20 +129,38 @@ impl RegionMeta {
             ));
         }
         for (i, p) in self.peers.iter().enumerate() {
-            if p.get() == 0 {
+            if p.id.get() == 0 {
                 return Err("peer id 0".into());
             }
-            if self.peers[..i].contains(p) {
-                return Err(format!("peer {p} listed twice"));
+            if self.peers[..i].iter().any(|q| q.id == p.id) {
+                return Err(format!("peer {} listed twice", p.id));
+            }
+            if self.peers[..i].iter().any(|q| q.store == p.store) {
+                return Err(format!("two peers on store {}", p.store));
             }
         }
         Ok(())
     }
 
+    /// The peer with raft id `id`, if it is a member.
+    pub fn peer(&self, id: PeerId) -> Option<&PeerMeta> {
+        self.peers.iter().find(|p| p.id == id)
+    }
+
+    /// The peer on `store`, if any.
+    pub fn peer_on(&self, store: StoreId) -> Option<&PeerMeta> {
+        self.peers.iter().find(|p| p.store == store)
+    }
+
+    /// The raft ids of the voters.
+    pub fn voter_ids(&self) -> Vec<u64> {
+        self.peers.iter().map(|p| p.id.get()).collect()
+    }
+
     /// The record payload.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = ByteWriter::with_capacity(
-            48 + self.start.len() + self.end.len() + 8 * self.peers.len(),
+            48 + self.start.len() + self.end.len() + 18 * self.peers.len(),
         );
         w.u8(REGION_META_FORMAT_VERSION);
         w.u64(self.id.get());
@@ -135,7 +170,9 @@ impl RegionMeta {
         w.u64(self.epoch.version);
         w.len_u32(self.peers.len());
         for p in &self.peers {
-            w.u64(p.get());
+            w.u64(p.id.get());
+            w.u64(p.store.get());
+            w.u16(p.shard.get());
         }
         w.into_vec()
     }
@@ -151,10 +188,16 @@ impl RegionMeta {
             conf_ver: r.u64()?,
             version: r.u64()?,
         };
-        let count = r.count("peer", 8, REGION_PEERS_MAX)?;
+        let count = r.count("peer", 18, REGION_PEERS_MAX)?;
         let peers = (0..count)
-            .map(|_| r.u64().map(PeerId))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|_| {
+                Ok(PeerMeta {
+                    id: PeerId(r.u64()?),
+                    store: StoreId(r.u64()?),
+                    shard: ShardId(r.u16()?),
+                })
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?;
         r.finish()?;
         let meta = RegionMeta {
             id,
@@ -182,15 +225,22 @@ mod tests {
                 conf_ver: 3,
                 version: 9,
             },
-            peers: vec![PeerId(1), PeerId(4)],
+            peers: vec![
+                PeerMeta::new(PeerId(1), StoreId(1), ShardId(0)),
+                PeerMeta::new(PeerId(4), StoreId(2), ShardId(1)),
+            ],
         }
+    }
+
+    fn one() -> Vec<PeerMeta> {
+        vec![PeerMeta::new(PeerId(1), StoreId(1), ShardId(0))]
     }
 
     #[test]
     fn roundtrip() {
         let m = sample();
         assert_eq!(RegionMeta::decode(&m.encode()), Ok(m));
-        let whole = RegionMeta::whole_key_space(RegionId(1), vec![PeerId(1)]);
+        let whole = RegionMeta::whole_key_space(RegionId(1), one());
         assert_eq!(RegionMeta::decode(&whole.encode()), Ok(whole));
     }
 
@@ -206,11 +256,23 @@ mod tests {
             RegionMeta::decode(&long),
             Err(DecodeError::TrailingBytes { .. })
         ));
-        let mut bad = sample();
-        bad.peers = vec![PeerId(2), PeerId(2)];
+        for peers in [vec![(2, 1), (2, 2)], vec![(2, 1), (3, 1)], vec![(0, 1)]] {
+            let mut bad = sample();
+            bad.peers = peers
+                .into_iter()
+                .map(|(p, s)| PeerMeta::new(PeerId(p), StoreId(s), ShardId(0)))
+                .collect();
+            assert!(matches!(
+                RegionMeta::decode(&bad.encode()),
+                Err(DecodeError::Invalid { .. })
+            ));
+        }
+        // A version-1 record (peers without placement) is refused.
+        let mut v1 = sample().encode();
+        v1[0] = 1;
         assert!(matches!(
-            RegionMeta::decode(&bad.encode()),
-            Err(DecodeError::Invalid { .. })
+            RegionMeta::decode(&v1),
+            Err(DecodeError::UnsupportedVersion { .. })
         ));
     }
 
@@ -226,7 +288,7 @@ mod tests {
         assert!(m.check_range(b"a", b"d").is_err());
         assert!(m.check_range(b"c", b"").is_err());
         assert!(m.check_range(b"c", b"n").is_err());
-        let whole = RegionMeta::whole_key_space(RegionId(1), vec![PeerId(1)]);
+        let whole = RegionMeta::whole_key_space(RegionId(1), one());
         assert!(whole.check_range(b"", b"").is_ok());
         assert!(whole.check_key(b"\xff\xff").is_ok());
     }

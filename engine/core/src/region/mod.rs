@@ -35,6 +35,6 @@ mod tests;
 
 pub use config::PeerConfig;
 pub use error::CoreError;
-pub use meta::RegionMeta;
+pub use meta::{PeerMeta, RegionMeta};
 pub use peer::{ProposalToken, RegionPeer};
 pub use ready::{PendingReady, PersistedOutput};

@@ -52,12 +52,13 @@ impl RegionPeer {
     ) -> Result<RegionPeer, CoreError> {
         cfg.validate()?;
         check_meta(&cfg, &meta)?;
-        if meta.peers != [cfg.peer] {
+        if meta.peers.len() != 1 || meta.peers[0].id != cfg.peer {
             return Err(CoreError::InvalidMeta {
                 region: meta.id,
                 reason: format!(
                     "a bootstrapped region has this peer ({}) as its only voter, not {:?}",
-                    cfg.peer, meta.peers
+                    cfg.peer,
+                    meta.voter_ids()
                 ),
             });
         }
@@ -266,7 +267,7 @@ impl RegionPeer {
 
 fn conf_state(meta: &RegionMeta) -> ConfState {
     ConfState {
-        voters: meta.peers.iter().map(|p| p.get()).collect(),
+        voters: meta.voter_ids(),
         ..Default::default()
     }
 }
@@ -283,7 +284,7 @@ fn check_meta(cfg: &PeerConfig, meta: &RegionMeta) -> Result<(), CoreError> {
         )));
     }
     meta.validate().map_err(invalid)?;
-    if !meta.peers.contains(&cfg.peer) {
+    if meta.peer(cfg.peer).is_none() {
         return Err(invalid(format!("peer {} is not a member", cfg.peer)));
     }
     Ok(())

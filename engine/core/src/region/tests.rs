@@ -5,7 +5,9 @@
 use super::*;
 use crate::store::{KvStore, MemStore};
 use crate::wal_record::{RecordKind, VecSink};
-use golem_wire::{GolemError, PeerId, RegionEpoch, RegionId, RequestBody, ResponseBody, WriteOp};
+use golem_wire::{
+    GolemError, PeerId, RegionEpoch, RegionId, RequestBody, ResponseBody, ShardId, StoreId, WriteOp,
+};
 use proptest::prelude::*;
 use raft::eraftpb::{Message, MessageType};
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +37,11 @@ fn cfg() -> PeerConfig {
     cfg
 }
 
+/// This test's peer, on store 1, shard 0.
+fn me() -> PeerMeta {
+    PeerMeta::new(PEER, StoreId(1), ShardId(0))
+}
+
 fn b(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
@@ -56,7 +63,7 @@ impl Node {
     }
 
     fn new() -> Node {
-        Node::bootstrap(cfg(), RegionMeta::whole_key_space(REGION, vec![PEER]))
+        Node::bootstrap(cfg(), RegionMeta::whole_key_space(REGION, vec![me()]))
     }
 
     /// Campaigns and drives until the peer leads and serves reads.
@@ -488,7 +495,7 @@ fn keys_outside_the_region_are_rejected() {
             conf_ver: 1,
             version: 1,
         },
-        peers: vec![PEER],
+        peers: vec![me()],
     };
     let mut n = Node::bootstrap(cfg(), meta);
     n.lead();
@@ -735,7 +742,7 @@ fn bootstrap_rejects_bad_config_and_meta() {
     assert!(matches!(
         RegionPeer::bootstrap(
             bad,
-            RegionMeta::whole_key_space(REGION, vec![PEER]),
+            RegionMeta::whole_key_space(REGION, vec![me()]),
             &mut wal
         ),
         Err(CoreError::InvalidConfig { .. })
@@ -743,7 +750,10 @@ fn bootstrap_rejects_bad_config_and_meta() {
     assert!(matches!(
         RegionPeer::bootstrap(
             cfg(),
-            RegionMeta::whole_key_space(REGION, vec![PEER, PeerId(2)]),
+            RegionMeta::whole_key_space(
+                REGION,
+                vec![me(), PeerMeta::new(PeerId(2), StoreId(2), ShardId(0))]
+            ),
             &mut wal
         ),
         Err(CoreError::InvalidMeta { .. })
