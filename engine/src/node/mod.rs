@@ -85,6 +85,8 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             inboxes: senders.clone(),
             stop: stop.clone(),
             ready: ready_tx.clone(),
+            initial_region: None,
+            stores: Arc::new(shard::StoreBook::new()),
         };
         let exited = events_tx.clone();
         let handle =

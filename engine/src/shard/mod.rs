@@ -50,7 +50,14 @@ pub enum ShardMsg {
     },
     /// The node's PD link asks what this shard hosts (for heartbeats).
     Report { reply: oneshot::Sender<ShardReport> },
+    /// Where the cluster's stores listen (from the PD), for sending Raft
+    /// messages to peers on other nodes. Replaces the previous book.
+    Stores(Arc<StoreBook>),
 }
+
+/// Store id → the address of its shard 0 (shard `j` listens on that port
+/// plus `j`).
+pub type StoreBook = HashMap<golem_wire::StoreId, std::net::SocketAddr>;
 
 /// What one shard hosts, for the PD's heartbeats.
 #[derive(Clone, Debug)]
@@ -90,6 +97,8 @@ pub struct Shard {
     pub inboxes: Vec<Inbox>,
     /// Set once the node is stopping: new requests get `ShuttingDown`.
     pub stopping: Cell<bool>,
+    /// Where other stores listen (updated by the PD link).
+    pub stores: RefCell<Arc<StoreBook>>,
     connections: Cell<usize>,
     requests: Rc<Cell<usize>>,
 }
@@ -143,6 +152,12 @@ pub struct ShardStart {
     pub stop: Arc<AtomicBool>,
     /// Reports start-up success or failure to the node.
     pub ready: std::sync::mpsc::Sender<(ShardId, Result<(), String>)>,
+    /// The node's region as the PD created it (all its peers), to create
+    /// this node's replica on first start. None: a stand-alone node (its
+    /// region is the whole key space with this node as the only voter).
+    pub initial_region: Option<RegionMeta>,
+    /// Where the cluster's stores listen, as known at start.
+    pub stores: Arc<StoreBook>,
 }
 
 /// The body of a shard thread.
@@ -155,6 +170,8 @@ pub async fn run(start: ShardStart) {
         inboxes,
         stop,
         ready,
+        initial_region,
+        stores,
     } = start;
     let notify = LocalNotify::new();
     let lsm_dir = cfg.data_dir.join("lsm").join(format!("shard-{id}"));
@@ -181,10 +198,11 @@ pub async fn run(start: ShardStart) {
         store: store.clone(),
         inboxes,
         stopping: Cell::new(false),
+        stores: RefCell::new(stores),
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),
     });
-    let (wal, listener, index) = match open(&shard, &notify).await {
+    let (wal, listener, index) = match open(&shard, &notify, initial_region).await {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send((id, Err(e)));
@@ -236,6 +254,7 @@ pub async fn run(start: ShardStart) {
 async fn open(
     shard: &Rc<Shard>,
     notify: &Rc<LocalNotify>,
+    initial_region: Option<RegionMeta>,
 ) -> Result<(Wal, glommio::net::TcpListener, WalIndex), String> {
     let cfg = &shard.cfg;
     let dir = cfg.data_dir.join("wal").join(format!("shard-{}", shard.id));
@@ -295,15 +314,29 @@ async fn open(
         shard.directory.owner(h.region) == Some(shard.id)
             && !shard.regions.borrow().contains_key(&h.region)
     }) {
-        let meta = RegionMeta {
-            id: h.region,
-            start: Vec::new(),
-            end: Vec::new(),
-            epoch: RegionEpoch {
-                conf_ver: 1,
-                version: 1,
+        let meta = match initial_region {
+            Some(meta) => {
+                let ours = meta
+                    .peer(h.peer)
+                    .is_some_and(|p| p.store == shard.identity.store && p.shard == shard.id);
+                if meta.id != h.region || !ours {
+                    return Err(format!(
+                        "the PD's region {} does not place peer {} on store {} shard {}",
+                        meta.id, h.peer, shard.identity.store, shard.id
+                    ));
+                }
+                meta
+            }
+            None => RegionMeta {
+                id: h.region,
+                start: Vec::new(),
+                end: Vec::new(),
+                epoch: RegionEpoch {
+                    conf_ver: 1,
+                    version: 1,
+                },
+                peers: vec![PeerMeta::new(h.peer, shard.identity.store, shard.id)],
             },
-            peers: vec![PeerMeta::new(h.peer, shard.identity.store, shard.id)],
         };
         let peer = RegionPeer::bootstrap(peer_cfg(h.region)?, meta, &mut wal)
             .map_err(|e| format!("bootstrapping region {}: {e}", h.region))?;
@@ -314,8 +347,12 @@ async fn open(
             RegionHandle::new(peer, notify.clone(), shard.store.clone()),
         );
     }
+    // A single voter leads at once; several elect a leader as they tick.
     for r in shard.regions.borrow().values() {
-        r.peer.borrow_mut().campaign();
+        let mut peer = r.peer.borrow_mut();
+        if peer.meta().peers.len() == 1 {
+            peer.campaign();
+        }
     }
     let addr = cfg.shard_listen(shard.id.get());
     let listener = glommio::net::TcpListener::bind(addr)
@@ -363,6 +400,9 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
                     shard: shard.id,
                     regions,
                 });
+            }
+            ShardMsg::Stores(book) => {
+                *shard.stores.borrow_mut() = book;
             }
         }
     }

@@ -40,11 +40,13 @@ use raft::eraftpb::{ConfState, Entry, EntryType, HardState};
 use super::records::encode_hard_state;
 
 impl RegionPeer {
-    /// Creates a brand-new region with this peer as its only voter; appends
-    /// the `RegionMeta` and initial `HardState` records to `wal` (they must
-    /// be made durable before the region serves). The peer starts as a
-    /// follower at term 0 with an empty log: call `campaign` (or tick
-    /// `election_ticks`..`election_ticks + election_jitter_ticks` times).
+    /// Creates this peer's replica of a brand-new region whose voters are
+    /// `meta.peers` (this peer among them); appends the `RegionMeta` and
+    /// initial `HardState` records to `wal` (they must be made durable
+    /// before the region serves). Every replica of a new region starts the
+    /// same way: a follower at term 0 with an empty log. A single voter
+    /// calls `campaign`; several elect a leader as they tick (randomized
+    /// election timeouts).
     pub fn bootstrap(
         cfg: PeerConfig,
         meta: RegionMeta,
@@ -52,16 +54,6 @@ impl RegionPeer {
     ) -> Result<RegionPeer, CoreError> {
         cfg.validate()?;
         check_meta(&cfg, &meta)?;
-        if meta.peers.len() != 1 || meta.peers[0].id != cfg.peer {
-            return Err(CoreError::InvalidMeta {
-                region: meta.id,
-                reason: format!(
-                    "a bootstrapped region has this peer ({}) as its only voter, not {:?}",
-                    cfg.peer,
-                    meta.voter_ids()
-                ),
-            });
-        }
         let hs = HardState::default();
         wal.append(RecordKind::RegionMeta, meta.id, &meta.encode());
         wal.append(RecordKind::HardState, meta.id, &encode_hard_state(&hs));

@@ -747,18 +747,31 @@ fn bootstrap_rejects_bad_config_and_meta() {
         ),
         Err(CoreError::InvalidConfig { .. })
     ));
+    // This peer must be a member.
     assert!(matches!(
         RegionPeer::bootstrap(
             cfg(),
             RegionMeta::whole_key_space(
                 REGION,
-                vec![me(), PeerMeta::new(PeerId(2), StoreId(2), ShardId(0))]
+                vec![PeerMeta::new(PeerId(2), StoreId(2), ShardId(0))]
             ),
             &mut wal
         ),
         Err(CoreError::InvalidMeta { .. })
     ));
     assert!(wal.records.is_empty(), "nothing written on error");
+    // A replica of a new region with three voters starts as a follower.
+    let three = RegionMeta::whole_key_space(
+        REGION,
+        vec![
+            me(),
+            PeerMeta::new(PeerId(2), StoreId(2), ShardId(0)),
+            PeerMeta::new(PeerId(3), StoreId(3), ShardId(1)),
+        ],
+    );
+    let p = RegionPeer::bootstrap(cfg(), three, &mut wal).unwrap();
+    assert!(!p.is_leader());
+    assert_eq!(wal.records.len(), 2);
 }
 
 // --- Model test: random operations and restarts against a BTreeMap ---
