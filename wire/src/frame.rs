@@ -48,6 +48,9 @@ pub enum FrameKind {
     PdResponse = 7,
     /// PD member → PD member: `PdRaftBatch` (request id 0, no answer).
     PdRaft = 8,
+    /// Node shard → node shard: `RaftBatch`, Raft messages of regions
+    /// (request id 0, no answer), after a `Hello`.
+    Raft = 9,
 }
 
 impl FrameKind {
@@ -62,6 +65,7 @@ impl FrameKind {
             6 => FrameKind::PdRequest,
             7 => FrameKind::PdResponse,
             8 => FrameKind::PdRaft,
+            9 => FrameKind::Raft,
             _ => return None,
         })
     }

@@ -13,7 +13,16 @@
 //! `entry_type`) travel as their protobuf integer values and are checked by
 //! the converter, which rejects unknown values with a typed error.
 
+use crate::error::GolemError;
+use crate::frame::encode_frame;
+use crate::ids::{PeerId, RegionId, RequestId, ShardId, StoreId};
+use crate::limits::FRAME_PAYLOAD_BYTES_MAX;
+use crate::RegionEpoch;
+use rkyv::rancor;
 use rkyv::{Archive, Deserialize, Serialize};
+
+/// Most region messages in one node → node `RaftBatch` frame.
+pub const RAFT_BATCH_MESSAGES_MAX: usize = 4096;
 
 /// `eraftpb::Entry`.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -81,3 +90,37 @@ pub struct RaftMessage {
     pub deprecated_priority: u64,
     pub priority: i64,
 }
+
+/// One Raft message of a region, addressed to a peer on a shard.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RegionMessage {
+    pub region: RegionId,
+    /// The sender's view of the region's epoch.
+    pub epoch: RegionEpoch,
+    /// The shard of the receiving store that owns the `to` peer.
+    pub to_shard: ShardId,
+    /// Sending and receiving peers (also in `message.from` / `message.to`).
+    pub from_peer: PeerId,
+    pub to_peer: PeerId,
+    pub message: RaftMessage,
+}
+
+/// Node shard → node shard: region Raft messages, batched per destination
+/// shard per raft-loop pass. One-way (no answer): Raft retries.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RaftBatch {
+    pub from_store: StoreId,
+    /// At most `RAFT_BATCH_MESSAGES_MAX`.
+    pub messages: Vec<RegionMessage>,
+}
+
+crate::codec::codec!(
+    RaftBatch,
+    ArchivedRaftBatch,
+    crate::frame::FrameKind::Raft,
+    encode_raft_batch,
+    access_raft_batch,
+    decode_raft_batch
+);

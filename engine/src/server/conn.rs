@@ -139,6 +139,7 @@ impl Conn {
         match frame.header.kind {
             FrameKind::Hello => self.on_hello(frame),
             FrameKind::Request => self.on_request(frame),
+            FrameKind::Raft => self.on_raft(frame),
             other => Err(GolemError::malformed(format!(
                 "a client may not send {other:?} frames"
             ))),
@@ -176,6 +177,35 @@ impl Conn {
         self.out
             .push(&encode_hello_ok(frame.header.request_id, &ok)?);
         self.handshaken = true;
+        Ok(())
+    }
+
+    /// Raft messages from a peer node's shard: stepped into this shard's
+    /// regions, or handed to the shard that owns them.
+    fn on_raft(&mut self, frame: Frame) -> Result<(), GolemError> {
+        if !self.handshaken {
+            return Err(GolemError::HandshakeRequired);
+        }
+        let batch = golem_wire::raft::decode_raft_batch(&frame.payload)?;
+        if batch.messages.len() > golem_wire::raft::RAFT_BATCH_MESSAGES_MAX {
+            return Err(GolemError::malformed("too many messages in a raft batch"));
+        }
+        let mut here = Vec::new();
+        let mut elsewhere: std::collections::HashMap<golem_wire::ShardId, Vec<_>> =
+            std::collections::HashMap::new();
+        for rm in batch.messages {
+            if rm.to_shard == self.shard.id {
+                here.push(rm);
+            } else {
+                elsewhere.entry(rm.to_shard).or_default().push(rm);
+            }
+        }
+        if !here.is_empty() {
+            crate::shard::transport::deliver(&self.shard, here);
+        }
+        for (to, msgs) in elsewhere {
+            crate::shard::transport::forward(&self.shard, to, msgs);
+        }
         Ok(())
     }
 

@@ -33,8 +33,15 @@ pub async fn execute(shard: &Rc<Shard>, req: Request) -> Response {
     let result = match route(shard, &req) {
         Err(e) => Err(e),
         Ok(Route::Forward(owner)) => forward(shard, owner, req).await,
-        Ok(Route::Local(region)) if req.body.is_write() => region.write(req.body).await,
-        Ok(Route::Local(region)) => region.read(&req.body),
+        Ok(Route::Local(region)) if req.body.is_write() => {
+            let r = region.write(req.body).await;
+            r.map_err(|e| leader_hint(shard, &region, e))
+        }
+        Ok(Route::Local(region)) => match region.read_barrier().await {
+            Ok(()) => region.read(&req.body),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| leader_hint(shard, &region, e)),
     };
     result.into()
 }
@@ -48,8 +55,53 @@ pub fn execute_now(shard: &Rc<Shard>, req: &Request) -> Option<Response> {
         Err(e) => Some(Response::Err(e)),
         Ok(Route::Forward(_)) => None,
         Ok(Route::Local(_)) if req.body.is_write() => None,
-        Ok(Route::Local(region)) => Some(region.read(&req.body).into()),
+        // Several voters: the read waits for a read-index round.
+        Ok(Route::Local(region)) if region.needs_read_barrier() => None,
+        Ok(Route::Local(region)) => Some(
+            region
+                .read(&req.body)
+                .map_err(|e| leader_hint(shard, &region, e))
+                .into(),
+        ),
     }
+}
+
+/// Fills a `NotLeader` error's leader (left empty by the region logic,
+/// which does not know addresses) from the region's members and the store
+/// book, when this peer knows who leads.
+fn leader_hint(shard: &Shard, region: &RegionHandle, err: GolemError) -> GolemError {
+    match err {
+        GolemError::NotLeader {
+            region: id,
+            leader: None,
+        } => GolemError::NotLeader {
+            region: id,
+            leader: leader_location(shard, &region.peer.borrow()),
+        },
+        other => other,
+    }
+}
+
+/// Where the leader this peer knows of serves: its peer id, store, shard
+/// and client address. None when no leader is known or its store's address
+/// is not (yet) in the book.
+pub fn leader_location(
+    shard: &Shard,
+    peer: &golem_core::region::RegionPeer,
+) -> Option<PeerLocation> {
+    let leader = peer.meta().peer(peer.leader_id()?)?;
+    let addr = if leader.store == shard.identity.store {
+        shard.cfg.shard_advertise(leader.shard.get())
+    } else {
+        let base = *shard.stores.borrow().get(&leader.store)?;
+        std::net::SocketAddr::new(base.ip(), base.port().checked_add(leader.shard.get())?)
+    };
+    Some(PeerLocation {
+        peer: leader.id,
+        store: leader.store,
+        shard: leader.shard,
+        addr: addr.to_string(),
+    })
 }
 
 /// Validates `req` and finds where it is served. The epoch is compared
@@ -111,16 +163,11 @@ fn covering_region(shard: &Shard, req: &Request) -> GolemError {
     }
 }
 
-/// The routing metadata of a region hosted here, naming this node's shard
-/// that owns it as the leader.
+/// The routing metadata of a region hosted here, naming its leader when
+/// this peer knows it.
 pub fn region_info(shard: &Shard, peer: &golem_core::region::RegionPeer) -> RegionInfo {
     let meta = peer.meta();
-    let leader = peer.is_leader().then(|| PeerLocation {
-        peer: peer.config().peer,
-        store: shard.identity.store,
-        shard: shard.id,
-        addr: shard.cfg.shard_advertise(shard.id.get()).to_string(),
-    });
+    let leader = leader_location(shard, peer);
     RegionInfo {
         id: meta.id,
         start: meta.start.clone(),

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod fetch;
 pub mod raft_loop;
 pub mod region_handle;
+pub mod transport;
 
 use crate::config::NodeConfig;
 use crate::node::identity::Identity;
@@ -53,6 +54,9 @@ pub enum ShardMsg {
     /// Where the cluster's stores listen (from the PD), for sending Raft
     /// messages to peers on other nodes. Replaces the previous book.
     Stores(Arc<StoreBook>),
+    /// Raft messages for regions of this shard (from another shard's
+    /// connection or raft loop).
+    Raft(Vec<golem_wire::raft::RegionMessage>),
 }
 
 /// Store id → the address of its shard 0 (shard `j` listens on that port
@@ -235,6 +239,7 @@ pub async fn run(start: ShardStart) {
         store,
         index,
         notify: notify.clone(),
+        transport: transport::Transport::new(shard.clone()),
     };
     let _shell = raft_loop::run(regions, shell, notify, tick, stopping).await;
     // Give responses already computed a moment to reach their sockets.
@@ -404,6 +409,7 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
             ShardMsg::Stores(book) => {
                 *shard.stores.borrow_mut() = book;
             }
+            ShardMsg::Raft(msgs) => transport::deliver(&shard, msgs),
         }
     }
 }

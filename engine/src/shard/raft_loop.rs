@@ -51,6 +51,8 @@ pub struct Shell {
     pub index: WalIndex,
     /// Wakes this loop (fetch tasks use it when they finish).
     pub notify: Rc<LocalNotify>,
+    /// Sends Raft messages to peers on other shards and nodes.
+    pub transport: Rc<super::transport::Transport>,
 }
 
 /// An `Entries` record appended since the last sync: its region, entry
@@ -123,6 +125,7 @@ pub async fn run(
                 appended: &mut appended,
             };
             for r in &regions {
+                r.request_reads();
                 if let Some(p) = r.peer.borrow_mut().collect_ready(&mut sink, &mut *store) {
                     pending.push((r.clone(), p));
                 }
@@ -153,13 +156,18 @@ pub async fn run(
                 }
                 stalled |= peer.is_stalled();
                 let fetches = peer.take_fetch_requests();
+                let meta = (!out.messages.is_empty()).then(|| peer.meta().clone());
                 drop(peer);
+                if let Some(meta) = meta {
+                    shell.transport.send(&meta, out.messages);
+                }
                 if !fetches.is_empty() {
                     spawn_fetches(&r, fetches, &shell.index, shell.wal.dir(), &shell.notify);
                 }
                 for (token, result) in out.finished {
                     r.finish(token, result);
                 }
+                r.release_reads();
             }
         }
         if now >= next_gc {

@@ -18,6 +18,9 @@ use tokio::sync::oneshot;
 /// Result of a request against a region.
 pub type RegionResult = Result<ResponseBody, GolemError>;
 
+/// A read waiting for its batch's read-index round.
+type ReadWaiter = (u64, oneshot::Sender<Result<(), GolemError>>);
+
 /// One region on this shard.
 pub struct RegionHandle {
     pub peer: RefCell<RegionPeer>,
@@ -27,6 +30,13 @@ pub struct RegionHandle {
     raft_loop: Rc<LocalNotify>,
     /// The shard's store, which reads are served from.
     store: Rc<RefCell<Lsm>>,
+    /// Reads waiting for a read-index round, by batch id.
+    read_waiters: RefCell<Vec<ReadWaiter>>,
+    /// The batch new reads join; the raft loop asks raft to confirm it and
+    /// opens the next one.
+    read_batch: Cell<u64>,
+    /// Whether the open batch has reads (so the loop must request it).
+    read_batch_used: Cell<bool>,
 }
 
 impl std::fmt::Debug for RegionHandle {
@@ -50,7 +60,83 @@ impl RegionHandle {
             next_token: Cell::new(1),
             raft_loop,
             store,
+            read_waiters: RefCell::new(Vec::new()),
+            read_batch: Cell::new(1),
+            read_batch_used: Cell::new(false),
         })
+    }
+
+    /// Whether reads must wait for a read-index round (several voters).
+    pub fn needs_read_barrier(&self) -> bool {
+        self.peer.borrow().needs_read_index()
+    }
+
+    /// Waits until this peer is confirmed leader by a quorum after the call
+    /// and has applied everything committed before it (ReadIndex), so a
+    /// read served next is linearizable. `NotLeader` when this peer does
+    /// not lead, or loses leadership first.
+    pub async fn read_barrier(&self) -> Result<(), GolemError> {
+        {
+            let peer = self.peer.borrow();
+            if !peer.needs_read_index() {
+                return Ok(());
+            }
+            if !peer.is_leader() {
+                return Err(GolemError::NotLeader {
+                    region: peer.meta().id,
+                    leader: None,
+                });
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.read_waiters
+            .borrow_mut()
+            .push((self.read_batch.get(), tx));
+        self.read_batch_used.set(true);
+        self.raft_loop.notify();
+        rx.await.unwrap_or(Err(GolemError::ShuttingDown))
+    }
+
+    /// The raft loop, before collecting `Ready`: asks raft to confirm the
+    /// open read batch, if it has reads, and opens the next one.
+    pub fn request_reads(&self) {
+        if self.read_batch_used.replace(false) {
+            let batch = self.read_batch.get();
+            self.read_batch.set(batch + 1);
+            self.peer.borrow_mut().request_read(batch);
+        }
+    }
+
+    /// The raft loop, after a pass: releases the reads whose batch raft
+    /// confirmed and whose index is applied; fails every waiting read with
+    /// `NotLeader` if this peer no longer leads.
+    pub fn release_reads(&self) {
+        if self.read_waiters.borrow().is_empty() {
+            return;
+        }
+        let (ready, leader, region) = {
+            let mut peer = self.peer.borrow_mut();
+            (peer.take_ready_reads(), peer.is_leader(), peer.meta().id)
+        };
+        let mut waiters = self.read_waiters.borrow_mut();
+        if !leader {
+            for (_, tx) in waiters.drain(..) {
+                let _ = tx.send(Err(GolemError::NotLeader {
+                    region,
+                    leader: None,
+                }));
+            }
+            return;
+        }
+        // Batches are confirmed in order: the highest ready one releases
+        // every batch up to it.
+        if let Some(&upto) = ready.iter().max() {
+            let (done, rest): (Vec<_>, Vec<_>) = waiters.drain(..).partition(|(b, _)| *b <= upto);
+            *waiters = rest;
+            for (_, tx) in done {
+                let _ = tx.send(Ok(()));
+            }
+        }
     }
 
     /// Proposes a write and waits until it is durable and applied.
@@ -67,6 +153,22 @@ impl RegionHandle {
     /// Serves a read from the applied state.
     pub fn read(&self, body: &RequestBody) -> RegionResult {
         self.peer.borrow().read(body, &mut *self.store.borrow_mut())
+    }
+
+    /// Steps a Raft message from another peer into this region's peer, if
+    /// it is addressed to it, and wakes the raft loop.
+    pub fn step(&self, to: golem_wire::PeerId, msg: raft::eraftpb::Message) {
+        let mut peer = self.peer.borrow_mut();
+        if peer.config().peer != to {
+            tracing::debug!(region = %peer.meta().id, %to, "raft message for another peer id dropped");
+            return;
+        }
+        if let Err(e) = peer.step(msg) {
+            tracing::debug!(region = %peer.meta().id, error = %e, "raft message refused");
+            return;
+        }
+        drop(peer);
+        self.raft_loop.notify();
     }
 
     /// Answers the waiter of `token` (the raft loop calls this).

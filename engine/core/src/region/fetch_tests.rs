@@ -210,3 +210,40 @@ fn a_failed_or_bad_fetch_is_asked_again() {
     }
     assert_eq!(c.state(3), c.state(1));
 }
+
+#[test]
+fn read_index_confirms_a_leader_with_a_quorum_only() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.members.get_mut(&1).unwrap().peer.campaign();
+    c.settle();
+    let leader = c.members.get_mut(&1).unwrap();
+    assert!(leader.peer.needs_read_index());
+    leader.peer.request_read(7);
+    leader.peer.request_read(8);
+    c.settle();
+    assert_eq!(
+        c.members.get_mut(&1).unwrap().peer.take_ready_reads(),
+        vec![7, 8]
+    );
+
+    // Cut off from both followers: no confirmation, however long it waits.
+    c.cut.insert(1);
+    c.members.get_mut(&1).unwrap().peer.request_read(9);
+    for _ in 0..3 {
+        c.settle();
+    }
+    assert!(c
+        .members
+        .get_mut(&1)
+        .unwrap()
+        .peer
+        .take_ready_reads()
+        .is_empty());
+
+    // Healed: the next round confirms.
+    c.cut.clear();
+    c.members.get_mut(&1).unwrap().peer.request_read(10);
+    c.settle();
+    let ready = c.members.get_mut(&1).unwrap().peer.take_ready_reads();
+    assert!(ready.contains(&10), "{ready:?}");
+}

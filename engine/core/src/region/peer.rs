@@ -64,6 +64,9 @@ pub struct RegionPeer {
     /// Set when the store failed: the region applies and serves nothing
     /// more (the shell stops the node).
     pub(crate) failed: Option<String>,
+    /// Confirmed read indexes `(ctx, index)` from raft, in request order:
+    /// reads of batch `ctx` may be served once `index` is applied.
+    pub(crate) read_states: VecDeque<(u64, u64)>,
     /// Proposals whose entries are not applied yet, in index order.
     pub(crate) proposals: VecDeque<Proposal>,
     /// Answers decided but not yet handed out by `on_persisted`.
@@ -118,6 +121,7 @@ impl RegionPeer {
             unapplied: VecDeque::new(),
             stalled: false,
             failed: None,
+            read_states: VecDeque::new(),
             proposals: VecDeque::new(),
             finished: Vec::new(),
             hs_unwritten: None,
@@ -318,6 +322,35 @@ impl RegionPeer {
             _ => {}
         }
         crate::kv::read(store, body)
+    }
+
+    /// Whether reads need a read-index round before they are served: true
+    /// when the region has other voters (a leader cut off from them could
+    /// be deposed without knowing). A single voter is always up to date.
+    pub fn needs_read_index(&self) -> bool {
+        self.meta.peers.len() > 1
+    }
+
+    /// Asks raft to confirm leadership for the reads of batch `ctx` (ReadIndex:
+    /// a heartbeat round with a quorum). The answer comes out of a later
+    /// `take_ready_reads`; none comes if leadership is lost first.
+    pub fn request_read(&mut self, ctx: u64) {
+        self.raw.read_index(ctx.to_le_bytes().to_vec());
+    }
+
+    /// Read batches whose confirmed index is applied: their reads may be
+    /// served now. In request order.
+    pub fn take_ready_reads(&mut self) -> Vec<u64> {
+        let applied = self.raw.raft.raft_log.applied;
+        let mut out = Vec::new();
+        while let Some(&(ctx, index)) = self.read_states.front() {
+            if index > applied {
+                break;
+            }
+            self.read_states.pop_front();
+            out.push(ctx);
+        }
+        out
     }
 
     /// Entries raft-rs wants that only the WAL holds (for a lagging

@@ -119,6 +119,7 @@ impl RegionPeer {
                 hs_to_write = Some(hs.clone());
                 self.hs_last = hs.clone();
             }
+            self.note_read_states(rd.take_read_states());
             let entries = rd.take_entries();
             committed = rd.take_committed_entries();
             pending.messages = rd.take_messages();
@@ -183,6 +184,7 @@ impl RegionPeer {
                 self.hs_unwritten = Some(hs.clone());
                 self.hs_last = hs.clone();
             }
+            self.note_read_states(rd.take_read_states());
             let committed = rd.take_committed_entries();
             messages.extend(rd.take_messages());
             messages.extend(rd.take_persisted_messages());
@@ -206,6 +208,17 @@ impl RegionPeer {
             && raft.raft_log.unstable_snapshot().is_none()
             && raft.term == self.hs_last.term
             && raft.vote == self.hs_last.vote
+    }
+
+    /// Keeps raft's confirmed read indexes, keyed by the batch id the
+    /// shell gave `request_read` (8 bytes LE; anything else is ignored).
+    fn note_read_states(&mut self, states: Vec<raft::ReadState>) {
+        for rs in states {
+            if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
+                self.read_states
+                    .push_back((u64::from_le_bytes(ctx), rs.index));
+            }
+        }
     }
 
     fn log_role_change(&self, rd: &Ready) {

@@ -1,0 +1,297 @@
+//! Raft messages between region peers on different shards and nodes.
+//!
+//! Owns the node-to-node Raft traffic of one shard. Outbound: after each
+//! raft-loop pass (after the WAL sync, so every message may be sent), the
+//! loop hands each region's messages to `Transport::send`; a message for a
+//! peer on this shard is stepped at once, one for another shard of this
+//! node goes through that shard's inbox, and one for another node is queued
+//! for that (store, shard). One sender task per destination drains its
+//! queue into `RaftBatch` frames on one TCP connection (after a `Hello`),
+//! reconnecting with a doubling backoff. Inbound: the connection code
+//! (`server/conn.rs`) decodes `Raft` frames and calls `deliver`.
+//!
+//! Invariants: queues are bounded (`QUEUE_MESSAGES_MAX` per destination):
+//! when full, or when the destination is unreachable, messages are dropped,
+//! never buffered without bound (Raft retries: heartbeats and appends are
+//! re-sent); raft-rs's protobuf decoder never sees network bytes (messages
+//! travel as validated rkyv and are converted field by field); a message is
+//! stepped only into the peer it names (region and peer id both match); no
+//! region borrow is held across an `.await`.
+
+use super::{Shard, ShardMsg};
+use crate::runtime::{sleep, spawn_local, timeout, LocalNotify};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use golem_core::region::RegionMeta;
+use golem_pd::consensus::convert::{message_from_wire, message_to_wire};
+use golem_wire::codec::{decode_hello_ok, encode_hello};
+use golem_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
+use golem_wire::raft::{encode_raft_batch, RaftBatch, RegionMessage, RAFT_BATCH_MESSAGES_MAX};
+use golem_wire::{
+    FrameDecoder, FrameKind, Hello, PeerId, RequestId, ShardId, StoreId, PROTOCOL_VERSION,
+};
+use raft::eraftpb::Message;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Messages queued for one destination shard at most; more are dropped.
+pub const QUEUE_MESSAGES_MAX: usize = 8192;
+/// Encoded message bytes per `RaftBatch` frame at most (one message may
+/// exceed it alone; the frame limit still applies).
+pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// One destination shard's queue and its sender's wake-up.
+#[derive(Debug, Default)]
+struct Destination {
+    queue: RefCell<VecDeque<RegionMessage>>,
+    wake: Rc<LocalNotify>,
+    dropped: Cell<u64>,
+}
+
+/// A shard's outbound Raft traffic. See the module documentation.
+#[derive(Debug)]
+pub struct Transport {
+    shard: Rc<Shard>,
+    destinations: RefCell<HashMap<(StoreId, ShardId), Rc<Destination>>>,
+}
+
+impl Transport {
+    pub fn new(shard: Rc<Shard>) -> Rc<Transport> {
+        Rc::new(Transport {
+            shard,
+            destinations: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Sends `msgs` of the region `meta` to their peers.
+    pub fn send(self: &Rc<Self>, meta: &RegionMeta, msgs: Vec<Message>) {
+        let me = self.shard.identity.store;
+        let mut local: Vec<RegionMessage> = Vec::new();
+        let mut other_shards: HashMap<ShardId, Vec<RegionMessage>> = HashMap::new();
+        for m in msgs {
+            let Some(to) = meta.peer(PeerId(m.to)).copied() else {
+                tracing::debug!(region = %meta.id, to = m.to, "raft message to a non-member dropped");
+                continue;
+            };
+            let rm = RegionMessage {
+                region: meta.id,
+                epoch: meta.epoch,
+                to_shard: to.shard,
+                from_peer: PeerId(m.from),
+                to_peer: to.id,
+                message: message_to_wire(&m),
+            };
+            if to.store != me {
+                self.enqueue(to.store, to.shard, rm);
+            } else if to.shard == self.shard.id {
+                local.push(rm);
+            } else {
+                other_shards.entry(to.shard).or_default().push(rm);
+            }
+        }
+        if !local.is_empty() {
+            deliver(&self.shard, local);
+        }
+        for (shard, batch) in other_shards {
+            forward(&self.shard, shard, batch);
+        }
+    }
+
+    fn enqueue(self: &Rc<Self>, store: StoreId, shard: ShardId, rm: RegionMessage) {
+        let dest = self
+            .destinations
+            .borrow_mut()
+            .entry((store, shard))
+            .or_insert_with(|| {
+                let dest = Rc::new(Destination::default());
+                spawn_local(run_sender(self.shard.clone(), store, shard, dest.clone())).detach();
+                dest
+            })
+            .clone();
+        let mut q = dest.queue.borrow_mut();
+        if q.len() >= QUEUE_MESSAGES_MAX {
+            dest.dropped.set(dest.dropped.get() + 1);
+            return;
+        }
+        q.push_back(rm);
+        drop(q);
+        dest.wake.notify();
+    }
+}
+
+/// Steps messages addressed to this shard's peers; drops the others.
+pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
+    for rm in msgs {
+        let region = shard.regions.borrow().get(&rm.region).cloned();
+        let Some(region) = region else {
+            tracing::debug!(region = %rm.region, "raft message for a region not hosted here dropped");
+            continue;
+        };
+        let msg = match message_from_wire(&rm.message) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(region = %rm.region, error = %e, "bad raft message dropped");
+                continue;
+            }
+        };
+        region.step(rm.to_peer, msg);
+    }
+}
+
+/// Hands messages for another shard of this node to its inbox (dropped if
+/// the inbox is full: Raft retries).
+pub fn forward(shard: &Shard, to: ShardId, msgs: Vec<RegionMessage>) {
+    let Some(inbox) = shard.inboxes.get(to.get() as usize) else {
+        tracing::debug!(shard = %to, "raft messages for a shard this node does not have dropped");
+        return;
+    };
+    let _ = inbox.try_send(ShardMsg::Raft(msgs));
+}
+
+/// The address of `store`'s shard `shard`, from the store book.
+fn address(shard: &Shard, store: StoreId, to: ShardId) -> Option<SocketAddr> {
+    let book = shard.stores.borrow();
+    let base = book.get(&store)?;
+    let port = base.port().checked_add(to.get())?;
+    Some(SocketAddr::new(base.ip(), port))
+}
+
+/// Drains one destination's queue into frames over one connection.
+async fn run_sender(shard: Rc<Shard>, store: StoreId, to: ShardId, dest: Rc<Destination>) {
+    let mut conn: Option<TcpStream> = None;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if shard.stopping.get() {
+            return;
+        }
+        if dest.queue.borrow().is_empty() {
+            // Wake on new messages; look at `stopping` now and then.
+            timeout(Duration::from_millis(500), dest.wake.wait()).await;
+            continue;
+        }
+        if conn.is_none() {
+            match connect(&shard, store, to).await {
+                Ok(c) => {
+                    backoff = BACKOFF_MIN;
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    let n = dest.queue.borrow().len();
+                    dest.queue.borrow_mut().clear();
+                    dest.dropped.set(dest.dropped.get() + n as u64);
+                    tracing::debug!(%store, shard = %to, error = %e, dropped = n, "raft peer unreachable");
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            }
+        }
+        let frame = {
+            let mut q = dest.queue.borrow_mut();
+            let mut messages = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(rm) = q.front() {
+                let size = approx_bytes(rm);
+                if messages.len() >= RAFT_BATCH_MESSAGES_MAX
+                    || (!messages.is_empty() && bytes + size > BATCH_BYTES_MAX)
+                {
+                    break;
+                }
+                bytes += size;
+                messages.push(q.pop_front().expect("front exists"));
+            }
+            let batch = RaftBatch {
+                from_store: shard.identity.store,
+                messages,
+            };
+            encode_raft_batch(RequestId(0), &batch)
+        };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(%store, shard = %to, error = %e, "raft batch too large to encode; dropped");
+                continue;
+            }
+        };
+        let stream = conn.as_mut().expect("connected");
+        match timeout(WRITE_TIMEOUT, stream.write_all(&frame)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!(%store, shard = %to, error = %e, "raft connection lost");
+                conn = None;
+            }
+            None => {
+                tracing::debug!(%store, shard = %to, "raft connection write timed out");
+                conn = None;
+            }
+        }
+    }
+}
+
+/// Rough encoded size of a message (for batching; the frame limit is
+/// checked exactly by the encoder).
+fn approx_bytes(rm: &RegionMessage) -> usize {
+    128 + rm
+        .message
+        .entries
+        .iter()
+        .map(|e| 48 + e.data.len() + e.context.len())
+        .sum::<usize>()
+        + rm.message.snapshot.as_ref().map_or(0, |s| s.data.len())
+}
+
+/// Connects to `store`'s shard `to` and completes the handshake.
+async fn connect(shard: &Shard, store: StoreId, to: ShardId) -> Result<TcpStream, String> {
+    let addr = address(shard, store, to).ok_or_else(|| format!("store {store} address unknown"))?;
+    let mut stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .ok_or("connect timed out")?
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION as u32,
+        cluster_id: shard.identity.cluster,
+        client_name: format!(
+            "golem-node store {} shard {}",
+            shard.identity.store, shard.id
+        ),
+    };
+    let frame = encode_hello(RequestId(0), &hello).map_err(|e| e.to_string())?;
+    let handshake = async {
+        stream.write_all(&frame).await.map_err(|e| e.to_string())?;
+        let mut decoder = FrameDecoder::new(FRAME_PAYLOAD_BYTES_MAX);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed during the handshake".to_string());
+            }
+            let (_, frame) = decoder.push(&buf[..n]).map_err(|e| e.to_string())?;
+            if let Some(frame) = frame {
+                if frame.header.kind != FrameKind::HelloOk {
+                    return Err(format!("{:?} instead of HelloOk", frame.header.kind));
+                }
+                let ok = decode_hello_ok(&frame.payload).map_err(|e| e.to_string())?;
+                if ok.store != store || ok.shard != to {
+                    return Err(format!(
+                        "{addr} is store {} shard {}, not store {store} shard {to}",
+                        ok.store, ok.shard
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    };
+    timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .ok_or("handshake timed out")??;
+    Ok(stream)
+}
