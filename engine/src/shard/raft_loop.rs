@@ -185,20 +185,38 @@ async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], shell: &mut Shell) {
     if active <= first {
         return;
     }
+    // What each region needs kept: entries after its durable applied index
+    // (recovery replays them), and for a leader, entries its followers
+    // have not replicated yet.
+    let keep_after: std::collections::HashMap<RegionId, golem_wire::LogIndex> = {
+        let mut store = shell.store.borrow_mut();
+        regions
+            .iter()
+            .map(|r| {
+                let peer = r.peer.borrow();
+                let id = peer.meta().id;
+                let mut keep = store.persisted_applied(id);
+                if let Some(floor) = peer.log_retention_floor() {
+                    keep = keep.min(golem_wire::LogIndex(floor));
+                }
+                (id, keep)
+            })
+            .collect()
+    };
     let needed = {
         let mut store = shell.store.borrow_mut();
-        shell
-            .index
-            .first_needed(active, |region| store.persisted_applied(region))
+        shell.index.first_needed(active, |region| {
+            keep_after
+                .get(&region)
+                .copied()
+                .unwrap_or_else(|| store.persisted_applied(region))
+        })
     };
     if needed > first {
-        {
-            let mut store = shell.store.borrow_mut();
-            for r in regions {
-                let mut peer = r.peer.borrow_mut();
-                let persisted = store.persisted_applied(peer.meta().id);
-                peer.write_checkpoint(persisted, &mut shell.wal);
-            }
+        for r in regions {
+            let mut peer = r.peer.borrow_mut();
+            let keep = keep_after[&peer.meta().id];
+            peer.write_checkpoint(keep, &mut shell.wal);
         }
         shell.wal.delete_segments_before(needed).await;
         shell.index.forget_before(needed);

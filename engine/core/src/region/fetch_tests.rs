@@ -247,3 +247,33 @@ fn read_index_confirms_a_leader_with_a_quorum_only() {
     let ready = c.members.get_mut(&1).unwrap().peer.take_ready_reads();
     assert!(ready.contains(&10), "{ready:?}");
 }
+
+#[test]
+fn a_leader_keeps_the_log_its_followers_have_not_replicated() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.members.get_mut(&1).unwrap().peer.campaign();
+    c.settle();
+    let floor = c.members[&1].peer.log_retention_floor().unwrap();
+    assert_eq!(
+        floor,
+        c.members[&1].peer.applied_index().get(),
+        "all caught up"
+    );
+    assert_eq!(c.members[&2].peer.log_retention_floor(), None, "a follower");
+    c.cut.insert(3);
+    for i in 0..10u64 {
+        let body = RequestBody::Put {
+            key: vec![b'k', i as u8],
+            value: vec![1],
+        };
+        c.leader().peer.propose(body, i + 1).unwrap();
+        c.settle();
+    }
+    let leader = &c.members[&1].peer;
+    assert_eq!(
+        leader.log_retention_floor(),
+        Some(floor),
+        "peer 3 is behind"
+    );
+    assert!(leader.applied_index().get() >= floor + 10);
+}

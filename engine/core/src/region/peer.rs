@@ -40,6 +40,10 @@ pub const PROPOSAL_DROPPED_RETRY_AFTER_MS: u32 = 10;
 /// entry of its term (one WAL sync away, normally).
 pub const LEADER_NOT_READY_RETRY_AFTER_MS: u32 = 2;
 
+/// A follower more than this many entries behind its leader is no longer
+/// kept in the leader's WAL retention (it needs a snapshot to catch up).
+pub const FOLLOWER_LAG_ENTRIES_MAX: u64 = 100_000;
+
 /// A proposal waiting for its entry to apply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Proposal {
@@ -322,6 +326,21 @@ impl RegionPeer {
             _ => {}
         }
         crate::kv::read(store, body)
+    }
+
+    /// The lowest log index this region still wants kept for its peers: a
+    /// leader keeps what its followers have not replicated (so a follower
+    /// that was down catches up from the log), unless one lags more than
+    /// `FOLLOWER_LAG_ENTRIES_MAX` behind (it will need a snapshot). `None`:
+    /// no constraint (a follower, or a single voter). The shell keeps WAL
+    /// records above `min(persisted_applied, this)`.
+    pub fn log_retention_floor(&self) -> Option<u64> {
+        if !self.is_leader() || self.meta.peers.len() == 1 {
+            return None;
+        }
+        let applied = self.raw.raft.raft_log.applied;
+        let lowest = self.raw.raft.prs().iter().map(|(_, pr)| pr.matched).min()?;
+        (applied.saturating_sub(lowest) <= FOLLOWER_LAG_ENTRIES_MAX).then_some(lowest)
     }
 
     /// Whether reads need a read-index round before they are served: true
