@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 /// How long the loop waits before retrying entries the store stalled on
 /// (a new proposal wakes it sooner).
 const STALL_RETRY: Duration = Duration::from_millis(1);
+/// How long a stopping shard waits for its regions' leadership to move to
+/// other nodes before it stops anyway.
+const LEADER_HANDOVER_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the loop considers deleting WAL segments.
 const WAL_GC_INTERVAL: Duration = Duration::from_secs(1);
 /// WAL segments kept only for the memtable beyond which the loop asks the
@@ -91,10 +94,26 @@ pub async fn run(
     let mut pending = Vec::with_capacity(regions.len());
     let mut appended: Vec<Appended> = Vec::new();
     let mut stalled = false;
+    // Set once stopping: until then leadership is being handed over.
+    let mut handover_deadline: Option<Instant> = None;
     loop {
         let busy = regions.iter().any(|r| r.peer.borrow().has_ready());
+        if stopping() && handover_deadline.is_none() {
+            handover_deadline = Some(Instant::now() + LEADER_HANDOVER_TIMEOUT);
+            for r in &regions {
+                let mut peer = r.peer.borrow_mut();
+                if let Some(to) = peer.transfer_leadership() {
+                    tracing::info!(region = %peer.meta().id, %to, "stopping: moving leadership");
+                }
+            }
+        }
+        let handing_over = handover_deadline.is_some_and(|d| Instant::now() < d)
+            && regions.iter().any(|r| {
+                let p = r.peer.borrow();
+                p.is_leader() && p.meta().peers.len() > 1
+            });
         if !busy || stalled {
-            if !busy && stopping() {
+            if !busy && stopping() && !handing_over {
                 if shell.wal.has_pending() {
                     shell.wal.sync().await;
                 }

@@ -168,13 +168,11 @@ fn address(shard: &Shard, store: StoreId, to: ShardId) -> Option<SocketAddr> {
 async fn run_sender(shard: Rc<Shard>, store: StoreId, to: ShardId, dest: Rc<Destination>) {
     let mut conn: Option<TcpStream> = None;
     let mut backoff = BACKOFF_MIN;
+    // Runs until the shard's executor ends (it keeps sending while a
+    // stopping shard hands its leaderships over).
     loop {
-        if shard.stopping.get() {
-            return;
-        }
         if dest.queue.borrow().is_empty() {
-            // Wake on new messages; look at `stopping` now and then.
-            timeout(Duration::from_millis(500), dest.wake.wait()).await;
+            dest.wake.wait().await;
             continue;
         }
         if conn.is_none() {

@@ -277,3 +277,32 @@ fn a_leader_keeps_the_log_its_followers_have_not_replicated() {
     );
     assert!(leader.applied_index().get() >= floor + 10);
 }
+
+#[test]
+fn leadership_moves_to_an_up_to_date_follower_on_request() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    c.members.get_mut(&1).unwrap().peer.campaign();
+    c.settle();
+    c.cut.insert(3);
+    c.leader()
+        .peer
+        .propose(
+            RequestBody::Put {
+                key: b"k".to_vec(),
+                value: vec![1],
+            },
+            1,
+        )
+        .unwrap();
+    c.settle();
+    c.cut.clear();
+    assert_eq!(
+        c.members.get_mut(&2).unwrap().peer.transfer_leadership(),
+        None
+    );
+    let to = c.members.get_mut(&1).unwrap().peer.transfer_leadership();
+    assert_eq!(to, Some(PeerId(2)), "peer 2 has the whole log, peer 3 not");
+    c.settle();
+    assert!(!c.members[&1].peer.is_leader());
+    assert!(c.members[&2].peer.is_leader());
+}

@@ -343,6 +343,28 @@ impl RegionPeer {
         (applied.saturating_sub(lowest) <= FOLLOWER_LAG_ENTRIES_MAX).then_some(lowest)
     }
 
+    /// Starts moving leadership to the most up-to-date other voter (for a
+    /// graceful stop). Returns the chosen peer, or None when this peer does
+    /// not lead a region with other voters. raft-rs stops accepting
+    /// proposals while the transfer runs and gives up after an election
+    /// timeout.
+    pub fn transfer_leadership(&mut self) -> Option<PeerId> {
+        if !self.is_leader() || self.meta.peers.len() == 1 {
+            return None;
+        }
+        let me = self.cfg.peer.get();
+        let target = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .max_by_key(|(id, pr)| (pr.matched, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)?;
+        self.raw.transfer_leader(target);
+        Some(PeerId(target))
+    }
+
     /// Whether reads need a read-index round before they are served: true
     /// when the region has other voters (a leader cut off from them could
     /// be deposed without knowing). A single voter is always up to date.
