@@ -4,7 +4,8 @@
 //! `RefCell` borrows are never held across an `.await` (the raft loop and
 //! request tasks interleave on one thread); every proposal's waiter is
 //! answered exactly once (by the raft loop, or dropped with the region,
-//! which the waiting task reports as `ShuttingDown`).
+//! which the waiting task reports as `DeadlineExceeded`: the write was
+//! proposed, its outcome is unknown).
 
 use crate::runtime::LocalNotify;
 use golem_core::region::{ProposalToken, RegionPeer};
@@ -147,7 +148,10 @@ impl RegionHandle {
         self.peer.borrow_mut().propose(body, token)?;
         self.waiters.borrow_mut().insert(token, tx);
         self.raft_loop.notify();
-        rx.await.unwrap_or(Err(GolemError::ShuttingDown))
+        // Dropped unanswered (the shard stopped): the entry was proposed
+        // and may still commit, so this is not `ShuttingDown` (which says
+        // nothing happened and invites a retry) but an unknown outcome.
+        rx.await.unwrap_or(Err(GolemError::DeadlineExceeded))
     }
 
     /// Serves a read from the applied state.
