@@ -49,6 +49,11 @@ pub struct PdArgs {
     /// Open connections, at most.
     #[arg(long, default_value_t = 1024)]
     pub connections_max: usize,
+    /// Replicas of the cluster's first region (1..=5): the PD bootstraps
+    /// the cluster once this many nodes have joined, with one voter on each
+    /// of the first ones (by store id). Give every member the same value.
+    #[arg(long, default_value_t = 1)]
+    pub initial_replicas: u8,
     /// Log filter (tracing env-filter syntax), e.g. info or golem_pd=debug.
     #[arg(long, default_value = "info", env = "GOLEM_LOG")]
     pub log: String,
@@ -70,6 +75,7 @@ impl PdArgs {
         cfg.snapshot_entries = self.snapshot_entries;
         cfg.request_timeout_ms = self.request_timeout_ms;
         cfg.connections_max = self.connections_max;
+        cfg.initial_replicas = self.initial_replicas;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -137,6 +143,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.id, PdMemberId(2));
         assert_eq!(c.tick_ms, 20);
+        assert_eq!(c.initial_replicas, 1);
+        let c = parse(&["--data-dir", "/tmp/pd", "--initial-replicas", "3"]).unwrap();
+        assert_eq!(c.initial_replicas, 3);
+        for bad in ["0", "6"] {
+            let e = parse(&["--data-dir", "/tmp/pd", "--initial-replicas", bad]).unwrap_err();
+            assert!(e.contains("initial-replicas"), "{e}");
+        }
         assert!(parse(&["--data-dir", "/tmp/pd", "--tick-ms", "0"]).is_err());
         assert!(parse(&["--data-dir", "/tmp/pd", "--peers", "1=nohost"]).is_err());
         assert!(parse(&[]).is_err(), "--data-dir is required");

@@ -3,8 +3,10 @@
 //! Owns every knob and limit of a PD member, with its unit last. Invariant:
 //! a `PdConfig` that passed `validate` describes a runnable member (its id
 //! is among the peers, election timeout above the heartbeat, no zero
-//! intervals, 1, 3 or 5 members with distinct ids and addresses).
+//! intervals, 1, 3 or 5 members with distinct ids and addresses, 1..=5
+//! initial replicas).
 
+use crate::state::INITIAL_REPLICAS_MAX;
 use golem_wire::PdMemberId;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +44,9 @@ pub struct PdConfig {
     pub store_disconnected_after_ms: u64,
     /// Heartbeat age after which a store counts as down, in ms.
     pub store_down_after_ms: u64,
+    /// Replicas of the cluster's first region: the PD bootstraps the cluster
+    /// once this many stores have joined (1..=`INITIAL_REPLICAS_MAX`).
+    pub initial_replicas: u8,
 }
 
 /// Largest group.
@@ -70,6 +75,8 @@ pub enum ConfigError {
     ElectionNotAboveHeartbeat { election: usize, heartbeat: usize },
     #[error("bad peer entry {0:?}: expected id=ip:port")]
     BadPeer(String),
+    #[error("initial-replicas must be 1..={max}, got {got}")]
+    InitialReplicas { got: u8, max: u8 },
 }
 
 impl PdConfig {
@@ -91,6 +98,7 @@ impl PdConfig {
             idle_timeout_ms: 600_000,
             store_disconnected_after_ms: 20_000,
             store_down_after_ms: 30 * 60 * 1000,
+            initial_replicas: 1,
         }
     }
 
@@ -131,6 +139,12 @@ impl PdConfig {
         min("connections-max", 1, self.connections_max as u64)?;
         min("frame-timeout-ms", 1, self.frame_timeout_ms)?;
         min("idle-timeout-ms", 1, self.idle_timeout_ms)?;
+        if self.initial_replicas == 0 || self.initial_replicas > INITIAL_REPLICAS_MAX {
+            return Err(ConfigError::InitialReplicas {
+                got: self.initial_replicas,
+                max: INITIAL_REPLICAS_MAX,
+            });
+        }
         if self.election_ticks <= self.heartbeat_ticks {
             return Err(ConfigError::ElectionNotAboveHeartbeat {
                 election: self.election_ticks,
@@ -179,6 +193,8 @@ mod tests {
             (Box::new(|c| c.election_ticks = 2), "exceed"),
             (Box::new(|c| c.heartbeat_ticks = 0), "heartbeat-ticks"),
             (Box::new(|c| c.id = PdMemberId(0)), "nonzero"),
+            (Box::new(|c| c.initial_replicas = 0), "initial-replicas"),
+            (Box::new(|c| c.initial_replicas = 6), "initial-replicas"),
             (Box::new(|c| c.id = PdMemberId(9)), "not in the peer list"),
             (
                 Box::new(move |c| c.peers = three[..2].to_vec()),

@@ -368,6 +368,14 @@ pub enum PdRequestBody {
         include_tombstones: bool,
     },
     GetMembers,
+    /// A node's start: registers `store` as a bootstrap candidate while
+    /// the cluster does not exist (the PD bootstraps it once it knows
+    /// `--initial-replicas` candidates), else registers it as a store.
+    /// Idempotent per store id; answered with where the cluster stands.
+    /// Appended last: variant indexes of the enum never change.
+    JoinCluster {
+        store: Store,
+    },
 }
 
 impl PdRequestBody {
@@ -387,6 +395,7 @@ impl PdRequestBody {
             PdRequestBody::GetStore { .. } => "get_store",
             PdRequestBody::GetStores { .. } => "get_stores",
             PdRequestBody::GetMembers => "get_members",
+            PdRequestBody::JoinCluster { .. } => "join_cluster",
         }
     }
 
@@ -408,7 +417,9 @@ impl PdRequestBody {
                 }
                 Ok(())
             }
-            PdRequestBody::PutStore { store } => store.validate(),
+            PdRequestBody::PutStore { store } | PdRequestBody::JoinCluster { store } => {
+                store.validate()
+            }
             PdRequestBody::StoreHeartbeat { store, stats } => {
                 if store.0 == 0 {
                     return Err(GolemError::invalid("store id 0"));
@@ -520,6 +531,20 @@ pub enum PdResponseBody {
     Members {
         members: Vec<PdMember>,
         leader: Option<PdMemberId>,
+    },
+    /// Where the cluster stands for a joining store. `cluster` is `None`
+    /// until the cluster is bootstrapped (the store is then a candidate:
+    /// ask again). Once it exists, `region` is the first region if the
+    /// store holds one of its peers (the node must create that replica),
+    /// else `None` (a registered store that hosts nothing yet).
+    JoinCluster {
+        cluster: Option<ClusterId>,
+        region: Option<Region>,
+        /// Stores known to the PD (before the bootstrap: the candidates).
+        stores: u32,
+        /// Replicas of the first region: the candidates the PD waits for
+        /// (the answering leader's `--initial-replicas`).
+        initial_replicas: u32,
     },
 }
 

@@ -17,6 +17,7 @@
 //! leader-locally without the log (`store_heartbeat`, `region_stats`) and is
 //! rebuilt by the next heartbeats after a leader change.
 
+pub mod bootstrap;
 pub mod command;
 pub mod ids;
 pub mod routing;
@@ -27,6 +28,7 @@ pub mod tso;
 #[cfg(test)]
 mod tests;
 
+pub use bootstrap::{JoinStep, INITIAL_REPLICAS_MAX};
 pub use command::{CommandError, PdCommand};
 pub use ids::IdAllocator;
 pub use routing::{HeartbeatEffect, RoutingTable};
@@ -131,6 +133,17 @@ impl PdState {
                 self.require_bootstrapped()?;
                 self.routing.check_heartbeat(heartbeat).map(|_| ())
             }
+            PdCommand::JoinCluster {
+                store,
+                cluster,
+                initial_replicas,
+            } => {
+                bootstrap::check_initial_replicas(*initial_replicas)?;
+                if cluster.0 == 0 {
+                    return Err(GolemError::invalid("cluster id 0"));
+                }
+                self.stores.check_put(store)
+            }
             PdCommand::AllocIds { .. } | PdCommand::TsoWindow { .. } => Ok(()),
         }
     }
@@ -208,6 +221,13 @@ impl PdState {
                 self.tso_window_end_ms = self.tso_window_end_ms.max(*end_ms);
                 Ok(None)
             }
+            PdCommand::JoinCluster {
+                store,
+                cluster,
+                initial_replicas,
+            } => self
+                .apply_join(store, *cluster, *initial_replicas)
+                .map(Some),
         }
     }
 

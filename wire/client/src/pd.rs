@@ -15,7 +15,8 @@
 //! safe to retry, with one caveat the caller must know: a retried
 //! `AllocIds` or `Tso` whose first attempt took effect skips those ids or
 //! timestamps (never reuses them), and a retried `Bootstrap` whose first
-//! attempt took effect answers `AlreadyBootstrapped`.
+//! attempt took effect answers `AlreadyBootstrapped`. `JoinCluster` (the
+//! node's start, `join`) is idempotent per store id.
 
 use golem_wire::codec::{decode_goodbye, decode_hello_ok, encode_hello};
 use golem_wire::pd::{
@@ -143,8 +144,13 @@ impl PdClient {
             let result = self.attempt(&mut inner, &body, deadline).await;
             let (why, backoff_now) = match result {
                 Attempt::Done(b) => {
-                    if let PdResponseBody::Bootstrap { cluster } = b {
-                        inner.cluster = cluster;
+                    match &b {
+                        PdResponseBody::Bootstrap { cluster }
+                        | PdResponseBody::JoinCluster {
+                            cluster: Some(cluster),
+                            ..
+                        } => inner.cluster = *cluster,
+                        _ => {}
                     }
                     return Ok(b);
                 }
@@ -459,58 +465,79 @@ impl PdClient {
 /// What [`PdClient::join`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Joined {
-    /// This store created the cluster: it must create `region` (the whole
-    /// key space, one voter on shard 0 of this store) locally.
+    /// The store holds a peer of the cluster's first region, which the PD
+    /// created when it bootstrapped the cluster (the whole key space, one
+    /// voter on shard 0 of each of its first `--initial-replicas` stores):
+    /// the node must create its replica of `region` locally. Every store
+    /// with a peer in it gets this answer, on every call.
     Bootstrapped { cluster: ClusterId, region: Region },
-    /// The cluster existed; the store is registered.
+    /// The cluster exists; the store is registered and hosts nothing yet.
     Registered { cluster: ClusterId },
 }
 
+/// Where one [`PdClient::join_once`] left the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinProgress {
+    /// The cluster exists: the store's place in it.
+    Joined(Joined),
+    /// No cluster yet: the store is a bootstrap candidate; the PD
+    /// bootstraps once `initial_replicas` stores are known (`stores` now).
+    Waiting { stores: u32, initial_replicas: u32 },
+}
+
+/// First and largest pause between polls of [`PdClient::join`], in ms.
+pub const JOIN_POLL_MIN_MS: u64 = 100;
+pub const JOIN_POLL_MAX_MS: u64 = 1_000;
+
 impl PdClient {
-    /// A node's start: bootstraps the cluster with this store and a first
-    /// region if there is no cluster yet, else registers the store. Safe
-    /// against a race with another node bootstrapping at the same time, and
-    /// against a retried `Bootstrap` whose first attempt took effect.
-    pub async fn join(&self, store: Store) -> Result<Joined, PdClientError> {
-        if !self.is_bootstrapped().await? {
-            let ids = self.alloc_ids(2).await?;
-            let region = Region {
-                id: RegionId(ids.start),
-                start: vec![],
-                end: vec![],
-                epoch: golem_wire::RegionEpoch {
-                    conf_ver: 1,
-                    version: 1,
+    /// One `JoinCluster` call: registers `store` (as a bootstrap candidate
+    /// while the cluster does not exist) and says where it stands. Safe to
+    /// repeat and to retry (idempotent per store id): a store registered by
+    /// an attempt whose answer was lost, or by a PD leader that lost its
+    /// leadership since, gets the same answer from the next one.
+    pub async fn join_once(&self, store: Store) -> Result<JoinProgress, PdClientError> {
+        let id = store.id;
+        match self.call(PdRequestBody::JoinCluster { store }).await? {
+            PdResponseBody::JoinCluster {
+                cluster: Some(cluster),
+                region,
+                ..
+            } => Ok(JoinProgress::Joined(
+                match region.filter(|r| r.peers.iter().any(|p| p.store == id)) {
+                    Some(region) => Joined::Bootstrapped { cluster, region },
+                    None => Joined::Registered { cluster },
                 },
-                peers: vec![golem_wire::pd::Peer {
-                    id: golem_wire::PeerId(ids.start + 1),
-                    store: store.id,
-                    shard: golem_wire::ShardId(0),
-                    role: golem_wire::pd::PeerRole::Voter,
-                }],
-            };
-            match self.bootstrap(store.clone(), region.clone()).await {
-                Ok(cluster) => return Ok(Joined::Bootstrapped { cluster, region }),
-                Err(PdClientError::Server(GolemError::AlreadyBootstrapped { cluster })) => {
-                    // Ours, if a retry hid the first attempt's success.
-                    let first = self.get_region(b"").await?;
-                    if first.is_some_and(|r| r.region.id == region.id) {
-                        return Ok(Joined::Bootstrapped { cluster, region });
-                    }
+            )),
+            PdResponseBody::JoinCluster {
+                cluster: None,
+                stores,
+                initial_replicas,
+                ..
+            } => Ok(JoinProgress::Waiting {
+                stores,
+                initial_replicas,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A node's start: joins the cluster, waiting (polls from
+    /// `JOIN_POLL_MIN_MS`, doubling to `JOIN_POLL_MAX_MS`) until the PD has
+    /// bootstrapped it — with one store at once under `--initial-replicas
+    /// 1`, else once enough stores have joined — however long that takes.
+    /// `Joined::Bootstrapped` for every store that holds a peer of the
+    /// first region, `Joined::Registered` for the others.
+    pub async fn join(&self, store: Store) -> Result<Joined, PdClientError> {
+        let mut pause = JOIN_POLL_MIN_MS;
+        loop {
+            match self.join_once(store.clone()).await? {
+                JoinProgress::Joined(j) => return Ok(j),
+                JoinProgress::Waiting { .. } => {
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    pause = (pause * 2).min(JOIN_POLL_MAX_MS);
                 }
-                Err(e) => return Err(e),
             }
         }
-        self.put_store(store).await?;
-        if self.cluster().await.0 == 0 {
-            // Connected before the cluster existed: a new handshake tells
-            // the cluster id.
-            self.inner.lock().await.conn = None;
-            self.is_bootstrapped().await?;
-        }
-        Ok(Joined::Registered {
-            cluster: self.cluster().await,
-        })
     }
 }
 

@@ -49,6 +49,13 @@ fn request_round_trips() {
             limit: 5,
         },
         PdRequestBody::GetMembers,
+        PdRequestBody::JoinCluster {
+            store: Store {
+                id: StoreId(3),
+                addr: "127.0.0.1:7410".into(),
+                shard_count: 4,
+            },
+        },
     ];
     for body in bodies {
         body.validate().unwrap();
@@ -96,6 +103,68 @@ fn response_and_raft_batch_round_trip() {
     let frame = decode_frame(&encode_pd_raft(RequestId(0), &batch).unwrap());
     assert_eq!(frame.header.kind, FrameKind::PdRaft);
     assert_eq!(decode_pd_raft(&frame.payload).unwrap(), batch);
+}
+
+#[test]
+fn join_cluster_answers_round_trip() {
+    let answers = [
+        PdResponseBody::JoinCluster {
+            cluster: None,
+            region: None,
+            stores: 2,
+            initial_replicas: 3,
+        },
+        PdResponseBody::JoinCluster {
+            cluster: Some(ClusterId(9)),
+            region: Some(region(1, b"", b"")),
+            stores: 3,
+            initial_replicas: 3,
+        },
+    ];
+    for body in answers {
+        let resp = PdResponse::Ok(body);
+        let frame = decode_frame(&encode_pd_response(RequestId(4), &resp).unwrap());
+        assert_eq!(decode_pd_response(&frame.payload).unwrap(), resp);
+    }
+}
+
+/// The archived tag of an enum value: rkyv puts the root object last, and
+/// an archived enum starts with its variant index.
+fn root_tag<T>(bytes: &[u8]) -> u8 {
+    bytes[bytes.len() - std::mem::size_of::<T>()]
+}
+
+#[test]
+fn variant_indexes_are_stable() {
+    // New variants are appended; an existing index never changes.
+    let store = Store {
+        id: StoreId(1),
+        addr: "127.0.0.1:1".into(),
+        shard_count: 1,
+    };
+    let cases: [(PdRequestBody, u8); 3] = [
+        (
+            PdRequestBody::Bootstrap {
+                store: store.clone(),
+                region: region(2, b"", b""),
+            },
+            0,
+        ),
+        (PdRequestBody::GetMembers, 12),
+        (PdRequestBody::JoinCluster { store }, 13),
+    ];
+    for (body, tag) in cases {
+        let bytes = rkyv::to_bytes::<rancor::Error>(&body).unwrap();
+        assert_eq!(root_tag::<ArchivedPdRequestBody>(&bytes), tag, "{body:?}");
+    }
+    let join = PdResponseBody::JoinCluster {
+        cluster: None,
+        region: None,
+        stores: 0,
+        initial_replicas: 1,
+    };
+    let bytes = rkyv::to_bytes::<rancor::Error>(&join).unwrap();
+    assert_eq!(root_tag::<ArchivedPdResponseBody>(&bytes), 12);
 }
 
 #[test]
@@ -212,6 +281,13 @@ fn validation_rejects_bad_requests() {
                 shard_count: 1,
             },
             region: region(2, b"a", b""),
+        },
+        PdRequestBody::JoinCluster {
+            store: Store {
+                id: StoreId(1),
+                addr: "127.0.0.1:1".into(),
+                shard_count: 0,
+            },
         },
     ];
     for body in bad {

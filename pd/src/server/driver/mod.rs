@@ -31,7 +31,9 @@ use crate::consensus::convert;
 use crate::consensus::disk::{DurableLog, Recovered};
 use crate::consensus::log_bridge::raft_logger;
 use crate::consensus::storage::PdStorage;
-use crate::state::{HeartbeatEffect, PdCommand, PdState, StoreTimeouts, TsoError, TsoOracle};
+use crate::state::{
+    HeartbeatEffect, JoinStep, PdCommand, PdState, StoreTimeouts, TsoError, TsoOracle,
+};
 use golem_wire::pd::{PdMember, PdRequestBody, PdResponse, PdResponseBody};
 use golem_wire::raft::RaftMessage;
 use golem_wire::{ClusterId, GolemError, PdMemberId};

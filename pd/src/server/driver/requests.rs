@@ -106,6 +106,18 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
             }),
             PdRequestBody::PutStore { store } => Step::Propose(PdCommand::PutStore { store }),
             PdRequestBody::AllocIds { count } => Step::Propose(PdCommand::AllocIds { count }),
+            PdRequestBody::JoinCluster { store } => {
+                let n = self.cfg.initial_replicas;
+                match s.join_step(&store, n) {
+                    Err(e) => Step::Reply(Err(e)),
+                    Ok(JoinStep::Reply(answer)) => Step::Reply(Ok(answer)),
+                    Ok(JoinStep::Propose) => Step::Propose(PdCommand::JoinCluster {
+                        store,
+                        cluster: ClusterId(self.env.random_u64() | 1),
+                        initial_replicas: n,
+                    }),
+                }
+            }
         }
     }
 
