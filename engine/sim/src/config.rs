@@ -1,0 +1,342 @@
+//! `SimConfig`: what one simulated run looks like, and its command-line
+//! form (so that a failing run prints the exact command that replays it).
+//!
+//! Owns every knob of a run and their defaults. Invariants: a run is a
+//! pure function of (seed, `SimConfig`); `SimArgs` parses back exactly what
+//! `SimConfig::to_args` prints (tested); `validate` rejects combinations
+//! the simulator cannot run (fewer than 3 or more than 7 nodes, no region,
+//! more regions than keys).
+
+use clap::ValueEnum;
+
+/// How clients' Gets are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReadMode {
+    /// The product's read path (`engine/src/shard/region_handle.rs`): a
+    /// multi-voter region's leader batches reads behind a ReadIndex round
+    /// (`request_read` before a pass, `take_ready_reads` after it), then
+    /// serves them with `RegionPeer::read`.
+    ReadIndex,
+    /// Through the Raft log: a compare-and-swap that can never swap
+    /// (its expected value is never written) whose answer carries the
+    /// value. Linearizable whatever the leader's view.
+    Log,
+    /// `RegionPeer::read` at once, with no ReadIndex round: a leader cut
+    /// off from its quorum serves stale reads. A planted bug, to show the
+    /// linearizability checker catches stale reads.
+    NoBarrier,
+}
+
+/// Up to where a node's WAL checkpoint moves a region's log start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TruncatePolicy {
+    /// What the shell does (`engine/src/shard/raft_loop.rs`): the node's
+    /// own durable applied index, lowered for a leader to its
+    /// `log_retention_floor` (what its followers have replicated).
+    Shell,
+    /// The lowest durable applied index of the region over all nodes, and
+    /// at most the current leader's `log_retention_floor`: no replica ever
+    /// needs entries another deleted (snapshots are not implemented yet,
+    /// so such a replica could never catch up).
+    GlobalMin,
+}
+
+/// A bug planted in the simulator's shell on purpose, to show the
+/// checkers catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlantedBug {
+    /// Every node calls `on_persisted` (answers clients, applies, sends
+    /// acknowledgements) before its WAL sync returns; the records become
+    /// durable only when the sync does.
+    AckBeforeSync,
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    /// Nodes, each hosting one replica of every region.
+    pub nodes: usize,
+    /// Regions, splitting the key set into disjoint ranges.
+    pub regions: usize,
+    /// Distinct keys clients use.
+    pub keys: usize,
+    /// Concurrent clients, one operation in flight each.
+    pub clients: usize,
+    /// Length of the phase with faults.
+    pub fault_phase_ms: u64,
+    /// How long clients go on after faults stop.
+    pub client_tail_ms: u64,
+    /// After that, the longest wait for the cluster to go quiet and
+    /// converge (a liveness failure beyond).
+    pub quiesce_ms_max: u64,
+    /// A node's nominal time between ticks (skew changes it per node).
+    pub tick_ms: u64,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Small, so that lagging followers need entries fetched from the WAL.
+    pub entry_cache_entries_max: usize,
+    /// A client gives up on an operation after this long: outcome unknown.
+    pub client_timeout_ms: u64,
+    pub reads: ReadMode,
+    pub truncate: TruncatePolicy,
+    pub planted_bug: Option<PlantedBug>,
+    /// Draw the mix and rates of faults from the seed (swarm testing);
+    /// otherwise every fault is on at its middle rate.
+    pub swarm: bool,
+    /// Print every event to stderr.
+    pub trace: bool,
+    /// Events after which the run is stopped as a liveness failure.
+    pub events_max: u64,
+    /// Search steps per key for the linearizability checker.
+    pub lin_steps_max: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            nodes: 3,
+            regions: 2,
+            keys: 6,
+            clients: 4,
+            fault_phase_ms: 8_000,
+            client_tail_ms: 1_000,
+            quiesce_ms_max: 30_000,
+            tick_ms: 10,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            entry_cache_entries_max: 4,
+            client_timeout_ms: 1_000,
+            reads: ReadMode::ReadIndex,
+            truncate: TruncatePolicy::GlobalMin,
+            planted_bug: None,
+            swarm: true,
+            trace: false,
+            events_max: 20_000_000,
+            lin_steps_max: 2_000_000,
+        }
+    }
+}
+
+/// The command-line form of `SimConfig` (defaults equal
+/// `SimConfig::default()`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct SimArgs {
+    #[arg(long, default_value_t = SimConfig::default().nodes)]
+    pub nodes: usize,
+    #[arg(long, default_value_t = SimConfig::default().regions)]
+    pub regions: usize,
+    #[arg(long, default_value_t = SimConfig::default().keys)]
+    pub keys: usize,
+    #[arg(long, default_value_t = SimConfig::default().clients)]
+    pub clients: usize,
+    #[arg(long, default_value_t = SimConfig::default().fault_phase_ms)]
+    pub fault_phase_ms: u64,
+    #[arg(long, default_value_t = SimConfig::default().client_tail_ms)]
+    pub client_tail_ms: u64,
+    #[arg(long, default_value_t = SimConfig::default().quiesce_ms_max)]
+    pub quiesce_ms_max: u64,
+    #[arg(long, default_value_t = SimConfig::default().tick_ms)]
+    pub tick_ms: u64,
+    #[arg(long, default_value_t = SimConfig::default().election_ticks)]
+    pub election_ticks: usize,
+    #[arg(long, default_value_t = SimConfig::default().heartbeat_ticks)]
+    pub heartbeat_ticks: usize,
+    #[arg(long, default_value_t = SimConfig::default().entry_cache_entries_max)]
+    pub entry_cache_entries_max: usize,
+    #[arg(long, default_value_t = SimConfig::default().client_timeout_ms)]
+    pub client_timeout_ms: u64,
+    #[arg(long, value_enum, default_value_t = SimConfig::default().reads)]
+    pub reads: ReadMode,
+    #[arg(long, value_enum, default_value_t = SimConfig::default().truncate)]
+    pub truncate: TruncatePolicy,
+    #[arg(long, value_enum)]
+    pub planted_bug: Option<PlantedBug>,
+    /// Every fault on at its middle rate instead of a mix drawn per seed.
+    #[arg(long)]
+    pub no_swarm: bool,
+    #[arg(long)]
+    pub trace: bool,
+    #[arg(long, default_value_t = SimConfig::default().events_max)]
+    pub events_max: u64,
+    #[arg(long, default_value_t = SimConfig::default().lin_steps_max)]
+    pub lin_steps_max: u64,
+}
+
+impl From<SimArgs> for SimConfig {
+    fn from(a: SimArgs) -> SimConfig {
+        SimConfig {
+            nodes: a.nodes,
+            regions: a.regions,
+            keys: a.keys,
+            clients: a.clients,
+            fault_phase_ms: a.fault_phase_ms,
+            client_tail_ms: a.client_tail_ms,
+            quiesce_ms_max: a.quiesce_ms_max,
+            tick_ms: a.tick_ms,
+            election_ticks: a.election_ticks,
+            heartbeat_ticks: a.heartbeat_ticks,
+            entry_cache_entries_max: a.entry_cache_entries_max,
+            client_timeout_ms: a.client_timeout_ms,
+            reads: a.reads,
+            truncate: a.truncate,
+            planted_bug: a.planted_bug,
+            swarm: !a.no_swarm,
+            trace: a.trace,
+            events_max: a.events_max,
+            lin_steps_max: a.lin_steps_max,
+        }
+    }
+}
+
+fn value_name(v: impl ValueEnum) -> String {
+    v.to_possible_value()
+        .expect("no skipped variants")
+        .get_name()
+        .to_owned()
+}
+
+impl SimConfig {
+    /// The flags that differ from the defaults (`--trace` excluded), in
+    /// the form `SimArgs` parses.
+    pub fn to_args(&self) -> Vec<String> {
+        let d = SimConfig::default();
+        let mut out = Vec::new();
+        let mut num = |name: &str, v: u64, dv: u64| {
+            if v != dv {
+                out.push(format!("--{name}"));
+                out.push(v.to_string());
+            }
+        };
+        num("nodes", self.nodes as u64, d.nodes as u64);
+        num("regions", self.regions as u64, d.regions as u64);
+        num("keys", self.keys as u64, d.keys as u64);
+        num("clients", self.clients as u64, d.clients as u64);
+        num("fault-phase-ms", self.fault_phase_ms, d.fault_phase_ms);
+        num("client-tail-ms", self.client_tail_ms, d.client_tail_ms);
+        num("quiesce-ms-max", self.quiesce_ms_max, d.quiesce_ms_max);
+        num("tick-ms", self.tick_ms, d.tick_ms);
+        num(
+            "election-ticks",
+            self.election_ticks as u64,
+            d.election_ticks as u64,
+        );
+        num(
+            "heartbeat-ticks",
+            self.heartbeat_ticks as u64,
+            d.heartbeat_ticks as u64,
+        );
+        num(
+            "entry-cache-entries-max",
+            self.entry_cache_entries_max as u64,
+            d.entry_cache_entries_max as u64,
+        );
+        num(
+            "client-timeout-ms",
+            self.client_timeout_ms,
+            d.client_timeout_ms,
+        );
+        num("events-max", self.events_max, d.events_max);
+        num("lin-steps-max", self.lin_steps_max, d.lin_steps_max);
+        if self.reads != d.reads {
+            out.extend(["--reads".to_owned(), value_name(self.reads)]);
+        }
+        if self.truncate != d.truncate {
+            out.extend(["--truncate".to_owned(), value_name(self.truncate)]);
+        }
+        if let Some(bug) = self.planted_bug {
+            out.extend(["--planted-bug".to_owned(), value_name(bug)]);
+        }
+        if !self.swarm {
+            out.push("--no-swarm".to_owned());
+        }
+        out
+    }
+
+    /// The command that replays `seed` with this configuration.
+    pub fn replay_command(&self, seed: u64) -> String {
+        let mut cmd = format!("cargo run -p golem-sim --release -- --seed {seed}");
+        for a in self.to_args() {
+            cmd.push(' ');
+            cmd.push_str(&a);
+        }
+        cmd
+    }
+
+    /// Checks the knobs the simulator relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(3..=7).contains(&self.nodes) {
+            return Err(format!("{} nodes: 3..=7 supported", self.nodes));
+        }
+        if self.regions == 0 || self.regions > self.keys {
+            return Err(format!(
+                "{} regions for {} keys: each region needs a key",
+                self.regions, self.keys
+            ));
+        }
+        if self.keys > 1000 || self.clients == 0 || self.tick_ms == 0 {
+            return Err("keys ≤ 1000, at least one client, tick_ms ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn parse(args: &[String]) -> SimConfig {
+        let argv = std::iter::once("golem-sim".to_owned()).chain(args.iter().cloned());
+        Cli::try_parse_from(argv).unwrap().sim.into()
+    }
+
+    #[test]
+    fn args_round_trip() {
+        assert_eq!(parse(&[]), SimConfig::default());
+        assert!(SimConfig::default().to_args().is_empty());
+        let cfg = SimConfig {
+            nodes: 5,
+            regions: 4,
+            keys: 9,
+            fault_phase_ms: 123,
+            reads: ReadMode::Log,
+            truncate: TruncatePolicy::Shell,
+            planted_bug: Some(PlantedBug::AckBeforeSync),
+            swarm: false,
+            lin_steps_max: 7,
+            ..SimConfig::default()
+        };
+        assert_eq!(parse(&cfg.to_args()), cfg);
+        let cmd = cfg.replay_command(42);
+        assert!(cmd.contains("--seed 42 --nodes 5"), "{cmd}");
+        assert!(cmd.contains("--planted-bug ack-before-sync"), "{cmd}");
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        assert!(SimConfig::default().validate().is_ok());
+        for cfg in [
+            SimConfig {
+                nodes: 2,
+                ..SimConfig::default()
+            },
+            SimConfig {
+                regions: 0,
+                ..SimConfig::default()
+            },
+            SimConfig {
+                regions: 7,
+                keys: 6,
+                ..SimConfig::default()
+            },
+        ] {
+            assert!(cfg.validate().is_err(), "{cfg:?}");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! golem-sim: GolemDB's deterministic simulator.
+//!
+//! Drives whole clusters of golem-core region peers in one thread from one
+//! `u64` seed: N nodes, each one shard with a replica of every region, a
+//! WAL and a store with explicit durability; a network that delays, drops,
+//! duplicates and reorders messages and partitions; crashes that lose
+//! whatever was not synced (optionally keeping a prefix of the unsynced
+//! WAL tail); restarts through `RegionPeer::recover`; skewed clocks; store
+//! flushes and WAL checkpoints with truncation; clients issuing
+//! Put/Get/Delete/CAS with timeouts. Checkers: one leader per (region,
+//! term), applied entries never change, replicas converge, and per-key
+//! linearizability. A failing seed prints the command that replays it.
+//!
+//! Owns nothing of the product: golem-core is used through its public API
+//! only. Invariants: no I/O, no clock, no randomness but the run's
+//! ChaCha8 generator, no iteration over hashed collections — so a run is a
+//! pure function of (seed, `SimConfig`) (`SimReport::digest` shows it).
+//!
+//! Module map: [`sim`] (the event loop and phases), [`node`] (a node as
+//! the shard's raft loop drives it), [`wal`], [`store`], [`network`],
+//! [`client`], [`history`], [`check`] (the checkers), [`faults`] (the
+//! per-seed fault plan), [`event`], [`config`], [`report`], [`hash`].
+
+pub mod check;
+pub mod client;
+pub mod config;
+pub mod event;
+pub mod faults;
+pub mod hash;
+pub mod history;
+pub mod network;
+pub mod node;
+pub mod report;
+pub mod sim;
+pub mod store;
+pub mod wal;
+
+pub use config::{PlantedBug, ReadMode, SimArgs, SimConfig, TruncatePolicy};
+pub use report::{FailureKind, SimFailure, SimReport};
+pub use sim::run;

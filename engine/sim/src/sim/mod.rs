@@ -1,0 +1,560 @@
+//! The simulation: a whole cluster in one thread, from one seed.
+//!
+//! Owns the run's state (nodes, network, clients, history, checkers, the
+//! event queue and the one random generator) and the run's phases:
+//!
+//! 1. **faults** (`fault_phase_ms`): clients run; the network drops,
+//!    duplicates, delays and reorders messages and partitions; nodes crash
+//!    (alone or several at once), restart, and tick at skewed rates;
+//! 2. **tail** (`client_tail_ms`): faults stop, links heal, down nodes
+//!    restart; clients go on;
+//! 3. **drain**: clients start nothing new; the run waits until every
+//!    client is idle and every region's replicas have applied the leader's
+//!    whole log, then compares the replicas (convergence);
+//! 4. **final reads**: one client reads every key (the last word on lost
+//!    writes), then every key's history is checked for linearizability.
+//!
+//! Leadership is checked after every event and every applied entry as it
+//! is applied, so a violation stops the run where it happens. Phases 2–4
+//! must finish within `quiesce_ms_max` (liveness).
+//!
+//! Invariants: nothing here reads a clock, does I/O or draws randomness
+//! except from `rng` (seeded from the seed alone); collections that are
+//! iterated are ordered (`BTreeMap`, `Vec`), never hashed; node, client
+//! and fault handling live in `nodes.rs`, `clients.rs` and `faulting.rs`.
+
+mod clients;
+mod faulting;
+mod nodes;
+
+use crate::check::applied::AppliedChecker;
+use crate::check::converge::{compare, Replica};
+use crate::check::leaders::LeaderChecker;
+use crate::check::refused::RefusedChecker;
+use crate::client::Client;
+use crate::config::SimConfig;
+use crate::event::{Event, Queue};
+use crate::faults::{around, FaultPlan};
+use crate::hash::Fnv;
+use crate::history::History;
+use crate::network::Network;
+use crate::node::{node_of, peer_meta, SimNode};
+use crate::report::{FailureKind, SimFailure, SimReport};
+use golem_core::region::RegionMeta;
+use golem_wire::{RegionEpoch, RegionId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// How far clients' attempts, fetches and passes may be spread.
+const FETCH_MS_MAX: u64 = 5;
+/// Injected failure rate of WAL reads for fetches.
+const FETCH_FAIL_PERCENT: u32 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Faults,
+    Tail,
+    Drain,
+    FinalReads,
+    Done,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    ops_ok: u64,
+    ops_unknown: u64,
+    ops_refused: u64,
+    crashes: u64,
+    partitions: u64,
+    checkpoints: u64,
+    fetches: u64,
+}
+
+/// Runs one seed. See the module documentation.
+pub fn run(seed: u64, cfg: &SimConfig) -> Result<SimReport, SimFailure> {
+    if let Err(reason) = cfg.validate() {
+        return Err(SimFailure {
+            seed,
+            kind: FailureKind::Config,
+            message: reason,
+            at_ms: 0,
+            event: 0,
+            replay: cfg.replay_command(seed),
+        });
+    }
+    let mut sim = match catch_unwind(AssertUnwindSafe(|| Sim::new(seed, cfg))) {
+        Ok(Ok(sim)) => sim,
+        Ok(Err(f)) => return Err(f),
+        Err(payload) => return Err(panic_failure(seed, cfg, payload, 0, 0)),
+    };
+    match catch_unwind(AssertUnwindSafe(|| sim.run())) {
+        Ok(result) => result,
+        Err(payload) => {
+            let (at, ev) = (sim.q.now_ms(), sim.event_no);
+            Err(panic_failure(seed, cfg, payload, at, ev))
+        }
+    }
+}
+
+fn panic_failure(
+    seed: u64,
+    cfg: &SimConfig,
+    payload: Box<dyn std::any::Any + Send>,
+    at_ms: u64,
+    event: u64,
+) -> SimFailure {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    };
+    SimFailure {
+        seed,
+        kind: FailureKind::Panic,
+        message: format!("panic: {message}"),
+        at_ms,
+        event,
+        replay: cfg.replay_command(seed),
+    }
+}
+
+pub(crate) struct Sim {
+    seed: u64,
+    cfg: SimConfig,
+    plan: FaultPlan,
+    rng: ChaCha8Rng,
+    q: Queue,
+    /// Events processed; also the history's clock.
+    event_no: u64,
+    nodes: Vec<SimNode>,
+    metas: Vec<RegionMeta>,
+    keys: Vec<Vec<u8>>,
+    key_region: Vec<RegionId>,
+    net: Network,
+    clients: Vec<Client>,
+    history: History,
+    leaders: LeaderChecker,
+    applied: AppliedChecker,
+    refused: RefusedChecker,
+    phase: Phase,
+    /// Id of the current partition (a heal names the one it ends).
+    partition_id: u64,
+    /// Keys the final-read client has yet to read.
+    final_reads: VecDeque<usize>,
+    stats: Stats,
+    digest: Fnv,
+}
+
+/// The regions splitting `keys` into `count` disjoint ranges covering the
+/// whole key space, each replicated on every node.
+fn region_metas(keys: &[Vec<u8>], count: usize, nodes: usize) -> Vec<RegionMeta> {
+    (0..count)
+        .map(|r| {
+            let id = RegionId(r as u64 + 1);
+            let bound = |i: usize| keys[i * keys.len() / count].clone();
+            RegionMeta {
+                id,
+                start: if r == 0 { Vec::new() } else { bound(r) },
+                end: if r + 1 == count {
+                    Vec::new()
+                } else {
+                    bound(r + 1)
+                },
+                epoch: RegionEpoch {
+                    conf_ver: 1,
+                    version: 1,
+                },
+                peers: (0..nodes).map(|n| peer_meta(id, n)).collect(),
+            }
+        })
+        .collect()
+}
+
+impl Sim {
+    fn new(seed: u64, cfg: &SimConfig) -> Result<Sim, SimFailure> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let plan = if cfg.swarm {
+            FaultPlan::draw(&mut rng)
+        } else {
+            FaultPlan::middle()
+        };
+        let keys: Vec<Vec<u8>> = (0..cfg.keys)
+            .map(|i| format!("k{i:03}").into_bytes())
+            .collect();
+        let metas = region_metas(&keys, cfg.regions, cfg.nodes);
+        let key_region = keys
+            .iter()
+            .map(|k| metas.iter().find(|m| m.contains(k)).expect("covered").id)
+            .collect();
+        let mut sim = Sim {
+            seed,
+            cfg: cfg.clone(),
+            net: Network::new(plan.drop_percent, plan.dup_percent, 1, plan.delay_ms_max),
+            plan,
+            rng,
+            q: Queue::default(),
+            event_no: 0,
+            nodes: Vec::new(),
+            metas,
+            keys,
+            key_region,
+            clients: (0..cfg.clients).map(Client::new).collect(),
+            history: History::default(),
+            leaders: LeaderChecker::default(),
+            applied: AppliedChecker::default(),
+            refused: RefusedChecker::default(),
+            phase: Phase::Faults,
+            partition_id: 0,
+            final_reads: (0..cfg.keys).collect(),
+            stats: Stats::default(),
+            digest: Fnv::default(),
+        };
+        for n in 0..cfg.nodes {
+            let node = SimNode::new(n, &sim.metas, cfg)
+                .map_err(|m| sim.failure(FailureKind::Recovery, m))?;
+            sim.nodes.push(node);
+            sim.nodes[n].tick_ms = sim.skewed_tick_ms();
+            let first_tick = sim.rng.gen_range(0..cfg.tick_ms);
+            sim.q.after(first_tick, Event::Tick { node: n, inc: 0 });
+            let flush = around(&mut sim.rng, sim.plan.flush_interval_ms_mean);
+            sim.q.after(flush, Event::Flush { node: n });
+            let cp = around(&mut sim.rng, sim.plan.checkpoint_interval_ms_mean);
+            sim.q.after(cp, Event::Checkpoint { node: n });
+        }
+        for c in 0..cfg.clients {
+            let start = sim.rng.gen_range(0..=20);
+            sim.q.after(start, Event::ClientNext { client: c });
+        }
+        if sim.plan.weight_total() > 0 {
+            let first = around(&mut sim.rng, sim.plan.fault_interval_ms_mean);
+            sim.q.after(first, Event::Fault);
+        }
+        sim.q.after(cfg.fault_phase_ms, Event::EndFaults);
+        sim.q
+            .after(cfg.fault_phase_ms + cfg.client_tail_ms, Event::EndClients);
+        Ok(sim)
+    }
+
+    fn failure(&self, kind: FailureKind, message: String) -> SimFailure {
+        SimFailure {
+            seed: self.seed,
+            kind,
+            message,
+            at_ms: self.q.now_ms(),
+            event: self.event_no,
+            replay: self.cfg.replay_command(self.seed),
+        }
+    }
+
+    /// A tick interval for one node: the nominal one, skewed.
+    fn skewed_tick_ms(&mut self) -> u64 {
+        let skew = i64::from(self.plan.clock_skew_percent);
+        let pct = 100 + self.rng.gen_range(-skew..=skew);
+        (self.cfg.tick_ms as i64 * pct / 100).max(1) as u64
+    }
+
+    fn run(&mut self) -> Result<SimReport, SimFailure> {
+        let deadline_ms =
+            self.cfg.fault_phase_ms + self.cfg.client_tail_ms + self.cfg.quiesce_ms_max;
+        while self.phase != Phase::Done {
+            let Some(ev) = self.q.pop() else {
+                return Err(self.failure(FailureKind::Liveness, "no event left".into()));
+            };
+            self.event_no += 1;
+            if self.event_no > self.cfg.events_max || self.q.now_ms() > deadline_ms {
+                let msg = format!(
+                    "the run did not finish (phase {:?}, {} events):\n{}",
+                    self.phase,
+                    self.event_no,
+                    self.describe_cluster()
+                );
+                return Err(self.failure(FailureKind::Liveness, msg));
+            }
+            self.note(&ev);
+            self.handle(ev)?;
+            self.check_leaders()?;
+            if self.phase == Phase::Drain && self.clients_idle() && self.converged() {
+                self.check_convergence()?;
+                self.phase = Phase::FinalReads;
+                self.q.after(0, Event::ClientNext { client: 0 });
+            }
+        }
+        let stats = self
+            .history
+            .check(self.cfg.lin_steps_max)
+            .map_err(|m| self.failure(FailureKind::NotLinearizable, m))?;
+        Ok(SimReport {
+            seed: self.seed,
+            plan: self.plan.clone(),
+            events: self.event_no,
+            virtual_ms: self.q.now_ms(),
+            ops_ok: self.stats.ops_ok,
+            ops_unknown: self.stats.ops_unknown,
+            ops_refused: self.stats.ops_refused,
+            crashes: self.stats.crashes,
+            partitions: self.stats.partitions,
+            elections: self.leaders.elections(),
+            applies: self.applied.applies(),
+            checkpoints: self.stats.checkpoints,
+            fetches: self.stats.fetches,
+            keys_inconclusive: stats.inconclusive,
+            digest: self.digest.finish(),
+        })
+    }
+
+    fn handle(&mut self, ev: Event) -> Result<(), SimFailure> {
+        match ev {
+            Event::Tick { node, inc } => self.on_tick(node, inc),
+            Event::Pass { node, inc } => self.on_pass(node, inc)?,
+            Event::SyncDone { node, inc, upto } => self.on_sync_done(node, inc, upto)?,
+            Event::Raft {
+                from,
+                to,
+                region,
+                msg,
+            } => self.on_raft(from, to, region, msg)?,
+            Event::Fetched {
+                node,
+                inc,
+                region,
+                req,
+            } => self.on_fetched(node, inc, region, req),
+            Event::Request {
+                node,
+                client,
+                op,
+                key,
+                body,
+            } => self.on_request(node, client, op, key, body),
+            Event::Response {
+                client,
+                op,
+                node,
+                result,
+                proposed,
+                hint,
+            } => self.on_response(client, op, node, result, proposed, hint)?,
+            Event::ClientTimeout { client, op } => self.on_timeout(client, op),
+            Event::ClientNext { client } => self.on_client_next(client),
+            Event::ClientRetry { client, op } => self.on_retry(client, op),
+            Event::Fault => self.on_fault(),
+            Event::Restart { node } => self.on_restart(node)?,
+            Event::HealPartition { id } => {
+                if id == self.partition_id {
+                    self.net.heal();
+                }
+            }
+            Event::Flush { node } => self.on_flush(node),
+            Event::Checkpoint { node } => self.on_checkpoint(node),
+            Event::EndFaults => self.on_end_faults(),
+            Event::EndClients => self.phase = Phase::Drain,
+        }
+        Ok(())
+    }
+
+    /// Feeds the event to the digest and, with `trace`, prints it.
+    fn note(&mut self, ev: &Event) {
+        let t = self.q.now_ms();
+        self.digest.write_u64(t);
+        self.digest.write(ev.name().as_bytes());
+        let line = match ev {
+            Event::Raft {
+                from,
+                to,
+                region,
+                msg,
+            } => {
+                for v in [
+                    msg.term,
+                    msg.index,
+                    msg.log_term,
+                    msg.commit,
+                    msg.entries.len() as u64,
+                ] {
+                    self.digest.write_u64(v);
+                }
+                self.digest.write_u64(msg.get_msg_type() as u64);
+                format!(
+                    "raft n{from}→n{to} r{region} {:?} term={} index={} log_term={} commit={} entries={} reject={}",
+                    msg.get_msg_type(),
+                    msg.term,
+                    msg.index,
+                    msg.log_term,
+                    msg.commit,
+                    msg.entries.len(),
+                    msg.reject
+                )
+            }
+            Event::Fetched {
+                node, region, req, ..
+            } => format!("fetched n{node} r{region} [{}, {})", req.low, req.high),
+            Event::Request {
+                node,
+                client,
+                op,
+                body,
+                ..
+            } => format!("request c{client}#{op} → n{node}: {body:?}"),
+            other => format!("{other:?}"),
+        };
+        if self.cfg.trace {
+            eprintln!("{t:>7}ms #{:<8} {line}", self.event_no);
+        }
+    }
+
+    fn trace(&self, what: impl FnOnce() -> String) {
+        if self.cfg.trace {
+            eprintln!("{:>7}ms           {}", self.q.now_ms(), what());
+        }
+    }
+
+    /// One leader per (region, term): every live peer, after every event.
+    fn check_leaders(&mut self) -> Result<(), SimFailure> {
+        for n in &self.nodes {
+            if !n.up {
+                continue;
+            }
+            for (region, peer) in &n.peers {
+                if peer.is_leader() {
+                    match self.leaders.observe(*region, peer.term().get(), n.id) {
+                        Ok(true) => self.trace(|| {
+                            format!(
+                                "node {} leads region {region} in term {}",
+                                n.id,
+                                peer.term()
+                            )
+                        }),
+                        Ok(false) => {}
+                        Err(m) => return Err(self.failure(FailureKind::TwoLeaders, m)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn clients_idle(&self) -> bool {
+        self.clients.iter().all(|c| c.in_flight.is_none())
+    }
+
+    /// Whether every node is up and, in every region, one leader's whole
+    /// log is committed and applied by every replica.
+    fn converged(&self) -> bool {
+        if !self.nodes.iter().all(|n| n.up) {
+            return false;
+        }
+        self.metas.iter().all(|m| {
+            let peers: Vec<_> = self.nodes.iter().map(|n| &n.peers[&m.id]).collect();
+            let leaders: Vec<_> = peers.iter().filter(|p| p.is_leader()).collect();
+            let [leader] = leaders.as_slice() else {
+                return false;
+            };
+            let last = leader.last_index();
+            leader.commit_index() == last
+                && peers
+                    .iter()
+                    .all(|p| p.last_index() == last && p.applied_index() == last)
+        })
+    }
+
+    fn check_convergence(&mut self) -> Result<(), SimFailure> {
+        for m in &self.metas {
+            let replicas: Vec<Replica> = self
+                .nodes
+                .iter()
+                .map(|n| Replica {
+                    node: n.id,
+                    applied: n.peers[&m.id].applied_index().get(),
+                    pairs: n.store.pairs_in(&m.start, &m.end),
+                })
+                .collect();
+            compare(m.id, &replicas).map_err(|msg| self.failure(FailureKind::Diverged, msg))?;
+        }
+        Ok(())
+    }
+
+    /// Every replica's state, for liveness reports.
+    fn describe_cluster(&self) -> String {
+        let mut s = String::new();
+        for m in &self.metas {
+            let leader = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.peers.get(&m.id))
+                .find(|p| p.is_leader());
+            if let Some(l) = leader {
+                for n in &self.nodes {
+                    if let Some(p) = n.peers.get(&m.id) {
+                        if p.last_index() < l.log_start() {
+                            s.push_str(&format!(
+                                "  region {}: node {} has entries up to {} but the leader's log starts after {}: only a snapshot can catch it up\n",
+                                m.id,
+                                n.id,
+                                p.last_index(),
+                                l.log_start()
+                            ));
+                        }
+                    }
+                }
+            }
+            for n in &self.nodes {
+                let Some(p) = n.peers.get(&m.id) else {
+                    s.push_str(&format!("  region {} node {}: down\n", m.id, n.id));
+                    continue;
+                };
+                s.push_str(&format!(
+                    "  region {} node {}: leader={} known_leader={:?} term={} commit={} applied={} last={} log_start={} pending={}\n",
+                    m.id,
+                    n.id,
+                    p.is_leader(),
+                    p.leader_id().map(|l| node_of(l.get())),
+                    p.term(),
+                    p.commit_index(),
+                    p.applied_index(),
+                    p.last_index(),
+                    p.log_start(),
+                    p.pending_proposals(),
+                ));
+            }
+        }
+        let busy: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|c| c.in_flight.is_some())
+            .map(|c| c.id)
+            .collect();
+        s.push_str(&format!(
+            "  clients in flight: {busy:?}; partitioned: {}\n",
+            self.net.is_partitioned()
+        ));
+        s
+    }
+
+    fn on_end_faults(&mut self) {
+        self.phase = Phase::Tail;
+        self.net.heal();
+        self.net.drop_percent = 0;
+        self.net.dup_percent = 0;
+        for n in 0..self.nodes.len() {
+            if !self.nodes[n].up {
+                self.q.after(0, Event::Restart { node: n });
+            }
+        }
+    }
+
+    fn on_flush(&mut self, node: usize) {
+        if self.nodes[node].up {
+            self.nodes[node].store.mem.flush();
+        }
+        let next = around(&mut self.rng, self.plan.flush_interval_ms_mean);
+        self.q.after(next, Event::Flush { node });
+    }
+
+    fn on_fetched_result(&mut self) -> bool {
+        self.rng.gen_range(0..100) < FETCH_FAIL_PERCENT
+    }
+}
