@@ -1,5 +1,5 @@
 //! The `golem` command line as a user runs it: a playground, then
-//! `golem ctl` against it; Ctrl-C stops the playground and its node.
+//! `golem ctl` against it; Ctrl-C stops the playground and its nodes.
 
 mod common;
 
@@ -76,7 +76,13 @@ type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
 
 /// Starts `golem playground` and reads its banner (up to "Ctrl-C"). The
 /// returned stdout lines stay open: the playground prints as it stops.
-fn start_playground(addr: &str, shards: &str, pd: &str, pd_addr: &str) -> (Guard, Lines, String) {
+fn start_playground(
+    addr: &str,
+    shards: &str,
+    pd: &str,
+    pd_addr: &str,
+    nodes: &str,
+) -> (Guard, Lines, String) {
     let mut pg = Guard(
         golem()
             .args([
@@ -88,14 +94,14 @@ fn start_playground(addr: &str, shards: &str, pd: &str, pd_addr: &str) -> (Guard
                 "--pd",
                 pd,
             ])
-            .args(["--pd-listen", pd_addr])
+            .args(["--pd-listen", pd_addr, "--nodes", nodes])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
     let mut lines = BufReader::new(pg.stdout.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut banner = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -129,7 +135,7 @@ fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
     let addr = format!("127.0.0.1:{port}");
     let pd_addr = format!("127.0.0.1:{}", free_ports(1));
     // The playground prints how to connect once the node listens.
-    let (mut pg, _lines, banner) = start_playground(&addr, "2", "1", &pd_addr);
+    let (mut pg, _lines, banner) = start_playground(&addr, "2", "1", &pd_addr, "1");
     assert!(
         banner.contains(&addr),
         "banner does not name the address: {banner}"
@@ -281,7 +287,7 @@ fn playground_with_three_pd_members_serves_and_stops_every_child() {
     let pd_port = free_ports(3);
     let pd_addr = format!("127.0.0.1:{pd_port}");
     // Keep stdout open until the end: the playground prints as it stops.
-    let (mut pg, _lines, banner) = start_playground(&addr, "1", "3", &pd_addr);
+    let (mut pg, _lines, banner) = start_playground(&addr, "1", "3", &pd_addr, "1");
     assert!(banner.contains("pd 3:"), "{banner}");
     assert_eq!(ctl(&addr, &["put", "k", "v"]), (0, "OK\n".into()));
     let (code, out) = ctl(&addr, &["--pd", &pd_addr, "member", "list", "--json"]);
@@ -291,6 +297,67 @@ fn playground_with_three_pd_members_serves_and_stops_every_child() {
     assert!(v["leader"].is_u64(), "{out}");
     let kids = children(pg.id());
     assert_eq!(kids.len(), 4, "three PD members and one node");
+    let status = signal_and_wait(&mut pg, libc::SIGINT, "playground");
+    assert!(status.success(), "playground exit status {status}");
+    for k in kids {
+        assert!(
+            !alive(k),
+            "child {k} still running after the playground stopped"
+        );
+    }
+}
+
+#[test]
+fn playground_with_three_nodes_replicates_the_first_region_and_stops_every_child() {
+    // Nodes at port, port + 10, port + 20 (two shards each).
+    let port = free_ports(22);
+    let addrs: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", port + 10 * i))
+        .collect();
+    let pd_addr = format!("127.0.0.1:{}", free_ports(1));
+    let (mut pg, _lines, banner) = start_playground(&addrs[0], "2", "1", &pd_addr, "3");
+    for (i, a) in addrs.iter().enumerate() {
+        assert!(
+            banner.contains(&format!("node {}: {a}", i + 1)),
+            "banner does not name node {} at {a}: {banner}",
+            i + 1
+        );
+    }
+    assert!(banner.contains(&pd_addr), "{banner}");
+    assert!(!banner.contains("no leader"), "{banner}");
+    let kids = children(pg.id());
+    assert_eq!(kids.len(), 4, "one PD and three nodes");
+
+    // One region, a voter on each node's store.
+    let (code, out) = ctl(&addrs[0], &["--pd", &pd_addr, "region", "list", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let regions = v["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), 1, "{out}");
+    let mut peer_stores: Vec<u64> = regions[0]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["store"].as_u64().unwrap())
+        .collect();
+    peer_stores.sort();
+    peer_stores.dedup();
+    assert_eq!(peer_stores.len(), 3, "{out}");
+    let (code, out) = ctl(&addrs[0], &["--pd", &pd_addr, "store", "list", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut store_addrs: Vec<String> = v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["addr"].as_str().unwrap().to_string())
+        .collect();
+    store_addrs.sort();
+    assert_eq!(store_addrs, addrs);
+    // Data through any node: the client follows the leader.
+    assert_eq!(ctl(&addrs[0], &["put", "k", "v"]), (0, "OK\n".into()));
+    assert_eq!(ctl(&addrs[2], &["get", "k"]), (0, "v\n".into()));
+
     let status = signal_and_wait(&mut pg, libc::SIGINT, "playground");
     assert!(status.success(), "playground exit status {status}");
     for k in kids {

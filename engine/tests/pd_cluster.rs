@@ -1,7 +1,8 @@
 //! A node started with `--pd`: it joins the PD's cluster (bootstrapping the
 //! first region with PD-issued ids), reports to it, keeps its store id
-//! across restarts, and keeps serving while the PD is down. Every process is
-//! real, on loopback, and stopped by its pid.
+//! across restarts, and keeps serving while the PD is down. Three nodes and
+//! a PD with `--initial-replicas 3` form a cluster whose first region has a
+//! peer on each. Every process is real, on loopback, and stopped by its pid.
 
 mod common;
 
@@ -20,8 +21,13 @@ struct PdProcess {
 
 impl PdProcess {
     fn start(dir: &Path, addr: SocketAddr) -> PdProcess {
+        Self::start_with(dir, addr, &[])
+    }
+
+    fn start_with(dir: &Path, addr: SocketAddr, extra: &[&str]) -> PdProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_golem"))
             .args(["pd", "--listen", &addr.to_string(), "--tick-ms", "20"])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -218,4 +224,133 @@ fn node_refuses_a_data_dir_of_another_cluster() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `key=value` lines of a node's `IDENTITY` file.
+fn identity(dir: &Path) -> std::collections::HashMap<String, u64> {
+    let text = std::fs::read_to_string(dir.join("IDENTITY")).expect("IDENTITY");
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Base ports for `n` nodes of `shards` shards each.
+fn node_addrs(n: usize, shards: u16) -> Vec<SocketAddr> {
+    (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_ports(shards)).parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn three_nodes_form_a_cluster_whose_first_region_has_a_peer_on_each() {
+    let started = Instant::now();
+    let pd_dir = tempfile::tempdir().unwrap();
+    let pd_addr: SocketAddr = format!("127.0.0.1:{}", free_ports(1)).parse().unwrap();
+    let _pd = PdProcess::start_with(pd_dir.path(), pd_addr, &["--initial-replicas", "3"]);
+    let pd_arg = pd_addr.to_string();
+    let extra = ["--pd", pd_arg.as_str(), "--tick-ms", "20"];
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let addrs = node_addrs(4, 2);
+    // The three start together; none serves before the third has joined.
+    let mut nodes: Vec<NodeProcess> = (0..3)
+        .map(|i| NodeProcess::spawn_at(dirs[i].path(), addrs[i], 2, &extra))
+        .collect();
+    for n in &mut nodes {
+        n.wait_listening();
+    }
+    let rt = rt();
+    let pdc = PdClient::new(vec![pd_addr], Default::default());
+    let stores = rt.block_on(pdc.get_stores(false)).expect("stores");
+    assert_eq!(stores.len(), 3);
+    let routes = rt
+        .block_on(pdc.scan_regions(b"", b"", 10))
+        .expect("regions");
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    let region = &routes[0].region;
+    assert!(region.start.is_empty() && region.end.is_empty());
+    assert_eq!((region.epoch.conf_ver, region.epoch.version), (1, 1));
+    assert_eq!(region.peers.len(), 3);
+    let peer_stores: std::collections::BTreeSet<_> = region.peers.iter().map(|p| p.store).collect();
+    assert_eq!(peer_stores.len(), 3, "three distinct stores: {region:?}");
+    for (i, n) in nodes.iter().enumerate() {
+        // Each node's identity names its own peer of region 1.
+        let id = identity(n.data_dir.as_path());
+        let store = golem_wire::StoreId(id["store"]);
+        let mine = region
+            .peers
+            .iter()
+            .find(|p| p.store == store)
+            .unwrap_or_else(|| panic!("node {i} (store {store}) holds no peer: {region:?}"));
+        assert_eq!(id["region"], region.id.0, "node {i}");
+        assert_eq!(id["peer"], mine.id.0, "node {i}");
+        assert_eq!(mine.shard, golem_wire::ShardId(0));
+        let info = stores
+            .iter()
+            .find(|s| s.store.id == store)
+            .expect("registered");
+        assert_eq!(info.store.addr, n.base.to_string());
+        assert!(!n.data_dir.join("JOINING").exists(), "node {i}");
+    }
+    // A fourth node joins the formed cluster and hosts nothing.
+    let mut fourth = NodeProcess::spawn_at(dirs[3].path(), addrs[3], 2, &extra);
+    fourth.wait_listening();
+    let id = identity(dirs[3].path());
+    assert!(
+        !id.contains_key("region") && !id.contains_key("peer"),
+        "{id:?}"
+    );
+    assert_eq!(rt.block_on(pdc.get_stores(false)).unwrap().len(), 4);
+    assert_eq!(
+        rt.block_on(pdc.scan_regions(b"", b"", 10)).unwrap()[0]
+            .region
+            .peers
+            .len(),
+        3
+    );
+    // A member of the first region restarts: same store, same peer.
+    let before = identity(dirs[1].path());
+    nodes[1].kill9();
+    nodes[1].restart();
+    assert_eq!(identity(dirs[1].path()), before);
+    assert_eq!(rt.block_on(pdc.get_stores(false)).unwrap().len(), 4);
+    eprintln!("formed, joined and restarted in {:?}", started.elapsed());
+}
+
+#[test]
+fn a_node_stopped_while_the_cluster_forms_comes_back_as_the_same_store() {
+    let pd_dir = tempfile::tempdir().unwrap();
+    let pd_addr: SocketAddr = format!("127.0.0.1:{}", free_ports(1)).parse().unwrap();
+    let _pd = PdProcess::start_with(pd_dir.path(), pd_addr, &["--initial-replicas", "2"]);
+    let pd_arg = pd_addr.to_string();
+    let extra = ["--pd", pd_arg.as_str(), "--tick-ms", "20"];
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let addrs = node_addrs(2, 1);
+    let mut first = NodeProcess::spawn_at(dirs[0].path(), addrs[0], 1, &extra);
+    // It waits for a second store; its store id is kept aside meanwhile.
+    let joining = dirs[0].path().join("JOINING");
+    eventually(Duration::from_secs(10), "the joining store id", || {
+        joining.exists().then_some(())
+    });
+    let store = std::fs::read_to_string(&joining).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(first.is_running(), "a node waits for the cluster to form");
+    assert!(!dirs[0].path().join("IDENTITY").exists());
+    assert!(first.terminate(), "SIGTERM stops a waiting node cleanly");
+    // Back as the same store (one candidate, not two), then the second
+    // node completes the cluster.
+    let mut first = NodeProcess::spawn_at(dirs[0].path(), addrs[0], 1, &extra);
+    let mut second = NodeProcess::spawn_at(dirs[1].path(), addrs[1], 1, &extra);
+    first.wait_listening();
+    second.wait_listening();
+    let id = identity(dirs[0].path());
+    assert_eq!(format!("store={}\n", id["store"]), store);
+    let rt = rt();
+    let pdc = PdClient::new(vec![pd_addr], Default::default());
+    assert_eq!(rt.block_on(pdc.get_stores(false)).unwrap().len(), 2);
+    let route = rt.block_on(pdc.get_region(b"")).unwrap().unwrap();
+    assert_eq!(route.region.peers.len(), 2);
+    assert!(!joining.exists());
 }

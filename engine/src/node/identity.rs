@@ -3,12 +3,17 @@
 //!
 //! Owns `<data-dir>/IDENTITY` (`key=value` lines: `cluster`, `store`,
 //! `mode` = `standalone` | `pd`, and in PD mode `region` and `peer` when the
-//! node bootstrapped the cluster's first region). Invariants: once written,
+//! node holds a peer of the cluster's first region) and `<data-dir>/JOINING`
+//! (`store=<id>`: the store id the PD handed out to a directory that has
+//! not finished joining, so that a node stopped while it waits for the
+//! cluster to form comes back as the same store). Invariants: once written,
 //! the cluster and store of a data directory never change (a node restarted
 //! on its directory is the same store of the same cluster); a directory
-//! created in one mode is never started in the other. Stand-alone, a new
-//! directory gets a fresh random cluster id, store 1 and region 1 / peer 1;
-//! with a PD (`--pd`) every id comes from the PD (`node/pd_link.rs`).
+//! created in one mode is never started in the other; `JOINING` is written
+//! (fsync) before the store id is used and only matters while there is no
+//! `IDENTITY`. Stand-alone, a new directory gets a fresh random cluster id,
+//! store 1 and region 1 / peer 1; with a PD (`--pd`) every id comes from
+//! the PD (`node/pd_link.rs`).
 
 use golem_wire::{ClusterId, PeerId, RegionId, StoreId};
 use std::io::Write;
@@ -27,6 +32,50 @@ pub const STANDALONE_REGION: HostedRegion = HostedRegion {
     peer: PeerId(1),
 };
 
+/// The store id of a directory still joining the PD's cluster.
+const JOINING_FILE: &str = "JOINING";
+
+/// Writes `text` to `dir/name` durably: temporary file, fsync, rename,
+/// fsync of the directory.
+fn write_durably(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The store id a directory got from the PD before it finished joining.
+pub fn load_joining(dir: &Path) -> std::io::Result<Option<StoreId>> {
+    let path = dir.join(JOINING_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .find_map(|l| l.strip_prefix("store="))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&v| v != 0)
+            .map(|v| Some(StoreId(v)))
+            .ok_or_else(|| invalid(format!("{} is corrupt: {text:?}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records (durably) the store id a joining directory got from the PD.
+pub fn save_joining(dir: &Path, store: StoreId) -> std::io::Result<()> {
+    write_durably(dir, JOINING_FILE, &format!("store={store}\n"))
+}
+
+/// Forgets the joining store id (once `IDENTITY` holds it).
+pub fn remove_joining(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(JOINING_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Cluster and store ids of this node, and what it hosts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -34,8 +83,10 @@ pub struct Identity {
     pub store: StoreId,
     /// Whether the ids came from a Placement Driver.
     pub pd: bool,
-    /// The region this node hosts, if any (a node that joined an existing
-    /// cluster hosts none until replication, #5, moves one here).
+    /// The region this node hosts, if any: stand-alone, its one region;
+    /// with a PD, its peer of the cluster's first region if the PD placed
+    /// one here when it bootstrapped the cluster (a node that joined later
+    /// hosts none until the PD moves one here).
     pub region: Option<HostedRegion>,
 }
 
@@ -61,21 +112,15 @@ impl Identity {
     /// Writes the identity of `dir` (temporary file, fsync, rename, fsync of
     /// the directory).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join(format!("{FILE}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
         let mode = if self.pd { "pd" } else { "standalone" };
-        write!(
-            f,
+        let mut text = format!(
             "cluster={}\nstore={}\nmode={mode}\n",
             self.cluster, self.store
-        )?;
+        );
         if let Some(h) = self.region {
-            write!(f, "region={}\npeer={}\n", h.region, h.peer)?;
+            text += &format!("region={}\npeer={}\n", h.region, h.peer);
         }
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(FILE))?;
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        write_durably(dir, FILE, &text)
     }
 
     /// The stand-alone identity of `dir`, creating (and fsyncing) a new one
@@ -190,6 +235,19 @@ mod tests {
         id.save(dir.path()).unwrap();
         assert_eq!(Identity::load(dir.path()).unwrap(), Some(id));
         assert!(Identity::load_or_create(dir.path()).is_err());
+    }
+
+    #[test]
+    fn joining_store_id_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_joining(dir.path()).unwrap(), None);
+        save_joining(dir.path(), StoreId(12)).unwrap();
+        assert_eq!(load_joining(dir.path()).unwrap(), Some(StoreId(12)));
+        remove_joining(dir.path()).unwrap();
+        remove_joining(dir.path()).unwrap(); // already gone: fine
+        assert_eq!(load_joining(dir.path()).unwrap(), None);
+        std::fs::write(dir.path().join(JOINING_FILE), "store=0\n").unwrap();
+        assert!(load_joining(dir.path()).is_err());
     }
 
     #[test]

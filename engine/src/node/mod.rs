@@ -2,8 +2,10 @@
 //!
 //! Owns start-up and shutdown of `golem node`: the data-directory lock, the
 //! port probe, one executor thread per shard, and the signal handling that
-//! stops them; with `--pd`, joining the cluster before serving and the
-//! heartbeat thread afterwards (`pd_link.rs`). Invariants: the process holds its data directory's lock for
+//! stops them; with `--pd`, joining the cluster before serving (every
+//! shard starts with the PD's view of the hosted region and the store
+//! address book) and the heartbeat thread afterwards (`pd_link.rs`).
+//! Invariants: the process holds its data directory's lock for
 //! its whole life; SIGINT/SIGTERM are delivered only to the signal thread
 //! (blocked everywhere else), and lead to a clean stop in which every shard
 //! answers or refuses its in-flight requests and syncs its WAL.
@@ -46,11 +48,12 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
     let addrs: Vec<_> = (0..cfg.shards).map(|s| cfg.shard_listen(s)).collect();
     probe_ports_free(&addrs)?;
     let signals = crate::signals::block_stop_signals()?;
-    let (identity, pd_link) = if cfg.pd_endpoints.is_empty() {
-        (Identity::load_or_create(&cfg.data_dir)?, None)
+    let (identity, pd_link, initial_region, stores) = if cfg.pd_endpoints.is_empty() {
+        let identity = Identity::load_or_create(&cfg.data_dir)?;
+        (identity, None, None, Arc::new(shard::StoreBook::new()))
     } else {
         match pd_link::join(&cfg, &signals)? {
-            Some((identity, link)) => (identity, Some(link)),
+            Some(j) => (j.identity, Some(j.link), j.initial_region, j.stores),
             None => {
                 tracing::info!("stopped before joining the cluster");
                 return Ok(());
@@ -85,8 +88,8 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             inboxes: senders.clone(),
             stop: stop.clone(),
             ready: ready_tx.clone(),
-            initial_region: None,
-            stores: Arc::new(shard::StoreBook::new()),
+            initial_region: initial_region.clone(),
+            stores: stores.clone(),
         };
         let exited = events_tx.clone();
         let handle =
@@ -119,7 +122,7 @@ pub fn run(cfg: NodeConfig) -> Result<(), NodeError> {
             "node ready"
         );
         if let (Some(link), Some(inboxes)) = (pd_link, link_inboxes) {
-            link.spawn(cfg.clone(), identity, inboxes, stop.clone())?;
+            link.spawn(cfg.clone(), identity, inboxes, stores, stop.clone())?;
         }
         {
             let events_tx = events_tx.clone();

@@ -2,27 +2,39 @@
 //!
 //! Owns joining the cluster at start and the heartbeats afterwards. At start
 //! (on the main thread, before any shard serves): a new data directory gets
-//! a store id from the PD (`AllocIds`), then `PdClient::join` either
-//! bootstraps the cluster — the node then hosts the first region with the
-//! ids the PD handed out — or registers the store; a known directory
-//! re-registers its persisted store (`PutStore`) and must belong to the
-//! PD's cluster. After start, one thread (`pd-link`, a current-thread tokio
-//! runtime) asks every shard what it hosts over the shard inboxes, sends a
-//! store heartbeat every `STORE_HEARTBEAT_MS` and a region heartbeat for
-//! every region led here when it changes or every `REGION_HEARTBEAT_MS`.
+//! a store id from the PD (`AllocIds`, kept in `JOINING` until `IDENTITY`
+//! is written), then calls `JoinCluster` until the cluster exists — the PD
+//! bootstraps it once `--initial-replicas` stores have joined — and either
+//! hosts a peer of the first region the PD created (all its ids from the
+//! PD) or is a registered store hosting nothing; a known directory
+//! re-registers its persisted store (`PutStore`), must belong to the PD's
+//! cluster, and fetches the PD's view of its region. Either way the node
+//! starts its shards with that region (`JoinedNode::initial_region`, the
+//! replica to create if the WAL does not have it) and the store address
+//! book (`GetStores`). After start, one thread (`pd-link`, a
+//! current-thread tokio runtime) refreshes the book every `STORE_BOOK_MS`
+//! (and at once) and hands a changed one to every shard
+//! (`ShardMsg::Stores`), asks every shard what it hosts over the shard
+//! inboxes, sends a store heartbeat every `STORE_HEARTBEAT_MS` and a region
+//! heartbeat for every region led here when it changes or every
+//! `REGION_HEARTBEAT_MS`.
 //!
 //! Invariants: no shard thread ever waits on the PD (shards answer a
-//! `ShardMsg::Report` from memory; the PD's latency is this thread's);
-//! while the PD is unreachable the node keeps serving and this thread
-//! retries with a doubling backoff; the cluster id of a PD-mode directory
-//! always comes from the PD, and a directory of another cluster is refused.
+//! `ShardMsg::Report` from memory and receive the book with `try_send`; the
+//! PD's latency is this thread's); while the PD is unreachable the node
+//! keeps serving and this thread retries with a doubling backoff; the
+//! cluster id of a PD-mode directory always comes from the PD, and a
+//! directory of another cluster is refused; a stop signal ends the wait for
+//! a forming cluster.
 
-use super::identity::{HostedRegion, Identity};
+use super::identity::{self, HostedRegion, Identity};
 use crate::config::NodeConfig;
-use crate::shard::{Inbox, ShardMsg, ShardReport};
-use golem_pd::client::{Joined, PdClient, PdClientConfig, PdClientError};
-use golem_wire::pd::ShardLoad;
-use golem_wire::pd::{Peer, PeerRole, Region, RegionHeartbeat, RegionStats, Store, StoreStats};
+use crate::shard::{Inbox, ShardMsg, ShardReport, StoreBook};
+use golem_core::region::{PeerMeta, RegionMeta};
+use golem_pd::client::{JoinProgress, Joined, PdClient, PdClientConfig, PdClientError};
+use golem_wire::pd::{
+    Peer, PeerRole, Region, RegionHeartbeat, RegionStats, ShardLoad, Store, StoreInfo, StoreStats,
+};
 use golem_wire::{ClusterId, GolemError, RegionEpoch, RegionId, StoreId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +53,12 @@ const CALL_TIMEOUT_MS: u64 = 3_000;
 /// Backoff between failed joins at start, in ms.
 const JOIN_BACKOFF_MIN_MS: u64 = 100;
 const JOIN_BACKOFF_MAX_MS: u64 = 5_000;
+/// Polls of a forming cluster (fewer stores than the PD's initial
+/// replicas so far), in ms: doubling from the first to the second.
+const JOIN_POLL_MIN_MS: u64 = 100;
+const JOIN_POLL_MAX_MS: u64 = 1_000;
+/// How often the link refreshes the store address book, in ms.
+pub const STORE_BOOK_MS: u64 = 2_000;
 /// How long a shard may take to answer a report request, in ms.
 const REPORT_TIMEOUT_MS: u64 = 1_000;
 
@@ -79,12 +97,33 @@ fn store_of(cfg: &NodeConfig, id: StoreId) -> Store {
     }
 }
 
-/// Joins the PD's cluster, retrying while the PD is unreachable. Returns
-/// `Ok(None)` if a stop signal arrived first.
-pub fn join(
-    cfg: &NodeConfig,
-    signals: &libc::sigset_t,
-) -> Result<Option<(Identity, PdLink)>, JoinError> {
+/// What a node knows once it has joined: its identity, its link to the
+/// PD, the PD's view of the region it hosts (the replica to create if the
+/// WAL does not have it yet) and where the cluster's stores listen.
+#[derive(Debug)]
+pub struct JoinedNode {
+    pub identity: Identity,
+    pub link: PdLink,
+    /// The hosted region with all its peers (`None`: hosts none, or the PD
+    /// no longer knows it — then the WAL must have it).
+    pub initial_region: Option<RegionMeta>,
+    pub stores: Arc<StoreBook>,
+}
+
+/// Where one join attempt left the node.
+enum Progress {
+    /// No cluster yet: `stores` of `initial_replicas` candidates known.
+    Waiting { stores: u32, initial_replicas: u32 },
+    Done {
+        identity: Identity,
+        region: Option<Region>,
+        stores: StoreBook,
+    },
+}
+
+/// Joins the PD's cluster, waiting while it forms and retrying while the
+/// PD is unreachable. Returns `Ok(None)` if a stop signal arrived first.
+pub fn join(cfg: &NodeConfig, signals: &libc::sigset_t) -> Result<Option<JoinedNode>, JoinError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -102,10 +141,16 @@ pub fn join(
     }
     let mut new_store = None;
     let mut backoff = JOIN_BACKOFF_MIN_MS;
+    let mut poll = JOIN_POLL_MIN_MS;
+    let mut last_waiting = None;
     loop {
         let attempt = rt.block_on(try_join(cfg, &client, known, &mut new_store));
-        match attempt {
-            Ok(identity) => {
+        let pause = match attempt {
+            Ok(Progress::Done {
+                identity,
+                region,
+                stores,
+            }) => {
                 if known.is_some() {
                     let pd = rt.block_on(client.cluster());
                     if pd != identity.cluster {
@@ -117,68 +162,178 @@ pub fn join(
                     tracing::info!(store = %identity.store, cluster = %pd, "re-registered with the PD");
                 } else {
                     identity.save(&cfg.data_dir)?;
+                    identity::remove_joining(&cfg.data_dir)?;
                 }
-                return Ok(Some((identity, PdLink { rt, client })));
+                return Ok(Some(JoinedNode {
+                    identity,
+                    link: PdLink { rt, client },
+                    initial_region: region.as_ref().map(region_meta),
+                    stores: Arc::new(stores),
+                }));
             }
-            Err(PdClientError::Server(e)) => return Err(JoinError::Refused(e)),
-            Err(e) => {
+            Ok(Progress::Waiting {
+                stores,
+                initial_replicas,
+            }) => {
+                backoff = JOIN_BACKOFF_MIN_MS;
+                if last_waiting != Some(stores) {
+                    tracing::info!(
+                        stores,
+                        initial_replicas,
+                        "waiting for the cluster to form ({stores} of {initial_replicas} stores joined)"
+                    );
+                    last_waiting = Some(stores);
+                }
+                let p = poll;
+                poll = (poll * 2).min(JOIN_POLL_MAX_MS);
+                p
+            }
+            Err(AttemptError::Io(e)) => return Err(JoinError::Io(e)),
+            Err(AttemptError::Pd(PdClientError::Server(e))) => return Err(JoinError::Refused(e)),
+            Err(AttemptError::Pd(e)) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff, "cannot reach the PD; retrying");
-                if crate::signals::wait_timeout(signals, Duration::from_millis(backoff))?.is_some()
-                {
-                    return Ok(None);
-                }
+                let b = backoff;
                 backoff = (backoff * 2).min(JOIN_BACKOFF_MAX_MS);
+                b
             }
+        };
+        if crate::signals::wait_timeout(signals, Duration::from_millis(pause))?.is_some() {
+            return Ok(None);
         }
     }
 }
 
+/// One attempt: registers the store (a new directory: joins), fetches the
+/// hosted region and the store book. Idempotent: every step may be
+/// repeated by the next attempt.
 async fn try_join(
     cfg: &NodeConfig,
     client: &PdClient,
     known: Option<Identity>,
     new_store: &mut Option<StoreId>,
-) -> Result<Identity, PdClientError> {
-    if let Some(id) = known {
-        // The cluster is checked by the caller, from the handshake.
-        client.put_store(store_of(cfg, id.store)).await?;
-        return Ok(id);
-    }
-    let store = match *new_store {
-        Some(s) => s,
+) -> Result<Progress, AttemptError> {
+    let (identity, region) = match known {
+        Some(id) => {
+            // The cluster is checked by the caller, from the handshake.
+            client.put_store(store_of(cfg, id.store)).await?;
+            let region = match id.region {
+                None => None,
+                Some(h) => match client.get_region_by_id(h.region).await {
+                    Ok(route) => Some(route.region),
+                    Err(PdClientError::Server(GolemError::UnknownRegion { .. })) => {
+                        tracing::warn!(region = %h.region, "the PD does not know this node's region; recovering it from the WAL only");
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            (id, region)
+        }
         None => {
-            let s = StoreId(client.alloc_ids(1).await?.start);
-            *new_store = Some(s);
-            s
-        }
-    };
-    let identity = match client.join(store_of(cfg, store)).await? {
-        Joined::Bootstrapped { cluster, region } => {
-            let peer = region.peers.first().map(|p| p.id).ok_or_else(|| {
-                PdClientError::Unexpected("bootstrap region without a peer".into())
-            })?;
-            tracing::info!(%store, %cluster, region = %region.id, "bootstrapped the cluster");
-            Identity {
-                cluster,
-                store,
-                pd: true,
-                region: Some(HostedRegion {
-                    region: region.id,
-                    peer,
-                }),
+            let store = match *new_store {
+                Some(s) => s,
+                None => {
+                    let s = match identity::load_joining(&cfg.data_dir).map_err(AttemptError::Io)? {
+                        Some(s) => s,
+                        None => {
+                            let s = StoreId(client.alloc_ids(1).await?.start);
+                            identity::save_joining(&cfg.data_dir, s).map_err(AttemptError::Io)?;
+                            s
+                        }
+                    };
+                    *new_store = Some(s);
+                    s
+                }
+            };
+            match client.join_once(store_of(cfg, store)).await? {
+                JoinProgress::Waiting {
+                    stores,
+                    initial_replicas,
+                } => {
+                    return Ok(Progress::Waiting {
+                        stores,
+                        initial_replicas,
+                    })
+                }
+                JoinProgress::Joined(Joined::Bootstrapped { cluster, region }) => {
+                    let peer = region
+                        .peers
+                        .iter()
+                        .find(|p| p.store == store)
+                        .map(|p| p.id)
+                        .ok_or_else(|| {
+                            PdClientError::Unexpected("the first region has no peer here".into())
+                        })?;
+                    tracing::info!(%store, %cluster, region = %region.id, %peer, voters = region.peers.len(), "joined the cluster with a peer of its first region");
+                    let identity = Identity {
+                        cluster,
+                        store,
+                        pd: true,
+                        region: Some(HostedRegion {
+                            region: region.id,
+                            peer,
+                        }),
+                    };
+                    (identity, Some(region))
+                }
+                JoinProgress::Joined(Joined::Registered { cluster }) => {
+                    tracing::info!(%store, %cluster, "joined the cluster");
+                    let identity = Identity {
+                        cluster,
+                        store,
+                        pd: true,
+                        region: None,
+                    };
+                    (identity, None)
+                }
             }
         }
-        Joined::Registered { cluster } => {
-            tracing::info!(%store, %cluster, "joined the cluster");
-            Identity {
-                cluster,
-                store,
-                pd: true,
-                region: None,
-            }
-        }
     };
-    Ok(identity)
+    let stores = store_book(&client.get_stores(false).await?);
+    Ok(Progress::Done {
+        identity,
+        region,
+        stores,
+    })
+}
+
+/// Why one join attempt failed: the PD (retried unless it refused), or
+/// the data directory (fatal).
+enum AttemptError {
+    Pd(PdClientError),
+    Io(std::io::Error),
+}
+
+impl From<PdClientError> for AttemptError {
+    fn from(e: PdClientError) -> Self {
+        AttemptError::Pd(e)
+    }
+}
+
+/// The PD's region as a region peer's metadata: its voters and where they
+/// live (learners are not peers of a new replica's configuration).
+pub fn region_meta(r: &Region) -> RegionMeta {
+    RegionMeta {
+        id: r.id,
+        start: r.start.clone(),
+        end: r.end.clone(),
+        epoch: r.epoch,
+        peers: r
+            .peers
+            .iter()
+            .filter(|p| p.role == PeerRole::Voter)
+            .map(|p| PeerMeta::new(p.id, p.store, p.shard))
+            .collect(),
+    }
+}
+
+/// Store id → shard-0 address, from the PD's store list (an address that
+/// does not parse is left out; the PD accepts only `ip:port`).
+pub fn store_book(stores: &[StoreInfo]) -> StoreBook {
+    stores
+        .iter()
+        .filter_map(|s| Some((s.store.id, s.store.addr.parse().ok()?)))
+        .collect()
 }
 
 /// What was last reported for a region.
@@ -191,19 +346,61 @@ struct Reported {
 
 impl PdLink {
     /// Starts the heartbeat thread; it stops soon after `stop` is set.
+    /// `stores` is the book every shard started with.
     pub fn spawn(
         self,
         cfg: Arc<NodeConfig>,
         identity: Identity,
         inboxes: Vec<Inbox>,
+        stores: Arc<StoreBook>,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("pd-link".into())
             .spawn(move || {
                 let PdLink { rt, client } = self;
-                rt.block_on(heartbeats(&client, &cfg, identity, &inboxes, &stop));
+                let mut books = BookSender::new(inboxes.len(), stores);
+                rt.block_on(heartbeats(
+                    &client, &cfg, identity, &inboxes, &mut books, &stop,
+                ));
             })
+    }
+}
+
+/// The store book each shard was last given, and the current one.
+struct BookSender {
+    current: Arc<StoreBook>,
+    /// Per shard: whether it holds `current` (a full inbox skipped it).
+    delivered: Vec<bool>,
+}
+
+impl BookSender {
+    fn new(shards: usize, start: Arc<StoreBook>) -> BookSender {
+        BookSender {
+            current: start,
+            delivered: vec![true; shards],
+        }
+    }
+
+    /// Takes a freshly fetched book; a changed one is owed to every shard.
+    fn update(&mut self, book: StoreBook) {
+        if *self.current != book {
+            tracing::info!(stores = book.len(), "the store address book changed");
+            self.current = Arc::new(book);
+            self.delivered.iter_mut().for_each(|d| *d = false);
+        }
+    }
+
+    /// Sends the current book to every shard that does not hold it yet
+    /// (never waits: a full inbox gets it at the next call).
+    fn deliver(&mut self, inboxes: &[Inbox]) {
+        for (inbox, done) in inboxes.iter().zip(self.delivered.iter_mut()) {
+            if !*done {
+                *done = inbox
+                    .try_send(ShardMsg::Stores(self.current.clone()))
+                    .is_ok();
+            }
+        }
     }
 }
 
@@ -212,22 +409,43 @@ async fn heartbeats(
     cfg: &NodeConfig,
     identity: Identity,
     inboxes: &[Inbox],
+    books: &mut BookSender,
     stop: &AtomicBool,
 ) {
     let mut reported: HashMap<RegionId, Reported> = HashMap::new();
     let mut next_store_hb = Instant::now();
+    let mut next_book = Instant::now();
     let mut failing = false;
     let mut backoff_until = Instant::now();
     let mut backoff = Duration::from_millis(POLL_MS);
+    let mut first = true;
     while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        if !first {
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
+        first = false;
+        books.deliver(inboxes);
         let now = Instant::now();
         if now < backoff_until {
             continue;
         }
-        let reports = collect(inboxes).await;
         let mut result = Ok(());
-        if now >= next_store_hb {
+        if now >= next_book {
+            match client.get_stores(false).await {
+                Ok(stores) => {
+                    books.update(store_book(&stores));
+                    books.deliver(inboxes);
+                    next_book = now + Duration::from_millis(STORE_BOOK_MS);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        let reports = if result.is_ok() {
+            collect(inboxes).await
+        } else {
+            Vec::new()
+        };
+        if result.is_ok() && now >= next_store_hb {
             let stats = store_stats(cfg, &reports);
             result = client.store_heartbeat(identity.store, stats).await;
             if result.is_ok() {

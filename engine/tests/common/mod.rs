@@ -85,6 +85,42 @@ impl NodeProcess {
         node
     }
 
+    /// Starts a node at a given base address without waiting for it to
+    /// listen (a node joining a forming cluster listens only once the PD
+    /// has bootstrapped it); see `wait_listening`.
+    pub fn spawn_at(data_dir: &Path, base: SocketAddr, shards: u16, extra: &[&str]) -> NodeProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_golem"))
+            .arg("node")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(base.to_string())
+            .arg("--shards")
+            .arg(shards.to_string())
+            .arg("--pin")
+            .arg("off")
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn golem node");
+        NodeProcess {
+            child,
+            base,
+            shards,
+            data_dir: data_dir.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Waits (bounded) until every shard of a spawned node answers a handshake.
+    pub fn wait_listening(&mut self) {
+        self.wait_ready();
+    }
+
     /// The address of shard `i`.
     pub fn shard_addr(&self, i: u16) -> SocketAddr {
         SocketAddr::new(self.base.ip(), self.base.port() + i)
