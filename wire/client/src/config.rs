@@ -29,6 +29,12 @@ pub struct ClientConfig {
     /// Deadline of a request (all attempts included) when none is given, in
     /// milliseconds.
     pub request_timeout_ms: u64,
+    /// Longest wait for the answer to one attempt, in milliseconds (0: the
+    /// request's whole deadline). A node that stopped answering (paused,
+    /// partitioned) is then given up on and the request retried elsewhere:
+    /// a read at once; a write like after a lost connection (its outcome is
+    /// unknown: a compare-and-swap is not retried and reports it).
+    pub attempt_timeout_ms: u64,
     /// Retries of retryable failures.
     pub retry: RetryPolicy,
     /// Name sent in the handshake, for the server's logs.
@@ -99,6 +105,7 @@ impl Default for ClientConfig {
             cluster_id: ClusterId(0),
             connect_timeout_ms: 3_000,
             request_timeout_ms: 10_000,
+            attempt_timeout_ms: 2_000,
             retry: RetryPolicy::default(),
             client_name: concat!("golem-client/", env!("CARGO_PKG_VERSION")).to_string(),
             in_flight_max: IN_FLIGHT_REQUESTS_MAX,

@@ -304,12 +304,40 @@ impl Client {
         let mut call = Call::<O>::new(body, timeout, Instant::now(), &self.inner.config.retry)?;
         loop {
             let mut sent = false;
+            let mut target = None;
             let deadline = tokio::time::Instant::from_std(call.deadline());
-            let attempt =
-                match tokio::time::timeout_at(deadline, self.attempt(&mut call, &mut sent)).await {
-                    Ok(attempt) => attempt,
-                    Err(_) => return Err(call.timeout_error(sent)),
-                };
+            let attempt_ms = self.inner.config.attempt_timeout_ms;
+            let attempt_deadline = if attempt_ms == 0 {
+                deadline
+            } else {
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(attempt_ms))
+            };
+            let attempt = match tokio::time::timeout_at(
+                attempt_deadline,
+                self.attempt(&mut call, &mut sent, &mut target),
+            )
+            .await
+            {
+                Ok(attempt) => attempt,
+                Err(_) if attempt_deadline >= deadline => return Err(call.timeout_error(sent)),
+                Err(_) => {
+                    // The node did not answer in time: treat it like a
+                    // lost connection to it (its route is forgotten).
+                    let addr = target.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+                    let e = ClientError::io(
+                        addr,
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer within {attempt_ms} ms"),
+                        ),
+                    );
+                    if sent {
+                        Attempt::Lost(e)
+                    } else {
+                        Attempt::NotSent(e)
+                    }
+                }
+            };
             self.learn(&attempt);
             let step = call.on_attempt(attempt, Instant::now(), &mut *lock(&self.inner.rng));
             match step {
@@ -320,7 +348,12 @@ impl Client {
     }
 
     /// One attempt; `sent` is set once the request may have left.
-    async fn attempt<O: FromResponse>(&self, call: &mut Call<O>, sent: &mut bool) -> Attempt {
+    async fn attempt<O: FromResponse>(
+        &self,
+        call: &mut Call<O>,
+        sent: &mut bool,
+        target: &mut Option<SocketAddr>,
+    ) -> Attempt {
         if let Some(pd) = &self.inner.pd {
             if !lock(&self.inner.routes).knows_request(call.body()) {
                 let key = RouteTable::request_key(call.body());
@@ -332,6 +365,7 @@ impl Client {
             }
         }
         let route = lock(&self.inner.routes).locate_request(call.body());
+        *target = Some(route.addr);
         let budget = call
             .remaining(Instant::now())
             .min(self.inner.config.connect_timeout());
