@@ -41,6 +41,18 @@ pub enum TruncatePolicy {
     GlobalMin,
 }
 
+/// What of the unsynced WAL tail a crash may keep (when the fault plan
+/// says this crash keeps any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TornTail {
+    /// Any prefix of the unsynced records: what golem-core's recovery
+    /// documents it tolerates (`region/ready.rs`).
+    Records,
+    /// All of the unsynced records or none: what the WAL guarantees (one
+    /// batch per sync, all or nothing; docs/storage.md).
+    Batches,
+}
+
 /// A bug planted in the simulator's shell on purpose, to show the
 /// checkers catch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,6 +91,7 @@ pub struct SimConfig {
     pub client_timeout_ms: u64,
     pub reads: ReadMode,
     pub truncate: TruncatePolicy,
+    pub torn_tail: TornTail,
     pub planted_bug: Option<PlantedBug>,
     /// Draw the mix and rates of faults from the seed (swarm testing);
     /// otherwise every fault is on at its middle rate.
@@ -108,6 +121,7 @@ impl Default for SimConfig {
             client_timeout_ms: 1_000,
             reads: ReadMode::ReadIndex,
             truncate: TruncatePolicy::GlobalMin,
+            torn_tail: TornTail::Records,
             planted_bug: None,
             swarm: true,
             trace: false,
@@ -149,6 +163,8 @@ pub struct SimArgs {
     pub reads: ReadMode,
     #[arg(long, value_enum, default_value_t = SimConfig::default().truncate)]
     pub truncate: TruncatePolicy,
+    #[arg(long, value_enum, default_value_t = SimConfig::default().torn_tail)]
+    pub torn_tail: TornTail,
     #[arg(long, value_enum)]
     pub planted_bug: Option<PlantedBug>,
     /// Every fault on at its middle rate instead of a mix drawn per seed.
@@ -179,6 +195,7 @@ impl From<SimArgs> for SimConfig {
             client_timeout_ms: a.client_timeout_ms,
             reads: a.reads,
             truncate: a.truncate,
+            torn_tail: a.torn_tail,
             planted_bug: a.planted_bug,
             swarm: !a.no_swarm,
             trace: a.trace,
@@ -242,6 +259,9 @@ impl SimConfig {
         }
         if self.truncate != d.truncate {
             out.extend(["--truncate".to_owned(), value_name(self.truncate)]);
+        }
+        if self.torn_tail != d.torn_tail {
+            out.extend(["--torn-tail".to_owned(), value_name(self.torn_tail)]);
         }
         if let Some(bug) = self.planted_bug {
             out.extend(["--planted-bug".to_owned(), value_name(bug)]);
@@ -307,6 +327,7 @@ mod tests {
             fault_phase_ms: 123,
             reads: ReadMode::Log,
             truncate: TruncatePolicy::Shell,
+            torn_tail: TornTail::Batches,
             planted_bug: Some(PlantedBug::AckBeforeSync),
             swarm: false,
             lin_steps_max: 7,

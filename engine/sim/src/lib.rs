@@ -35,6 +35,6 @@ pub mod sim;
 pub mod store;
 pub mod wal;
 
-pub use config::{PlantedBug, ReadMode, SimArgs, SimConfig, TruncatePolicy};
+pub use config::{PlantedBug, ReadMode, SimArgs, SimConfig, TornTail, TruncatePolicy};
 pub use report::{FailureKind, SimFailure, SimReport};
 pub use sim::run;

@@ -10,7 +10,8 @@
 //! fixed behaviour: run them with `cargo test -p golem-sim -- --ignored`.
 
 use golem_sim::{
-    run, FailureKind, PlantedBug, ReadMode, SimConfig, SimFailure, SimReport, TruncatePolicy,
+    run, FailureKind, PlantedBug, ReadMode, SimConfig, SimFailure, SimReport, TornTail,
+    TruncatePolicy,
 };
 
 /// Seeds of the default configuration that fail because of FINDINGS.md #2.
@@ -136,6 +137,15 @@ fn planted_stale_reads_are_caught() {
 }
 
 #[test]
+fn whole_batch_torn_tails() {
+    let cfg = SimConfig {
+        torn_tail: TornTail::Batches,
+        ..SimConfig::default()
+    };
+    all_pass(&cfg, 3000..3030, &[]);
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     let cfg = SimConfig {
         nodes: 5,
@@ -185,6 +195,21 @@ fn finding_3_retention_at_the_floor_lets_the_follower_catch_up() {
         ..SimConfig::default()
     };
     run(FINDING_3_SEED, &cfg).unwrap();
+}
+
+/// FINDINGS.md #4: a torn tail keeping a follower's hard state but not
+/// the entries of the same `Ready` makes it apply stale entries. Asserts
+/// the fixed behaviour (with the WAL's all-or-nothing batches it passes).
+#[test]
+#[ignore = "FINDINGS.md #4: fails until a torn record prefix cannot keep a commit index without its entries"]
+fn finding_4_a_torn_tail_never_commits_stale_entries() {
+    let cfg = SimConfig {
+        regions: 1,
+        keys: 2,
+        clients: 8,
+        ..SimConfig::default()
+    };
+    run(11021, &cfg).unwrap();
 }
 
 /// FINDINGS.md #2: recovery keeps a superseded entry when the run that

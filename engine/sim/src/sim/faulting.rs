@@ -7,10 +7,12 @@
 //! whose WAL sync is in flight when there is one. Invariants: only live
 //! nodes crash;
 //! a crash keeps the synced WAL records plus, in `torn_tail_percent` of
-//! crashes, a random prefix of the unsynced ones; a heal ends only the
+//! crashes, a random prefix of the unsynced ones (`TornTail::Records`) or
+//! all of them (`TornTail::Batches`: the in-flight batch landed); a heal ends only the
 //! partition it was queued for.
 
 use super::{Phase, Sim};
+use crate::config::TornTail;
 use crate::event::Event;
 use crate::faults::around;
 use rand::seq::SliceRandom;
@@ -111,7 +113,10 @@ impl Sim {
         let n = &self.nodes[node];
         let unsynced = n.wal.len() - n.wal.durable();
         let tail = if self.rng.gen_range(0..100) < self.plan.torn_tail_percent {
-            self.rng.gen_range(0..=unsynced)
+            match self.cfg.torn_tail {
+                TornTail::Records => self.rng.gen_range(0..=unsynced),
+                TornTail::Batches => unsynced,
+            }
         } else {
             0
         };

@@ -132,6 +132,10 @@ impl Sim {
             let cmd = (entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty())
                 .then(|| Command::decode(&entry.data));
             if let Err(m) = self.applied.applied(node, region, index, id) {
+                let m = format!(
+                    "{m}\nnode {node}'s WAL records of region {region}:\n{}",
+                    self.nodes[node].wal.describe_region(region)
+                );
                 return Err(self.failure(FailureKind::AppliedEntry, m));
             }
             match cmd {
