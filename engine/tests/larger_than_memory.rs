@@ -148,8 +148,16 @@ fn data_four_times_the_memory_budget_survives_kill_9_with_bounded_memory() {
     let lsm_dir = dir.path().join("lsm").join("shard-0");
     let wal_dir = dir.path().join("wal").join("shard-0");
     let segments = files_with_extension(&lsm_dir, "seg");
-    let wal_segments = files_with_extension(&wal_dir, "wal");
     let data_mib = (KEYS as usize * VALUE_BYTES) >> 20;
+    // Segments whose entries are durable in the LSM are deleted by the
+    // node's once-a-second WAL collection (after the memtable flushes it
+    // asks for): wait for it, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut wal_segments = files_with_extension(&wal_dir, "wal");
+    while wal_segments >= data_mib && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        wal_segments = files_with_extension(&wal_dir, "wal");
+    }
     eprintln!(
         "larger-than-memory: {KEYS} keys × {VALUE_BYTES} B = {data_mib} MiB (memtable budget {} KiB); \
          first kill after {first_half} acks; {segments} LSM segments, {wal_segments} WAL segments of 1 MiB; \

@@ -330,7 +330,32 @@ async fn open(
                         meta.id, h.peer, shard.identity.store, shard.id
                     ));
                 }
+                // A replica that never existed here may only be created
+                // with the region's first configuration: at a later epoch
+                // its peers have moved on and it would need a snapshot,
+                // which this version cannot receive.
+                let first = RegionEpoch {
+                    conf_ver: 1,
+                    version: 1,
+                };
+                if meta.epoch != first {
+                    return Err(format!(
+                        "region {} is at epoch {:?} but this node's WAL has no replica of it: \
+                         it would need a snapshot to rejoin (not supported yet); \
+                         remove the store from the cluster and start with an empty data directory",
+                        meta.id, meta.epoch
+                    ));
+                }
                 meta
+            }
+            // With a PD the region's voters come from the PD: creating a
+            // single-voter region here could make a second leader.
+            None if shard.identity.pd => {
+                return Err(format!(
+                    "this node hosts region {} but its WAL has no replica of it and the PD \
+                     did not describe it: refusing to create one",
+                    h.region
+                ))
             }
             None => RegionMeta {
                 id: h.region,
