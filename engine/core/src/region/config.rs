@@ -28,6 +28,10 @@ pub struct PeerConfig {
     /// Applied entries kept in memory after apply (unapplied entries are
     /// always kept), for followers that lag slightly.
     pub entry_cache_entries_max: usize,
+    /// Applied entries a voter of a multi-voter region keeps in its WAL
+    /// whatever its role, for replicas that were down when leadership
+    /// moved (they catch up from the log if not further behind).
+    pub log_retain_entries_min: u64,
     /// Largest append message to a follower (at least one entry is sent).
     pub append_msg_bytes_max: u64,
     /// Append messages in flight to one follower.
@@ -44,6 +48,7 @@ impl PeerConfig {
     pub const ELECTION_TICKS_DEFAULT: usize = 10;
     pub const HEARTBEAT_TICKS_DEFAULT: usize = 2;
     pub const ENTRY_CACHE_ENTRIES_MAX_DEFAULT: usize = 1024;
+    pub const LOG_RETAIN_ENTRIES_MIN_DEFAULT: u64 = 10_000;
     pub const APPEND_MSG_BYTES_MAX_DEFAULT: u64 = 1024 * 1024;
     pub const INFLIGHT_MSGS_MAX_DEFAULT: usize = 256;
     pub const UNCOMMITTED_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -58,6 +63,7 @@ impl PeerConfig {
             election_jitter_ticks: Self::ELECTION_TICKS_DEFAULT,
             heartbeat_ticks: Self::HEARTBEAT_TICKS_DEFAULT,
             entry_cache_entries_max: Self::ENTRY_CACHE_ENTRIES_MAX_DEFAULT,
+            log_retain_entries_min: Self::LOG_RETAIN_ENTRIES_MIN_DEFAULT,
             append_msg_bytes_max: Self::APPEND_MSG_BYTES_MAX_DEFAULT,
             inflight_msgs_max: Self::INFLIGHT_MSGS_MAX_DEFAULT,
             uncommitted_bytes_max: Self::UNCOMMITTED_BYTES_MAX_DEFAULT,

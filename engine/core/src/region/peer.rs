@@ -328,19 +328,37 @@ impl RegionPeer {
         crate::kv::read(store, body)
     }
 
-    /// The lowest log index this region still wants kept for its peers: a
-    /// leader keeps what its followers have not replicated (so a follower
-    /// that was down catches up from the log), unless one lags more than
-    /// `FOLLOWER_LAG_ENTRIES_MAX` behind (it will need a snapshot). `None`:
-    /// no constraint (a follower, or a single voter). The shell keeps WAL
-    /// records above `min(persisted_applied, this)`.
+    /// The log start this region wants at most (entries after it are kept
+    /// in the WAL) for the sake of its other replicas; `None` for a single
+    /// voter. A leader keeps what its followers have not replicated, and one
+    /// more entry (raft-rs may probe a follower at its matched index:
+    /// golem-sim FINDINGS.md #3), unless a follower lags more than
+    /// `FOLLOWER_LAG_ENTRIES_MAX` (it will need a snapshot). Every voter
+    /// also keeps its last `log_retain_entries_min` applied entries, so that
+    /// a replica that was down can catch up from whichever voter leads next
+    /// (FINDINGS.md #1) as long as it is not further behind than that. The
+    /// shell keeps WAL records above `min(persisted_applied, this)`.
     pub fn log_retention_floor(&self) -> Option<u64> {
-        if !self.is_leader() || self.meta.peers.len() == 1 {
+        if self.meta.peers.len() == 1 {
             return None;
         }
         let applied = self.raw.raft.raft_log.applied;
-        let lowest = self.raw.raft.prs().iter().map(|(_, pr)| pr.matched).min()?;
-        (applied.saturating_sub(lowest) <= FOLLOWER_LAG_ENTRIES_MAX).then_some(lowest)
+        let retained = applied.saturating_sub(self.cfg.log_retain_entries_min);
+        if !self.is_leader() {
+            return Some(retained);
+        }
+        let lowest = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(_, pr)| pr.matched)
+            .min()
+            .unwrap_or(applied);
+        if applied.saturating_sub(lowest) > FOLLOWER_LAG_ENTRIES_MAX {
+            return Some(retained);
+        }
+        Some(retained.min(lowest.saturating_sub(1)))
     }
 
     /// Starts moving leadership to the most up-to-date other voter (for a

@@ -11,9 +11,11 @@
 //! flight.
 //!
 //! Invariants:
-//! - records of one `Ready` are appended hard state first, then entries: a
-//!   torn tail that keeps an entry also keeps the hard state whose term
-//!   covers it (recovery clamps a commit index past the surviving log);
+//! - records of one `Ready` are appended entries first, then the hard
+//!   state: a torn tail that keeps a commit index also keeps the entries it
+//!   covers; entries kept without the hard state of their term are cut at
+//!   recovery (never acknowledged); a commit index past the surviving log
+//!   is clamped;
 //! - at most one `PendingReady` per peer is out at a time, and it is given
 //!   back to the peer that made it;
 //! - entries are applied in index order, each once; the applied index never
@@ -125,14 +127,18 @@ impl RegionPeer {
             pending.messages = rd.take_messages();
             pending.messages.extend(rd.take_persisted_messages());
 
-            if let Some(hs) = hs_to_write.take() {
-                wal.append(RecordKind::HardState, region, &encode_hard_state(&hs));
-                self.raw.mut_store().set_hard_state(hs);
-            }
+            // Entries first, then the hard state (etcd-raft's order): a
+            // torn tail that keeps a commit index also keeps the entries it
+            // covers (golem-sim: FINDINGS.md #4); recovery cuts entries of
+            // a term whose hard state was lost.
             for record in encode_entries(&entries) {
                 wal.append(RecordKind::Entries, region, &record);
             }
             self.raw.mut_store().append(&entries);
+            if let Some(hs) = hs_to_write.take() {
+                wal.append(RecordKind::HardState, region, &encode_hard_state(&hs));
+                self.raw.mut_store().set_hard_state(hs);
+            }
             self.raw.advance_append_async(rd);
         }
         if let Some(hs) = hs_to_write {

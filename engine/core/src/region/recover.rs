@@ -108,12 +108,7 @@ impl RegionPeer {
                 RecordKind::LogStart | RecordKind::WalStart => {}
                 RecordKind::Entries => {
                     let mut run = decode_entries(&payload).map_err(|e| bad(kind, e))?;
-                    // Entries at or below the log start are applied and
-                    // durable; an older copy of them may still be on disk.
-                    run.retain(|e| e.index > base);
-                    let Some(first) = run.first().map(|e| e.index) else {
-                        continue;
-                    };
+                    let first = run[0].index;
                     let next = base + log.len() as u64 + 1;
                     if first > next {
                         return Err(CoreError::LogGap {
@@ -122,12 +117,30 @@ impl RegionPeer {
                             found: LogIndex(first),
                         });
                     }
-                    log.truncate((first - base - 1) as usize);
+                    // The run supersedes every entry from `first` on, even
+                    // when it lies at or below the log start itself (found
+                    // by golem-sim: FINDINGS.md #2).
+                    log.truncate(first.saturating_sub(base + 1) as usize);
+                    // Entries at or below the log start are applied and
+                    // durable; an older copy of them may still be on disk.
+                    run.retain(|e| e.index > base);
                     log.extend(run);
                 }
             }
         }
         let meta = meta.ok_or(CoreError::MissingRegionMeta { region })?;
+        // Entries are written before the hard state of their `Ready`: a
+        // torn tail may keep entries of a term whose hard state it lost.
+        // They were never acknowledged (their batch was not synced): cut.
+        if let Some(cut) = log.iter().position(|e| e.term > hs.term) {
+            tracing::warn!(
+                region = %region,
+                from_index = log[cut].index,
+                hard_state_term = hs.term,
+                "cut entries newer than the surviving hard state (torn tail)"
+            );
+            log.truncate(cut);
+        }
         check_log(&cfg, base_term, &log, &hs)?;
 
         let last = base + log.len() as u64;

@@ -640,14 +640,33 @@ fn recovery_rejects_bad_records_with_typed_errors() {
         Err(CoreError::BadEntry { .. })
     ));
 
-    // An entry newer than the hard state's term.
-    let mut newer = entry;
+    // An entry newer than the hard state's term: its Ready's hard state
+    // was lost with a torn tail, so it was never acknowledged: cut.
+    let mut newer = entry.clone();
     newer.term = 5;
     let forged = vec![
         records[0].clone(),
         (
             RecordKind::Entries,
             records::encode_entries(&[newer]).remove(0),
+        ),
+        (RecordKind::HardState, records::encode_hard_state(&hs)),
+    ];
+    let p = RegionPeer::recover(cfg(), forged, &mut MemStore::new()).unwrap();
+    assert_eq!(p.last_index().get(), 0);
+
+    // Terms that decrease along the log are corruption.
+    let mut e2 = entry;
+    e2.index = 2;
+    e2.term = 0;
+    let mut e1 = e2.clone();
+    e1.index = 1;
+    e1.term = 1;
+    let forged = vec![
+        records[0].clone(),
+        (
+            RecordKind::Entries,
+            records::encode_entries(&[e1, e2]).remove(0),
         ),
         (RecordKind::HardState, records::encode_hard_state(&hs)),
     ];
