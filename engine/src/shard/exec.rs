@@ -55,8 +55,8 @@ pub fn execute_now(shard: &Rc<Shard>, req: &Request) -> Option<Response> {
         Err(e) => Some(Response::Err(e)),
         Ok(Route::Forward(_)) => None,
         Ok(Route::Local(_)) if req.body.is_write() => None,
-        // Several voters: the read waits for a read-index round.
-        Ok(Route::Local(region)) if region.needs_read_barrier() => None,
+        // Several voters, no lease: the read waits for a read-index round.
+        Ok(Route::Local(region)) if region.needs_read_barrier() && !region.has_lease() => None,
         Ok(Route::Local(region)) => Some(
             region
                 .read(&req.body)

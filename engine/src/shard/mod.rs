@@ -312,7 +312,12 @@ async fn open(
             .map_err(|e| format!("recovering region {region}: {e}"))?;
         shard.regions.borrow_mut().insert(
             region,
-            RegionHandle::new(peer, notify.clone(), shard.store.clone()),
+            RegionHandle::new(
+                peer,
+                notify.clone(),
+                shard.store.clone(),
+                lease_duration(cfg),
+            ),
         );
     }
     if let Some(h) = hosted.filter(|h| {
@@ -374,7 +379,12 @@ async fn open(
         tracing::info!(shard = %shard.id, region = %h.region, "bootstrapped the first region");
         shard.regions.borrow_mut().insert(
             h.region,
-            RegionHandle::new(peer, notify.clone(), shard.store.clone()),
+            RegionHandle::new(
+                peer,
+                notify.clone(),
+                shard.store.clone(),
+                lease_duration(cfg),
+            ),
         );
     }
     // A single voter leads at once; several elect a leader as they tick.
@@ -388,6 +398,13 @@ async fn open(
     let listener = glommio::net::TcpListener::bind(addr)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     Ok((wal, listener, index))
+}
+
+/// The leader lease: two ticks less than the shortest election timeout
+/// (a follower that acknowledged a round votes for no one else within
+/// that timeout; the margin covers tick granularity and clock-rate skew).
+fn lease_duration(cfg: &NodeConfig) -> Duration {
+    Duration::from_millis(cfg.tick_ms * cfg.election_ticks.saturating_sub(2) as u64)
 }
 
 /// Serves requests forwarded by other shards.

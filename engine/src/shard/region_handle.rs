@@ -14,6 +14,7 @@ use golem_wire::{GolemError, RequestBody, ResponseBody};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Result of a request against a region.
@@ -38,6 +39,20 @@ pub struct RegionHandle {
     read_batch: Cell<u64>,
     /// Whether the open batch has reads (so the loop must request it).
     read_batch_used: Cell<bool>,
+    /// When each requested read batch was asked of raft (its heartbeat
+    /// round started then or later).
+    batch_started: RefCell<Vec<(u64, Instant)>>,
+    /// Leader lease: reads are served without a round until this instant,
+    /// in this term.
+    lease: Cell<Option<(u64, Instant)>>,
+    /// How long a confirmed round keeps the lease, counted from when the
+    /// round was requested. Shorter than the election timeout (followers
+    /// that acknowledged the round vote for no one else within it).
+    lease_duration: Duration,
+    /// When this replica started on this process: for one lease duration it
+    /// grants no vote, since it may have acknowledged a leader's lease
+    /// round before a crash and no longer remembers it.
+    started: Instant,
 }
 
 impl std::fmt::Debug for RegionHandle {
@@ -54,6 +69,7 @@ impl RegionHandle {
         peer: RegionPeer,
         raft_loop: Rc<LocalNotify>,
         store: Rc<RefCell<Lsm>>,
+        lease_duration: Duration,
     ) -> Rc<RegionHandle> {
         Rc::new(RegionHandle {
             peer: RefCell::new(peer),
@@ -64,7 +80,30 @@ impl RegionHandle {
             read_waiters: RefCell::new(Vec::new()),
             read_batch: Cell::new(1),
             read_batch_used: Cell::new(false),
+            batch_started: RefCell::new(Vec::new()),
+            lease: Cell::new(None),
+            lease_duration,
+            started: Instant::now(),
         })
+    }
+
+    /// Whether this peer leads under a valid lease: a read may be served at
+    /// once. Renews the lease in the background when it is half spent.
+    pub fn has_lease(&self) -> bool {
+        let Some((term, until)) = self.lease.get() else {
+            return false;
+        };
+        let peer = self.peer.borrow();
+        let now = Instant::now();
+        if !peer.is_leader() || peer.term().get() != term || now >= until {
+            return false;
+        }
+        if until - now < self.lease_duration / 2 && !self.read_batch_used.get() {
+            // Keep the lease warm: the next raft-loop pass asks for a round.
+            self.read_batch_used.set(true);
+            self.raft_loop.notify();
+        }
+        true
     }
 
     /// Whether reads must wait for a read-index round (several voters).
@@ -74,9 +113,12 @@ impl RegionHandle {
 
     /// Waits until this peer is confirmed leader by a quorum after the call
     /// and has applied everything committed before it (ReadIndex), so a
-    /// read served next is linearizable. `NotLeader` when this peer does
-    /// not lead, or loses leadership first.
+    /// read served next is linearizable; at once under a valid lease.
+    /// `NotLeader` when this peer does not lead, or loses leadership first.
     pub async fn read_barrier(&self) -> Result<(), GolemError> {
+        if self.has_lease() {
+            return Ok(());
+        }
         {
             let peer = self.peer.borrow();
             if !peer.needs_read_index() {
@@ -104,6 +146,9 @@ impl RegionHandle {
         if self.read_batch_used.replace(false) {
             let batch = self.read_batch.get();
             self.read_batch.set(batch + 1);
+            self.batch_started
+                .borrow_mut()
+                .push((batch, Instant::now()));
             self.peer.borrow_mut().request_read(batch);
         }
     }
@@ -112,13 +157,42 @@ impl RegionHandle {
     /// confirmed and whose index is applied; fails every waiting read with
     /// `NotLeader` if this peer no longer leads.
     pub fn release_reads(&self) {
-        if self.read_waiters.borrow().is_empty() {
+        if self.read_waiters.borrow().is_empty() && self.batch_started.borrow().is_empty() {
             return;
         }
-        let (ready, leader, region) = {
+        let (ready, leader, region, term) = {
             let mut peer = self.peer.borrow_mut();
-            (peer.take_ready_reads(), peer.is_leader(), peer.meta().id)
+            (
+                peer.take_ready_reads(),
+                peer.is_leader(),
+                peer.meta().id,
+                peer.term().get(),
+            )
         };
+        // A confirmed round renews the lease from when it was requested.
+        if let Some(&upto) = ready.iter().max() {
+            let mut started = self.batch_started.borrow_mut();
+            if let Some(at) = started
+                .iter()
+                .filter(|(b, _)| *b <= upto)
+                .map(|(_, t)| *t)
+                .max()
+            {
+                let until = at + self.lease_duration;
+                let keep = self
+                    .lease
+                    .get()
+                    .is_some_and(|(t, u)| t == term && u >= until);
+                if leader && !keep {
+                    self.lease.set(Some((term, until)));
+                }
+            }
+            started.retain(|(b, _)| *b > upto);
+        }
+        if !leader {
+            self.lease.set(None);
+            self.batch_started.borrow_mut().clear();
+        }
         let mut waiters = self.read_waiters.borrow_mut();
         if !leader {
             for (_, tx) in waiters.drain(..) {
@@ -162,6 +236,14 @@ impl RegionHandle {
     /// Steps a Raft message from another peer into this region's peer, if
     /// it is addressed to it, and wakes the raft loop.
     pub fn step(&self, to: golem_wire::PeerId, msg: raft::eraftpb::Message) {
+        use raft::eraftpb::MessageType::{MsgRequestPreVote, MsgRequestVote};
+        if matches!(msg.get_msg_type(), MsgRequestVote | MsgRequestPreVote)
+            && self.started.elapsed() < self.lease_duration
+        {
+            // Might be inside a lease this replica granted before a
+            // restart: no vote until any such lease has run out.
+            return;
+        }
         let mut peer = self.peer.borrow_mut();
         if peer.config().peer != to {
             tracing::debug!(region = %peer.meta().id, %to, "raft message for another peer id dropped");
