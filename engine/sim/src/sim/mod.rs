@@ -47,7 +47,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// How far clients' attempts, fetches and passes may be spread.
+/// Longest time a read of old entries from a node's WAL takes.
 const FETCH_MS_MAX: u64 = 5;
 /// Injected failure rate of WAL reads for fetches.
 const FETCH_FAIL_PERCENT: u32 = 5;
@@ -554,7 +554,8 @@ impl Sim {
         self.q.after(next, Event::Flush { node });
     }
 
-    fn on_fetched_result(&mut self) -> bool {
+    /// Whether this fetch's WAL read fails (injected).
+    fn fetch_fails(&mut self) -> bool {
         self.rng.gen_range(0..100) < FETCH_FAIL_PERCENT
     }
 }

@@ -237,7 +237,7 @@ impl Sim {
         if !self.live(node, inc) {
             return;
         }
-        let result = if self.on_fetched_result() {
+        let result = if self.fetch_fails() {
             Err("injected WAL read failure".to_owned())
         } else {
             Ok(self.nodes[node].wal.read_entries(region, req.low, req.high))
