@@ -2,208 +2,20 @@
 //! three: kill -9 of the leader's node during writes, then SIGSTOP of the
 //! next leader's node for 10 s. Writes resume on a new leader, no
 //! acknowledged write is lost, and a restarted node catches up (it serves
-//! in a quorum after the other original nodes are gone one by one). Every
-//! process is real and stopped by its pid.
+//! in a quorum after the other original nodes are gone one by one). And a
+//! concurrent history of gets, puts and compare-and-swaps, recorded while
+//! the leader's node is killed and restarted, is checked linearizable with
+//! the simulator's checker. Every process is real and stopped by its pid;
+//! the tests run one at a time (each starts a cluster).
 
 mod common;
 
-use common::{free_ports, RawConn, Reply};
+use common::cluster::{wait_listening, Cluster};
 use golem_client::{Client, ClientConfig};
-use golem_wire::codec::encode_request;
-use golem_wire::RequestId;
-use golem_wire::{RegionEpoch, RegionId, Request, RequestBody, Response};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Raft tick of every process, ms (elections after 10–20 ticks).
-const TICK_MS: &str = "20";
-
-struct Proc {
-    child: Child,
-    args: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(args: Vec<String>) -> Proc {
-        let child = Command::new(env!("CARGO_BIN_EXE_golem"))
-            .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn golem");
-        Proc { child, args }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.pid(), sig) };
-    }
-
-    fn restart(&mut self) {
-        self.kill9();
-        *self = Proc::spawn(self.args.clone());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // A stopped child must be continued to die promptly.
-        self.signal(libc::SIGCONT);
-        self.kill9();
-    }
-}
-
-struct Cluster {
-    _pd: Proc,
-    nodes: Vec<Proc>,
-    addrs: Vec<SocketAddr>,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let pd_port = free_ports(1);
-        let pd_addr = format!("127.0.0.1:{pd_port}");
-        let pd_dir = tempfile::tempdir().unwrap();
-        let pd = Proc::spawn(vec![
-            "pd".into(),
-            "--listen".into(),
-            pd_addr.clone(),
-            "--tick-ms".into(),
-            TICK_MS.into(),
-            "--initial-replicas".into(),
-            "3".into(),
-            "--data-dir".into(),
-            pd_dir.path().display().to_string(),
-        ]);
-        let mut dirs = vec![pd_dir];
-        let mut nodes = Vec::new();
-        let mut addrs = Vec::new();
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_ports(1);
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            nodes.push(Proc::spawn(node_args(dir.path(), addr, &pd_addr)));
-            addrs.push(addr);
-            dirs.push(dir);
-        }
-        let cluster = Cluster {
-            _pd: pd,
-            nodes,
-            addrs,
-            _dirs: dirs,
-        };
-        for &a in &cluster.addrs {
-            wait_listening(a, Duration::from_secs(60));
-        }
-        cluster
-    }
-
-    /// The node whose region-1 peer answers a read (the leader), if any.
-    fn leader(&self, skip: &[usize]) -> Option<usize> {
-        (0..self.nodes.len())
-            .filter(|i| !skip.contains(i))
-            .find(|&i| answers_reads(self.addrs[i]))
-    }
-
-    fn wait_leader(&self, skip: &[usize], limit: Duration) -> usize {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(i) = self.leader(skip) {
-                return i;
-            }
-            assert!(Instant::now() < deadline, "no leader within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn node_args(dir: &Path, addr: SocketAddr, pd: &str) -> Vec<String> {
-    [
-        "node",
-        "--data-dir",
-        &dir.display().to_string(),
-        "--listen",
-        &addr.to_string(),
-        "--shards",
-        "1",
-        "--pin",
-        "off",
-        "--tick-ms",
-        TICK_MS,
-        "--pd",
-        pd,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-fn wait_listening(addr: SocketAddr, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "{addr} never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Whether `addr`'s replica of the first region serves a read (it leads).
-fn answers_reads(addr: SocketAddr) -> bool {
-    let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    drop(stream);
-    let mut conn = RawConn::handshake(addr);
-    let req = Request {
-        region: RegionId(0),
-        epoch: RegionEpoch::default(),
-        timeout_ms: 1_000,
-        body: RequestBody::Get {
-            key: b"probe".to_vec(),
-        },
-    };
-    // A seed route: the node answers with the region covering the key.
-    let resp = call(&mut conn, 1, &req);
-    let Response::Err(golem_wire::GolemError::EpochNotMatch { current_regions }) = resp else {
-        return false;
-    };
-    let info = &current_regions[0];
-    let req = Request {
-        region: info.id,
-        epoch: info.epoch,
-        timeout_ms: 1_000,
-        body: RequestBody::Get {
-            key: b"probe".to_vec(),
-        },
-    };
-    matches!(call(&mut conn, 2, &req), Response::Ok(_))
-}
-
-fn call(conn: &mut RawConn, id: u32, req: &Request) -> Response {
-    conn.send(&encode_request(RequestId(id), req).unwrap());
-    match conn.recv() {
-        Reply::Response(_, resp) => resp,
-        other => Response::Err(golem_wire::GolemError::Internal {
-            reason: format!("{other:?}"),
-        }),
-    }
-}
 
 fn key(i: u32) -> Vec<u8> {
     format!("rep-{i:06}").into_bytes()
@@ -297,8 +109,12 @@ async fn check_all(addrs: &[SocketAddr], acked: &[u32]) {
     }
 }
 
+/// One cluster at a time: two would share two CPUs with their clients.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn leader_failures_lose_no_acknowledged_write_and_writes_resume() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = Cluster::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -357,4 +173,121 @@ fn leader_failures_lose_no_acknowledged_write_and_writes_resume() {
             .await
             .expect("writes with two nodes");
     });
+}
+
+/// Keys of the linearizability history, and clients per key space.
+const LIN_KEYS: u64 = 3;
+const LIN_CLIENTS: usize = 6;
+/// Operations each client makes (the checker's search grows with the
+/// history; a few hundred per key keep it well inside its budget).
+const LIN_OPS_PER_CLIENT: usize = 120;
+
+#[test]
+fn a_history_with_a_leader_killed_in_the_middle_is_linearizable() {
+    use golem_sim::check::linearizability::{check, Input, Operation, Output, Verdict};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start();
+    let first = c.wait_leader(&[], Duration::from_secs(30));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let history: Arc<Mutex<Vec<(u64, Operation)>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for client_no in 0..LIN_CLIENTS {
+        let (history, done, addrs) = (history.clone(), done.clone(), c.addrs.clone());
+        rt.spawn(async move {
+            let cl = client(&addrs).await;
+            // Values are unique per (client, op): value id = client << 32 | n.
+            for n in 0..LIN_OPS_PER_CLIENT as u64 {
+                let value = ((client_no as u64) << 32) | (n + 1);
+                let key_no = (value.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7) % LIN_KEYS;
+                let key = format!("lin-{key_no}").into_bytes();
+                let enc = |v: u64| v.to_le_bytes().to_vec();
+                let dec = |b: Option<Vec<u8>>| {
+                    b.map(|b| u64::from_le_bytes(b.as_slice().try_into().expect("8-byte value")))
+                };
+                let call = t0.elapsed().as_micros() as u64;
+                let (input, result) = match n % 3 {
+                    0 => (Input::Get, cl.get(key).await.map(|v| Output::Get(dec(v)))),
+                    1 => (
+                        Input::Put(value),
+                        cl.put(key, enc(value)).await.map(|()| Output::Put),
+                    ),
+                    _ => {
+                        // Expect the value this client last saw or wrote
+                        // (often stale: both outcomes get exercised).
+                        let expected = (n > 1).then(|| value - 1);
+                        let exp_bytes = expected.map(enc);
+                        let r = cl
+                            .compare_and_swap(key, exp_bytes.as_deref(), Some(&enc(value)))
+                            .await
+                            .map(|r| Output::Cas {
+                                swapped: r.swapped,
+                                previous: dec(r.previous),
+                            });
+                        (
+                            Input::Cas {
+                                expected,
+                                new: Some(value),
+                            },
+                            r,
+                        )
+                    }
+                };
+                let ret = match result {
+                    Ok(out) => Some((t0.elapsed().as_micros() as u64, out)),
+                    // May or may not have taken effect.
+                    Err(e) if e.is_outcome_unknown() => None,
+                    // Certainly had no effect.
+                    Err(_) => continue,
+                };
+                let op = Operation {
+                    client: client_no,
+                    input,
+                    call,
+                    ret,
+                };
+                history.lock().unwrap().push((key_no, op));
+            }
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    // Kill the leader's node once the clients are under way, restart it
+    // a little later.
+    while history.lock().unwrap().len() < LIN_CLIENTS * LIN_OPS_PER_CLIENT / 4 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.nodes[first].kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    c.nodes[first].restart();
+    wait_listening(c.addrs[first], Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while done.load(std::sync::atomic::Ordering::Relaxed) < LIN_CLIENTS {
+        assert!(Instant::now() < deadline, "clients did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let history = history.lock().unwrap().clone();
+    let mut unknown = 0;
+    for key_no in 0..LIN_KEYS {
+        let ops: Vec<Operation> = history
+            .iter()
+            .filter(|(k, _)| *k == key_no)
+            .map(|(_, op)| op.clone())
+            .collect();
+        unknown += ops.iter().filter(|o| o.ret.is_none()).count();
+        let verdict = check(&ops, None, 20_000_000);
+        assert_eq!(
+            verdict,
+            Verdict::Linearizable,
+            "key lin-{key_no}: {} operations",
+            ops.len()
+        );
+    }
+    eprintln!(
+        "linearizable: {} operations on {LIN_KEYS} keys by {LIN_CLIENTS} clients, {unknown} with unknown outcome, leader's node killed and restarted",
+        history.len()
+    );
 }

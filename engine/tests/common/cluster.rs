@@ -1,0 +1,198 @@
+//! A real cluster on loopback for process-level tests: one PD
+//! (`--initial-replicas 3`) and three `golem node`s, each a child process
+//! stopped by its pid (SIGCONT first, in case a test paused it) when the
+//! handle is dropped.
+
+use super::{free_ports, RawConn, Reply};
+use golem_wire::codec::encode_request;
+use golem_wire::{RegionEpoch, RegionId, Request, RequestBody, RequestId, Response};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Raft tick of every process, ms (elections after 10–20 ticks).
+pub const TICK_MS: &str = "20";
+
+pub struct Proc {
+    child: Child,
+    args: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(args: Vec<String>) -> Proc {
+        let child = Command::new(env!("CARGO_BIN_EXE_golem"))
+            .args(&args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn golem");
+        Proc { child, args }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        *self = Proc::spawn(self.args.clone());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A stopped child must be continued to die promptly.
+        self.signal(libc::SIGCONT);
+        self.kill9();
+    }
+}
+
+pub struct Cluster {
+    _pd: Proc,
+    pub nodes: Vec<Proc>,
+    pub addrs: Vec<SocketAddr>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let pd_port = free_ports(1);
+        let pd_addr = format!("127.0.0.1:{pd_port}");
+        let pd_dir = tempfile::tempdir().unwrap();
+        let pd = Proc::spawn(vec![
+            "pd".into(),
+            "--listen".into(),
+            pd_addr.clone(),
+            "--tick-ms".into(),
+            TICK_MS.into(),
+            "--initial-replicas".into(),
+            "3".into(),
+            "--data-dir".into(),
+            pd_dir.path().display().to_string(),
+        ]);
+        let mut dirs = vec![pd_dir];
+        let mut nodes = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_ports(1);
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            nodes.push(Proc::spawn(node_args(dir.path(), addr, &pd_addr)));
+            addrs.push(addr);
+            dirs.push(dir);
+        }
+        let cluster = Cluster {
+            _pd: pd,
+            nodes,
+            addrs,
+            _dirs: dirs,
+        };
+        for &a in &cluster.addrs {
+            wait_listening(a, Duration::from_secs(60));
+        }
+        cluster
+    }
+
+    /// The node whose region-1 peer answers a read (the leader), if any.
+    pub fn leader(&self, skip: &[usize]) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|i| !skip.contains(i))
+            .find(|&i| answers_reads(self.addrs[i]))
+    }
+
+    pub fn wait_leader(&self, skip: &[usize], limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(i) = self.leader(skip) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn node_args(dir: &Path, addr: SocketAddr, pd: &str) -> Vec<String> {
+    [
+        "node",
+        "--data-dir",
+        &dir.display().to_string(),
+        "--listen",
+        &addr.to_string(),
+        "--shards",
+        "1",
+        "--pin",
+        "off",
+        "--tick-ms",
+        TICK_MS,
+        "--pd",
+        pd,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+pub fn wait_listening(addr: SocketAddr, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{addr} never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `addr`'s replica of the first region serves a read (it leads).
+pub fn answers_reads(addr: SocketAddr) -> bool {
+    let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    drop(stream);
+    let mut conn = RawConn::handshake(addr);
+    let req = Request {
+        region: RegionId(0),
+        epoch: RegionEpoch::default(),
+        timeout_ms: 1_000,
+        body: RequestBody::Get {
+            key: b"probe".to_vec(),
+        },
+    };
+    // A seed route: the node answers with the region covering the key.
+    let resp = call(&mut conn, 1, &req);
+    let Response::Err(golem_wire::GolemError::EpochNotMatch { current_regions }) = resp else {
+        return false;
+    };
+    let info = &current_regions[0];
+    let req = Request {
+        region: info.id,
+        epoch: info.epoch,
+        timeout_ms: 1_000,
+        body: RequestBody::Get {
+            key: b"probe".to_vec(),
+        },
+    };
+    matches!(call(&mut conn, 2, &req), Response::Ok(_))
+}
+
+pub fn call(conn: &mut RawConn, id: u32, req: &Request) -> Response {
+    conn.send(&encode_request(RequestId(id), req).unwrap());
+    match conn.recv() {
+        Reply::Response(_, resp) => resp,
+        other => Response::Err(golem_wire::GolemError::Internal {
+            reason: format!("{other:?}"),
+        }),
+    }
+}
