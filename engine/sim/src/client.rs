@@ -140,7 +140,7 @@ pub fn request(input: &KvInput, key: &[u8], reads: ReadMode) -> RequestBody {
     let key = key.to_vec();
     match input {
         KvInput::Get => match reads {
-            ReadMode::ReadIndex | ReadMode::NoBarrier => RequestBody::Get { key },
+            ReadMode::ReadIndex | ReadMode::Lease | ReadMode::NoBarrier => RequestBody::Get { key },
             ReadMode::Log => RequestBody::CompareAndSwap {
                 key,
                 expected: Some(LOG_READ_SENTINEL.to_vec()),

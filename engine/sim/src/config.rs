@@ -17,6 +17,13 @@ pub enum ReadMode {
     /// (`request_read` before a pass, `take_ready_reads` after it), then
     /// serves them with `RegionPeer::read`.
     ReadIndex,
+    /// The product's read path with leader leases
+    /// (`engine/src/shard/region_handle.rs`): a confirmed ReadIndex round
+    /// grants the leader a lease of `tick_ms * (election_ticks - 2)`
+    /// (virtual ms, from the round's request) during which reads are served
+    /// at once, renewed when half spent; a node grants no vote for one
+    /// lease after it starts.
+    Lease,
     /// Through the Raft log: a compare-and-swap that can never swap
     /// (its expected value is never written) whose answer carries the
     /// value. Linearizable whatever the leader's view.
@@ -87,6 +94,10 @@ pub struct SimConfig {
     pub heartbeat_ticks: usize,
     /// Small, so that lagging followers need entries fetched from the WAL.
     pub entry_cache_entries_max: usize,
+    /// `PeerConfig::log_retain_entries_min`: applied entries every voter
+    /// keeps in its WAL. Small, so that checkpoints move log starts within
+    /// a short run (the product's 10,000 would keep everything).
+    pub log_retain_entries_min: u64,
     /// A client gives up on an operation after this long: outcome unknown.
     pub client_timeout_ms: u64,
     pub reads: ReadMode,
@@ -118,8 +129,9 @@ impl Default for SimConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             entry_cache_entries_max: 4,
+            log_retain_entries_min: 16,
             client_timeout_ms: 1_000,
-            reads: ReadMode::ReadIndex,
+            reads: ReadMode::Lease,
             truncate: TruncatePolicy::GlobalMin,
             torn_tail: TornTail::Records,
             planted_bug: None,
@@ -157,6 +169,8 @@ pub struct SimArgs {
     pub heartbeat_ticks: usize,
     #[arg(long, default_value_t = SimConfig::default().entry_cache_entries_max)]
     pub entry_cache_entries_max: usize,
+    #[arg(long, default_value_t = SimConfig::default().log_retain_entries_min)]
+    pub log_retain_entries_min: u64,
     #[arg(long, default_value_t = SimConfig::default().client_timeout_ms)]
     pub client_timeout_ms: u64,
     #[arg(long, value_enum, default_value_t = SimConfig::default().reads)]
@@ -192,6 +206,7 @@ impl From<SimArgs> for SimConfig {
             election_ticks: a.election_ticks,
             heartbeat_ticks: a.heartbeat_ticks,
             entry_cache_entries_max: a.entry_cache_entries_max,
+            log_retain_entries_min: a.log_retain_entries_min,
             client_timeout_ms: a.client_timeout_ms,
             reads: a.reads,
             truncate: a.truncate,
@@ -246,6 +261,11 @@ impl SimConfig {
             "entry-cache-entries-max",
             self.entry_cache_entries_max as u64,
             d.entry_cache_entries_max as u64,
+        );
+        num(
+            "log-retain-entries-min",
+            self.log_retain_entries_min,
+            d.log_retain_entries_min,
         );
         num(
             "client-timeout-ms",
@@ -331,6 +351,7 @@ mod tests {
             planted_bug: Some(PlantedBug::AckBeforeSync),
             swarm: false,
             lin_steps_max: 7,
+            log_retain_entries_min: 10_000,
             ..SimConfig::default()
         };
         assert_eq!(parse(&cfg.to_args()), cfg);

@@ -83,6 +83,11 @@ struct Reads {
     batch: u64,
     batch_used: bool,
     waiting: Vec<(u64, Waiter, RequestBody)>,
+    /// When each requested batch was asked of raft (virtual ms).
+    batch_started: Vec<(u64, u64)>,
+    /// Leader lease `(term, until_ms)`: reads are served at once until
+    /// then, in that term (`RegionHandle::lease`).
+    lease: Option<(u64, u64)>,
 }
 
 impl Default for Reads {
@@ -91,6 +96,8 @@ impl Default for Reads {
             batch: 1,
             batch_used: false,
             waiting: Vec::new(),
+            batch_started: Vec::new(),
+            lease: None,
         }
     }
 }
@@ -114,6 +121,12 @@ pub struct SimNode {
     pub pass_scheduled: bool,
     /// This node's time between ticks (clock skew).
     pub tick_ms: u64,
+    /// The leader lease, 0 when leases are off: `tick_ms * (election_ticks
+    /// - 2)` of the nominal tick, as the shell's `lease_duration`.
+    pub lease_ms: u64,
+    /// Virtual time of the last start: for one lease the node grants no
+    /// vote (it may have acknowledged a lease round before a crash).
+    pub started_ms: u64,
     waiters: BTreeMap<ProposalToken, Waiter>,
     next_token: ProposalToken,
 }
@@ -135,6 +148,7 @@ impl SimNode {
             pc.election_jitter_ticks = 1;
             pc.heartbeat_ticks = cfg.heartbeat_ticks;
             pc.entry_cache_entries_max = cfg.entry_cache_entries_max;
+            pc.log_retain_entries_min = cfg.log_retain_entries_min;
             cfgs.insert(meta.id, pc);
         }
         wal.mark_durable(wal.len());
@@ -151,6 +165,8 @@ impl SimNode {
             sync_in_flight: None,
             pass_scheduled: false,
             tick_ms: cfg.tick_ms,
+            lease_ms: 0,
+            started_ms: 0,
             waiters: BTreeMap::new(),
             next_token: 1,
         };
@@ -202,12 +218,13 @@ impl SimNode {
     /// The first half of a pass: asks raft to confirm each region's open
     /// read batch, then every peer's `Ready` into the WAL. Returns whether
     /// the records must be synced before `persisted`.
-    pub fn collect(&mut self) -> bool {
+    pub fn collect(&mut self, now_ms: u64) -> bool {
         assert!(self.pending.is_empty() && self.sync_in_flight.is_none());
         let mut must_sync = false;
         for (region, peer) in self.peers.iter_mut() {
             if let Some(r) = self.reads.get_mut(region) {
                 if std::mem::take(&mut r.batch_used) {
+                    r.batch_started.push((r.batch, now_ms));
                     peer.request_read(r.batch);
                     r.batch += 1;
                 }
@@ -252,12 +269,32 @@ impl SimNode {
         let Some(reads) = self.reads.get_mut(&region) else {
             return;
         };
-        if reads.waiting.is_empty() {
+        if reads.waiting.is_empty() && reads.batch_started.is_empty() {
             return;
         }
         let peer = self.peers.get_mut(&region).expect("a peer of this node");
         let ready = peer.take_ready_reads();
-        if !peer.is_leader() {
+        let (leader, term) = (peer.is_leader(), peer.term().get());
+        // A confirmed round renews the lease from when it was requested.
+        if let Some(&upto) = ready.iter().max() {
+            let at = reads
+                .batch_started
+                .iter()
+                .filter(|(b, _)| *b <= upto)
+                .map(|(_, t)| *t)
+                .max();
+            if let (Some(at), true) = (at, self.lease_ms > 0) {
+                let until = at + self.lease_ms;
+                let keep = reads.lease.is_some_and(|(t, u)| t == term && u >= until);
+                if leader && !keep {
+                    reads.lease = Some((term, until));
+                }
+            }
+            reads.batch_started.retain(|(b, _)| *b > upto);
+        }
+        if !leader {
+            reads.lease = None;
+            reads.batch_started.clear();
             let err = GolemError::NotLeader {
                 region,
                 leader: None,
@@ -282,6 +319,26 @@ impl SimNode {
         }
     }
 
+    /// Whether `region`'s peer leads under a valid lease (a read may be
+    /// served at once); asks for a renewal round when half of it is spent
+    /// (`RegionHandle::has_lease`).
+    fn has_lease(&mut self, region: RegionId, now_ms: u64) -> bool {
+        let peer = &self.peers[&region];
+        let Some(reads) = self.reads.get_mut(&region) else {
+            return false;
+        };
+        let Some((term, until)) = reads.lease else {
+            return false;
+        };
+        if !peer.is_leader() || peer.term().get() != term || now_ms >= until {
+            return false;
+        }
+        if until - now_ms < self.lease_ms / 2 && !reads.batch_used {
+            reads.batch_used = true;
+        }
+        true
+    }
+
     /// A read at this node: answered now (`Some`), or queued for the next
     /// ReadIndex round (`None`) when the region has other voters and this
     /// peer leads (`RegionHandle::read_barrier`). `barrier: false` serves
@@ -292,7 +349,12 @@ impl SimNode {
         body: RequestBody,
         waiter: Waiter,
         barrier: bool,
+        now_ms: u64,
     ) -> Option<Result<ResponseBody, GolemError>> {
+        if barrier && self.has_lease(region, now_ms) {
+            let peer = &self.peers[&region];
+            return Some(peer.read(&body, &mut self.store));
+        }
         let peer = self.peers.get(&region).expect("a peer of this node");
         if !barrier || !peer.needs_read_index() {
             return Some(peer.read(&body, &mut self.store));
@@ -369,7 +431,7 @@ mod tests {
         n.peers.get_mut(&RegionId(1)).unwrap().campaign();
         let drive = |n: &mut SimNode| {
             while n.has_work() {
-                n.collect();
+                n.collect(0);
                 n.wal.mark_durable(n.wal.len());
                 n.persisted();
             }
@@ -385,7 +447,7 @@ mod tests {
             value: None,
         };
         n.propose(RegionId(1), body, w).unwrap();
-        n.collect();
+        n.collect(0);
         n.wal.mark_durable(n.wal.len());
         let out = n.persisted();
         assert_eq!(out.finished.len(), 1);

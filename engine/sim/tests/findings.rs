@@ -1,7 +1,6 @@
 //! Minimal reproductions of golem-core findings (engine/sim/FINDINGS.md)
 //! through golem-core's public API, without the simulator. Each asserts
-//! the fixed behaviour and is `#[ignore]`d until the fix lands: run with
-//! `cargo test -p golem-sim --test findings -- --ignored`.
+//! the fixed behaviour (a regression test since the fix landed).
 
 use golem_core::region::records::{encode_entries, encode_hard_state, encode_log_start};
 use golem_core::region::{PeerConfig, PeerMeta, RegionMeta, RegionPeer};
@@ -28,7 +27,6 @@ fn entry(index: u64, term: u64) -> Entry {
 /// at or below the log start and is skipped, so recovery fails with
 /// `CorruptLog` (or, without the term check, would keep a stale entry).
 #[test]
-#[ignore = "FINDINGS.md #2: fails until RegionPeer::recover applies runs below the log start"]
 fn a_run_at_or_below_the_log_start_still_truncates_what_follows() {
     let peers = (1..=3)
         .map(|i| PeerMeta::new(PeerId(i), StoreId(i), ShardId(0)))

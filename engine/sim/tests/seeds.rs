@@ -4,20 +4,19 @@
 //! crate's tests together well under a minute on 2 cores in a debug build
 //! (measured numbers in engine/sim/README.md).
 //!
-//! A failing seed prints its replay command. Seeds that fail because of a
-//! finding in golem-core (engine/sim/FINDINGS.md) are kept out of the
-//! regression ranges and reproduced by `#[ignore]`d tests that assert the
-//! fixed behaviour: run them with `cargo test -p golem-sim -- --ignored`.
+//! A failing seed prints its replay command. Each finding in golem-core
+//! (engine/sim/FINDINGS.md) keeps the seeds that found it as a regression
+//! test.
 
 use golem_sim::{
     run, FailureKind, PlantedBug, ReadMode, SimConfig, SimFailure, SimReport, TornTail,
     TruncatePolicy,
 };
 
-/// Seeds of the default configuration that fail because of FINDINGS.md #2.
+/// Seeds of the default configuration that found FINDINGS.md #2 (with the
+/// `read-index` read mode, the default then).
 const FINDING_2_SEEDS: [u64; 2] = [345, 982];
-/// A seed of `one_region_hot_keys_many_clients` that fails because of
-/// FINDINGS.md #3.
+/// A seed of `one_region_hot_keys_many_clients` that found FINDINGS.md #3.
 const FINDING_3_SEED: u64 = 1035;
 
 /// Runs `seeds` (skipping `except`) and panics listing every failure.
@@ -39,7 +38,7 @@ fn all_pass(cfg: &SimConfig, seeds: std::ops::Range<u64>, except: &[u64]) -> Vec
 
 #[test]
 fn three_nodes_two_regions() {
-    let reports = all_pass(&SimConfig::default(), 0..120, &FINDING_2_SEEDS);
+    let reports = all_pass(&SimConfig::default(), 0..120, &[]);
     // The runs really exercise faults and the fetch path.
     assert!(reports.iter().map(|r| r.crashes).sum::<u64>() > 100);
     assert!(reports.iter().map(|r| r.partitions).sum::<u64>() > 100);
@@ -68,7 +67,7 @@ fn one_region_hot_keys_many_clients() {
         clients: 6,
         ..SimConfig::default()
     };
-    all_pass(&cfg, 1000..1050, &[FINDING_3_SEED]);
+    all_pass(&cfg, 1000..1050, &[]);
 }
 
 #[test]
@@ -97,17 +96,10 @@ fn planted_ack_before_sync_is_caught() {
         caught.len()
     );
     for f in &caught {
-        assert!(
-            matches!(
-                f.kind,
-                FailureKind::AppliedEntry
-                    | FailureKind::NotLinearizable
-                    | FailureKind::Panic
-                    | FailureKind::Recovery
-                    | FailureKind::RefusedApplied
-            ),
-            "unexpected kind: {f}"
-        );
+        // Lost acknowledged entries show as changed applied entries,
+        // histories that lost writes, raft-rs's own panics, lost votes (two
+        // leaders in a term) or unrecoverable nodes: any checker may see it.
+        assert_ne!(f.kind, FailureKind::Config, "{f}");
         assert!(f.replay.contains("--planted-bug ack-before-sync"), "{f}");
     }
 }
@@ -134,6 +126,15 @@ fn planted_stale_reads_are_caught() {
         ..cfg
     };
     run(200, &safe).unwrap();
+}
+
+#[test]
+fn read_index_without_leases() {
+    let cfg = SimConfig {
+        reads: ReadMode::ReadIndex,
+        ..SimConfig::default()
+    };
+    all_pass(&cfg, 4000..4040, &[]);
 }
 
 #[test]
@@ -169,56 +170,58 @@ fn a_bad_config_is_a_failure_with_a_replay_command() {
     assert!(f.to_string().ends_with("--seed 1 --nodes 1"), "{f}");
 }
 
-/// FINDINGS.md #1: with the shell's WAL retention rule, followers delete
-/// entries a lagging replica still needs; after a leader change it can
-/// never catch up (no snapshots yet). Asserts the fixed behaviour.
+/// FINDINGS.md #1 (fixed): with the shell's WAL retention rule, followers
+/// deleted entries a lagging replica still needed; after a leader change
+/// it could never catch up (no snapshots yet).
 #[test]
-#[ignore = "FINDINGS.md #1: fails until WAL retention protects lagging replicas"]
 fn finding_1_shell_retention_lets_every_replica_catch_up() {
     let cfg = SimConfig {
         truncate: TruncatePolicy::Shell,
+        reads: ReadMode::ReadIndex,
+        log_retain_entries_min: golem_core::region::PeerConfig::LOG_RETAIN_ENTRIES_MIN_DEFAULT,
         ..SimConfig::default()
     };
     all_pass(&cfg, 0..20, &[]);
 }
 
-/// FINDINGS.md #3: the leader probes at or below a follower's matched
-/// index after a rejection, below a log start set at the retention floor.
-/// Asserts the fixed behaviour.
+/// FINDINGS.md #3 (fixed): the leader probed at a follower's matched
+/// index after a rejection, which a log start at the retention floor had
+/// deleted.
 #[test]
-#[ignore = "FINDINGS.md #3: fails until WAL retention leaves room for raft-rs's probes (or snapshots exist)"]
 fn finding_3_retention_at_the_floor_lets_the_follower_catch_up() {
     let cfg = SimConfig {
         regions: 1,
         keys: 3,
         clients: 6,
+        reads: ReadMode::ReadIndex,
         ..SimConfig::default()
     };
     run(FINDING_3_SEED, &cfg).unwrap();
 }
 
-/// FINDINGS.md #4: a torn tail keeping a follower's hard state but not
-/// the entries of the same `Ready` makes it apply stale entries. Asserts
-/// the fixed behaviour (with the WAL's all-or-nothing batches it passes).
+/// FINDINGS.md #4 (fixed): a torn tail keeping a follower's hard state but
+/// not the entries of the same `Ready` made it apply stale entries.
 #[test]
-#[ignore = "FINDINGS.md #4: fails until a torn record prefix cannot keep a commit index without its entries"]
 fn finding_4_a_torn_tail_never_commits_stale_entries() {
     let cfg = SimConfig {
         regions: 1,
         keys: 2,
         clients: 8,
+        reads: ReadMode::ReadIndex,
         ..SimConfig::default()
     };
     run(11021, &cfg).unwrap();
 }
 
-/// FINDINGS.md #2: recovery keeps a superseded entry when the run that
-/// overwrote it lies at or below the log start. Asserts the fixed
-/// behaviour.
+/// FINDINGS.md #2 (fixed): recovery kept a superseded entry when the run
+/// that overwrote it lay at or below the log start.
 #[test]
-#[ignore = "FINDINGS.md #2: fails until RegionPeer::recover applies runs below the log start"]
 fn finding_2_recovery_after_an_overwritten_suffix() {
+    let cfg = SimConfig {
+        reads: ReadMode::ReadIndex,
+        ..SimConfig::default()
+    };
     for seed in FINDING_2_SEEDS {
-        run(seed, &SimConfig::default()).unwrap();
+        run(seed, &cfg).unwrap();
     }
 }

@@ -218,6 +218,9 @@ impl Sim {
                 .map_err(|m| sim.failure(FailureKind::Recovery, m))?;
             sim.nodes.push(node);
             sim.nodes[n].tick_ms = sim.skewed_tick_ms();
+            if cfg.reads == crate::config::ReadMode::Lease {
+                sim.nodes[n].lease_ms = cfg.tick_ms * cfg.election_ticks.saturating_sub(2) as u64;
+            }
             let first_tick = sim.rng.gen_range(0..cfg.tick_ms);
             sim.q.after(first_tick, Event::Tick { node: n, inc: 0 });
             let flush = around(&mut sim.rng, sim.plan.flush_interval_ms_mean);

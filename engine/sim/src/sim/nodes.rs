@@ -23,7 +23,7 @@ use golem_core::command::Command;
 use golem_core::raft_log::FetchRequest;
 use golem_core::store::KvStore;
 use golem_wire::{GolemError, RegionId, RequestBody};
-use raft::eraftpb::{EntryType, Message};
+use raft::eraftpb::{EntryType, Message, MessageType};
 use rand::Rng;
 use std::collections::BTreeMap;
 
@@ -72,7 +72,8 @@ impl Sim {
         if self.nodes[node].sync_in_flight.is_some() || !self.nodes[node].has_work() {
             return Ok(());
         }
-        let must_sync = self.nodes[node].collect();
+        let now = self.q.now_ms();
+        let must_sync = self.nodes[node].collect(now);
         self.record_applied(node)?;
         let early = self.ack_before_sync();
         if early {
@@ -215,6 +216,16 @@ impl Sim {
         if self.net.is_cut(from, to) || !self.nodes[to].up {
             return Ok(());
         }
+        let n = &self.nodes[to];
+        if matches!(
+            msg.get_msg_type(),
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        ) && self.q.now_ms() < n.started_ms + n.lease_ms
+        {
+            // Might be inside a lease it granted before a restart: no vote
+            // until any such lease has run out (`RegionHandle::step`).
+            return Ok(());
+        }
         let peer = self.nodes[to]
             .peers
             .get_mut(&region)
@@ -301,7 +312,8 @@ impl Sim {
         let waiter = Waiter { client, op, value };
         if matches!(body, RequestBody::Get { .. }) {
             let barrier = self.cfg.reads != ReadMode::NoBarrier;
-            match self.nodes[node].read(region, body, waiter, barrier) {
+            let now = self.q.now_ms();
+            match self.nodes[node].read(region, body, waiter, barrier, now) {
                 Some(result) => self.respond(node, client, op, result, false, hint),
                 None => self.kick(node),
             }
@@ -326,6 +338,7 @@ impl Sim {
             let from = self.nodes[node].store.persisted_applied(region).get();
             self.applied.restarted(node, region, from);
         }
+        self.nodes[node].started_ms = self.q.now_ms();
         let inc = self.nodes[node].incarnation;
         let first = self.rng.gen_range(0..self.nodes[node].tick_ms.max(1));
         self.q.after(first, Event::Tick { node, inc });
