@@ -876,7 +876,10 @@ async fn replay_segment(
         ));
     }
     let file = segment::open_read(&h.path).await?;
-    let buf = segment::read_prefix(&file, &h.path, next_says.unwrap_or(h.len)).await?;
+    // The last segment is read up to where its data ends (not its whole
+    // preallocated size): a restart reads what was written, not 64 MiB.
+    let read_len = next_says.unwrap_or_else(|| segment::data_end(&h.path, h.len));
+    let buf = segment::read_prefix(&file, &h.path, read_len).await?;
     segment::close_quietly(file, &h.path).await;
     let Some(body) = buf.get(SEGMENT_HEADER_BYTES..) else {
         // The header decoded from this file, so it is at least this long.
