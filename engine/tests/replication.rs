@@ -121,7 +121,25 @@ fn leader_failures_lose_no_acknowledged_write_and_writes_resume() {
         .enable_all()
         .build()
         .unwrap();
-    let first = c.wait_leader(&[], Duration::from_secs(30));
+    let led = c.wait_leader(&[], Duration::from_secs(30));
+
+    // 0. Leadership moves on request (admin TransferLeader).
+    let to = (led + 1) % 3;
+    let to_store = c.store_of(to);
+    rt.block_on(async {
+        let cl = client(&c.addrs).await;
+        cl.execute(
+            golem_wire::RequestBody::TransferLeader {
+                key: b"any".to_vec(),
+                to_store: golem_wire::StoreId(to_store),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("transfer leader");
+    });
+    let first = c.wait_leader(&[], Duration::from_secs(10));
+    assert_eq!(first, to, "the requested store leads");
 
     // 1. kill -9 of the leader's node in the middle of writes.
     let w = Writers::start(&rt, c.addrs.clone(), 0);
@@ -279,6 +297,14 @@ fn a_history_with_a_leader_killed_in_the_middle_is_linearizable() {
             .collect();
         unknown += ops.iter().filter(|o| o.ret.is_none()).count();
         let verdict = check(&ops, None, 20_000_000);
+        if verdict != Verdict::Linearizable {
+            for (i, o) in ops.iter().enumerate() {
+                eprintln!(
+                    "{i:4} c{} {:?} call {} ret {:?}",
+                    o.client, o.input, o.call, o.ret
+                );
+            }
+        }
         assert_eq!(
             verdict,
             Verdict::Linearizable,

@@ -111,6 +111,12 @@ pub enum RequestBody {
         expected: Option<Vec<u8>>,
         new_value: Option<Vec<u8>>,
     },
+    /// Admin: moves the leadership of the region holding `key` to its
+    /// replica on store `to_store`. Answered once that replica leads.
+    TransferLeader {
+        key: Vec<u8>,
+        to_store: StoreId,
+    },
 }
 
 impl RequestBody {
@@ -135,6 +141,7 @@ impl RequestBody {
             RequestBody::BatchGet { .. } => "batch_get",
             RequestBody::BatchWrite { .. } => "batch_write",
             RequestBody::CompareAndSwap { .. } => "cas",
+            RequestBody::TransferLeader { .. } => "transfer_leader",
         }
     }
 
@@ -142,7 +149,9 @@ impl RequestBody {
     /// Servers call it on every request; clients call it before sending.
     pub fn validate(&self) -> Result<(), GolemError> {
         match self {
-            RequestBody::Get { key } | RequestBody::Delete { key } => check_key(key),
+            RequestBody::Get { key }
+            | RequestBody::Delete { key }
+            | RequestBody::TransferLeader { key, .. } => check_key(key),
             RequestBody::Put { key, value } => {
                 check_key(key)?;
                 check_value(value)
@@ -261,6 +270,8 @@ pub enum ResponseBody {
         /// The value before the operation (None: absent).
         previous: Option<Vec<u8>>,
     },
+    /// The replica on the requested store leads the region now.
+    TransferLeader,
 }
 
 /// A server's answer to one request.

@@ -92,6 +92,14 @@ pub enum CtlCommand {
         #[arg(long)]
         delete: bool,
     },
+    /// Move the leadership of the region holding KEY to its replica on
+    /// STORE (admin; waits until that replica leads).
+    TransferLeader {
+        /// Any key of the region.
+        key: String,
+        /// The store (node) whose replica should lead.
+        store: u64,
+    },
     /// PD members (admin; asks the PD at --pd).
     #[command(subcommand)]
     Member(super::admin::MemberCommand),
@@ -270,6 +278,18 @@ async fn run_async(args: &CtlArgs) -> Result<ExitCode, String> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        CtlCommand::TransferLeader { key, store } => {
+            let body = golem_wire::RequestBody::TransferLeader {
+                key: c.parse(key)?,
+                to_store: golem_wire::StoreId(*store),
+            };
+            client
+                .execute(body, client.config().request_timeout())
+                .await
+                .map_err(err)?;
+            print_ok(args.json);
+            Ok(ExitCode::SUCCESS)
         }
         CtlCommand::Member(_) | CtlCommand::Store(_) | CtlCommand::Region(_) => {
             unreachable!("admin commands are run by admin::run")

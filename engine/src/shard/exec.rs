@@ -33,6 +33,17 @@ pub async fn execute(shard: &Rc<Shard>, req: Request) -> Response {
     let result = match route(shard, &req) {
         Err(e) => Err(e),
         Ok(Route::Forward(owner)) => forward(shard, owner, req).await,
+        Ok(Route::Local(region)) if matches!(req.body, RequestBody::TransferLeader { .. }) => {
+            let RequestBody::TransferLeader { key, to_store } = &req.body else {
+                unreachable!("matched above")
+            };
+            match region.peer.borrow().meta().check_key(key) {
+                Ok(()) => {}
+                Err(e) => return Response::Err(e),
+            }
+            let r = region.transfer_leader(*to_store).await;
+            r.map_err(|e| leader_hint(shard, &region, e))
+        }
         Ok(Route::Local(region)) if req.body.is_write() => {
             let r = region.write(req.body).await;
             r.map_err(|e| leader_hint(shard, &region, e))
@@ -55,6 +66,7 @@ pub fn execute_now(shard: &Rc<Shard>, req: &Request) -> Option<Response> {
         Err(e) => Some(Response::Err(e)),
         Ok(Route::Forward(_)) => None,
         Ok(Route::Local(_)) if req.body.is_write() => None,
+        Ok(Route::Local(_)) if matches!(req.body, RequestBody::TransferLeader { .. }) => None,
         // Several voters, no lease: the read waits for a read-index round.
         Ok(Route::Local(region)) if region.needs_read_barrier() && !region.has_lease() => None,
         Ok(Route::Local(region)) => Some(
@@ -146,7 +158,8 @@ fn covering_region(shard: &Shard, req: &Request) -> GolemError {
         RequestBody::Get { key }
         | RequestBody::Put { key, .. }
         | RequestBody::Delete { key }
-        | RequestBody::CompareAndSwap { key, .. } => key,
+        | RequestBody::CompareAndSwap { key, .. }
+        | RequestBody::TransferLeader { key, .. } => key,
         RequestBody::Scan { start, .. } => start,
         RequestBody::BatchGet { keys } => keys.first().map_or(&[], Vec::as_slice),
         RequestBody::BatchWrite { ops } => ops.first().map_or(&[], |o| o.key()),

@@ -257,6 +257,49 @@ impl RegionHandle {
         self.raft_loop.notify();
     }
 
+    /// Moves the region's leadership to its replica on `store` and waits
+    /// (up to `TRANSFER_WAIT`) until that replica leads. Only the leader can
+    /// do it (`NotLeader` otherwise); a store without a replica is
+    /// `InvalidArgument`; a transfer that does not complete in time (the
+    /// target lags or is down) is `ServerBusy`.
+    pub async fn transfer_leader(
+        &self,
+        store: golem_wire::StoreId,
+    ) -> Result<ResponseBody, GolemError> {
+        const TRANSFER_WAIT: Duration = Duration::from_secs(5);
+        let target = {
+            let mut peer = self.peer.borrow_mut();
+            let region = peer.meta().id;
+            let Some(target) = peer.meta().peer_on(store).map(|p| p.id) else {
+                return Err(GolemError::invalid(format!(
+                    "region {region} has no replica on store {store}"
+                )));
+            };
+            if peer.leader_id() == Some(target) && peer.is_leader() {
+                return Ok(ResponseBody::TransferLeader);
+            }
+            if !peer.is_leader() {
+                return Err(GolemError::NotLeader {
+                    region,
+                    leader: None,
+                });
+            }
+            peer.transfer_leadership_to(target);
+            target
+        };
+        self.raft_loop.notify();
+        let deadline = Instant::now() + TRANSFER_WAIT;
+        while Instant::now() < deadline {
+            crate::runtime::sleep(Duration::from_millis(10)).await;
+            if self.peer.borrow().leader_id() == Some(target) {
+                return Ok(ResponseBody::TransferLeader);
+            }
+        }
+        Err(GolemError::ServerBusy {
+            retry_after_ms: 100,
+        })
+    }
+
     /// Answers the waiter of `token` (the raft loop calls this).
     pub fn finish(&self, token: ProposalToken, result: RegionResult) {
         if let Some(tx) = self.waiters.borrow_mut().remove(&token) {

@@ -114,6 +114,17 @@ impl Cluster {
             .find(|&i| answers_reads(self.addrs[i]))
     }
 
+    /// The store id of node `i` (from its data directory's identity).
+    pub fn store_of(&self, i: usize) -> u64 {
+        // dirs[0] is the PD's; node i's is dirs[i + 1].
+        let text = std::fs::read_to_string(self._dirs[i + 1].path().join("IDENTITY"))
+            .expect("node identity");
+        text.lines()
+            .find_map(|l| l.strip_prefix("store="))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("store id in IDENTITY")
+    }
+
     pub fn wait_leader(&self, skip: &[usize], limit: Duration) -> usize {
         let deadline = Instant::now() + limit;
         loop {

@@ -32,8 +32,8 @@ pub struct ClientConfig {
     /// Longest wait for the answer to one attempt, in milliseconds (0: the
     /// request's whole deadline). A node that stopped answering (paused,
     /// partitioned) is then given up on and the request retried elsewhere:
-    /// a read at once; a write like after a lost connection (its outcome is
-    /// unknown: a compare-and-swap is not retried and reports it).
+    /// a read at once; a write fails like after a lost connection (its
+    /// outcome is unknown: it is not sent again).
     pub attempt_timeout_ms: u64,
     /// Retries of retryable failures.
     pub retry: RetryPolicy,

@@ -16,8 +16,12 @@
 //!
 //! Errors are [`ClientError`]s; those that can follow a request reaching a
 //! server say whether a write may have been applied ([`Outcome`]).
-//! Idempotent writes (put, delete, batch write) and reads are retried after
-//! a lost connection; a compare-and-swap is not.
+//! Reads are retried after a lost connection (or an attempt timeout); a
+//! write that may have reached a server is never sent again (a second copy
+//! of even a put could land after other clients' writes and undo them): it
+//! fails with [`Outcome::Unknown`] and the caller decides (read back, or
+//! retry knowing the risk). Writes refused before they were applied
+//! (`NotLeader`, `EpochNotMatch`, …) are retried.
 //!
 //! # Example
 //!

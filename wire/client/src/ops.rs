@@ -36,6 +36,7 @@ pub fn response_name(body: &ResponseBody) -> &'static str {
         ResponseBody::BatchGet { .. } => "batch_get",
         ResponseBody::BatchWrite => "batch_write",
         ResponseBody::CompareAndSwap { .. } => "cas",
+        ResponseBody::TransferLeader => "transfer_leader",
     }
 }
 

@@ -153,7 +153,8 @@ impl RouteTable {
             RequestBody::Get { key }
             | RequestBody::Put { key, .. }
             | RequestBody::Delete { key }
-            | RequestBody::CompareAndSwap { key, .. } => key,
+            | RequestBody::CompareAndSwap { key, .. }
+            | RequestBody::TransferLeader { key, .. } => key,
             RequestBody::Scan { start, .. } => start,
             RequestBody::BatchGet { keys } => keys.first().map(Vec::as_slice).unwrap_or(&[]),
             RequestBody::BatchWrite { ops } => ops.first().map_or(&[], |o| o.key()),

@@ -112,10 +112,12 @@ fn a_silent_server_hits_the_deadline() {
 }
 
 #[test]
-fn a_dropped_connection_is_reconnected_and_idempotent_writes_retried() {
+fn a_dropped_connection_is_reconnected_and_a_lost_write_is_not_retried() {
     let server = FakeServer::start_in_thread();
     server.script([Action::Drop]);
     let client = blocking::Client::connect(server.config()).unwrap();
+    let err = client.put("k", "v").unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err:?}");
     client.put("k", "v").unwrap();
     assert_eq!(server.value(b"k"), Some(b"v".to_vec()));
     assert_eq!(server.stats().connections, 2);

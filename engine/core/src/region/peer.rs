@@ -383,6 +383,15 @@ impl RegionPeer {
         Some(PeerId(target))
     }
 
+    /// Starts moving leadership to voter `to` (an admin request). raft-rs
+    /// sends it a `TimeoutNow` once its log is up to date, and gives up
+    /// after an election timeout. No-op unless this peer leads.
+    pub fn transfer_leadership_to(&mut self, to: PeerId) {
+        if self.is_leader() && to != self.cfg.peer {
+            self.raw.transfer_leader(to.get());
+        }
+    }
+
     /// Whether reads need a read-index round before they are served: true
     /// when the region has other voters (a leader cut off from them could
     /// be deposed without knowing). A single voter is always up to date.

@@ -192,10 +192,16 @@ impl<O: FromResponse> Call<O> {
             Attempt::Lost(e) => {
                 let body = &self.request.body;
                 if body.is_write() {
+                    // Sent and unanswered: it may have been applied. Not
+                    // retried, even a put: a second copy could apply after
+                    // later writes of others and undo them (a history no
+                    // single application explains). The caller learns the
+                    // outcome is unknown.
                     self.maybe_applied = true;
+                    return Step::Done(Err(self.finish(e)));
                 }
                 let e = self.finish(e);
-                if matches!(body, RequestBody::CompareAndSwap { .. }) || !e.is_transport() {
+                if !e.is_transport() {
                     return Step::Done(Err(e));
                 }
                 e

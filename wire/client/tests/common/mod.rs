@@ -305,7 +305,8 @@ fn first_key(body: &RequestBody) -> Option<&[u8]> {
         RequestBody::Get { key }
         | RequestBody::Put { key, .. }
         | RequestBody::Delete { key }
-        | RequestBody::CompareAndSwap { key, .. } => Some(key),
+        | RequestBody::CompareAndSwap { key, .. }
+        | RequestBody::TransferLeader { key, .. } => Some(key),
         RequestBody::Scan { start, .. } => Some(start),
         RequestBody::BatchGet { keys } => keys.first().map(Vec::as_slice),
         RequestBody::BatchWrite { ops } => ops.first().map(WriteOp::key),
@@ -315,6 +316,8 @@ fn first_key(body: &RequestBody) -> Option<&[u8]> {
 /// Executes a request against the map, like a single-region node would.
 pub fn apply(data: &mut BTreeMap<Vec<u8>, Vec<u8>>, body: &RequestBody) -> Response {
     Response::Ok(match body {
+        // A single-region fake node is always the leader.
+        RequestBody::TransferLeader { .. } => ResponseBody::TransferLeader,
         RequestBody::Get { key } => ResponseBody::Get {
             value: data.get(key).cloned(),
         },
