@@ -9,12 +9,13 @@
 //! - a proposal is answered exactly once, and only with its true outcome:
 //!   with its entry's result once the entry at its index is applied with
 //!   the proposal's term; with `NotLeader` (safe to retry: it never took
-//!   effect) once the entry at its index is applied with another term, or
-//!   is cut from this peer's log by a newer proposal at or below its index.
-//!   Losing leadership answers nothing: an entry proposed by a deposed
-//!   leader may still commit, so its proposal waits until the log decides
+//!   effect) once the entry at its index is applied with another term.
+//!   Nothing else decides: losing leadership, or this peer's log being cut
+//!   below the entry, does not (another replica may still hold the entry
+//!   and commit it as leader), so the proposal waits until the log decides
 //!   (the client's deadline bounds the wait);
-//! - `proposals` are in strictly increasing index order;
+//! - `proposals` are sorted by index (several may share one index, of
+//!   different terms: at most one of them takes effect);
 //! - a read is served only by a leader that has applied an entry of its own
 //!   term (so everything committed by earlier leaders is applied);
 //! - no I/O, clock or randomness here: time is `tick()`, disk is `WalSink`.
@@ -278,15 +279,12 @@ impl RegionPeer {
         }
         let index = self.raw.raft.raft_log.last_index();
         assert_eq!(index, before + 1, "a proposal appends exactly one entry");
-        // Proposals at or after this index belong to an older term whose
-        // entries this log no longer has (a newer leader overwrote them):
-        // they never took effect.
-        while self.proposals.back().is_some_and(|p| p.index >= index) {
-            let p = self.proposals.pop_back().expect("checked");
-            let err = self.not_leader();
-            self.finished.push((p.token, Err(err)));
-        }
-        self.proposals.push_back(Proposal { token, index, term });
+        // Older proposals at or after this index had their entries cut from
+        // this log, but another replica may still hold them and commit them
+        // as leader (golem-sim's report): they stay pending until the entry
+        // at their index is applied. Keep the queue sorted by index.
+        let at = self.proposals.partition_point(|p| p.index <= index);
+        self.proposals.insert(at, Proposal { token, index, term });
         Ok(())
     }
 

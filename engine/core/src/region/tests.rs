@@ -451,19 +451,22 @@ fn a_deposed_leaders_proposal_waits_for_the_log_to_decide() {
 }
 
 #[test]
-fn a_proposal_cut_from_the_log_answers_not_leader() {
+fn proposals_sharing_an_index_are_decided_when_it_applies() {
     let mut n = Node::new();
     n.lead();
     n.write(put("a", "1")).unwrap();
     let t = n.propose(put("a", "2"));
-    // Its entry is not durable when a crash loses it; the same peer then
-    // leads again and proposes at the same index. The first proposal is
-    // gone from the log: it never takes effect.
+    // Pretend `t` was proposed in an older term at the next index (its
+    // entry since cut from this log, maybe held by another replica). A new
+    // proposal lands at that index: neither is decided until it applies.
     let index = n.peer.last_index().get();
     n.peer.proposals[0].index = index + 1;
+    n.peer.proposals[0].term -= 1;
     let t2 = n.propose(put("b", "1"));
-    assert_eq!(n.peer.proposals.len(), 1);
+    assert_eq!(n.peer.proposals.len(), 2);
+    assert!(n.peer.proposals.iter().all(|p| p.index == index + 1));
     n.drive();
+    // The entry at index + 1 applied with the current term: t2's.
     assert_eq!(n.answers[&t].as_ref().unwrap_err().code(), 1);
     assert_eq!(n.answers[&t2], Ok(ResponseBody::Put));
 }
