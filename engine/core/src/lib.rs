@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod kv;
+pub mod raft_convert;
 pub mod raft_log;
 pub mod region;
 pub mod store;

@@ -6,7 +6,8 @@
 //! - [`convert`]: `eraftpb` ⇄ rkyv mirrors (protobuf never decodes input).
 //! - [`log_bridge`]: raft-rs's slog output → tracing.
 
-pub mod convert;
+/// `eraftpb` ⇄ rkyv conversion, shared with the nodes (golem-core).
+pub use golem_core::raft_convert as convert;
 pub mod disk;
 pub mod log_bridge;
 pub mod storage;

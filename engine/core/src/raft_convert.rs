@@ -1,9 +1,11 @@
 //! Conversion between raft-rs's `eraftpb` types and their rkyv mirrors.
 //!
-//! Owns the transport and disk boundary of raft-rs: outbound values are
-//! copied field by field into `golem_wire::raft` types; inbound ones (already
-//! validated by bytecheck) are copied back, with enum values checked. Nothing
-//! here ever calls protobuf's decoder (RUSTSEC-2024-0437).
+//! Used by the nodes' region transport and by the PD (its own Raft group's
+//! log and transport). Owns the transport and disk boundary of raft-rs:
+//! outbound values are copied field by field into `golem_wire::raft` types;
+//! inbound ones (already validated by bytecheck) are copied back, with enum
+//! values checked. Nothing here ever calls protobuf's decoder
+//! (RUSTSEC-2024-0437).
 
 // Field-by-field assignment mirrors the protobuf schema line by line, which
 // makes a missed field easy to spot in review.
