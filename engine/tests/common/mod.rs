@@ -57,31 +57,7 @@ impl NodeProcess {
 
     /// Starts a node at a given base address.
     pub fn start_at(data_dir: &Path, base: SocketAddr, shards: u16, extra: &[&str]) -> NodeProcess {
-        let child = Command::new(env!("CARGO_BIN_EXE_golem"))
-            .arg("node")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg(base.to_string())
-            .arg("--shards")
-            .arg(shards.to_string())
-            .arg("--pin")
-            .arg("off")
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn golem node");
-        let mut node = NodeProcess {
-            child,
-            base,
-            shards,
-            data_dir: data_dir.to_owned(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut node = Self::spawn_at(data_dir, base, shards, extra);
         node.wait_ready();
         node
     }
