@@ -185,11 +185,23 @@ fn leader_failures_lose_no_acknowledged_write_and_writes_resume() {
     let leader = c.wait_leader(&[third], Duration::from_secs(30));
     assert_ne!(leader, third);
     rt.block_on(check_all(&c.addrs, &all));
+    // Writes go on with two nodes. A write whose attempt times out (the
+    // restarted node may still be catching up) has an unknown outcome and
+    // is not re-sent by the client: try again, bounded.
     rt.block_on(async {
         let cl = client(&c.addrs).await;
-        cl.put(b"after".to_vec(), b"ok".to_vec())
-            .await
-            .expect("writes with two nodes");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match cl.put(b"after".to_vec(), b"ok".to_vec()).await {
+                Ok(()) => break,
+                Err(e) if e.is_outcome_unknown() && Instant::now() < deadline => continue,
+                Err(e) => panic!("writes with two nodes: {e}"),
+            }
+        }
+        assert_eq!(
+            cl.get(b"after".to_vec()).await.unwrap(),
+            Some(b"ok".to_vec())
+        );
     });
 }
 
