@@ -34,6 +34,9 @@ fn value(i: u32) -> Vec<u8> {
 async fn client(node: &NodeProcess) -> Client {
     let mut cfg = ClientConfig::new(vec![node.base]);
     cfg.request_timeout_ms = 30_000;
+    // One node: nothing to fail over to, so no per-attempt timeout (a slow
+    // fsync must not turn an acknowledged-later write into an unknown one).
+    cfg.attempt_timeout_ms = 0;
     Client::connect(cfg).await.expect("connect")
 }
 

@@ -67,6 +67,9 @@ thread_local! {
 fn connect(rt: &tokio::runtime::Runtime, node: &NodeProcess) -> Client {
     let mut cfg = ClientConfig::new(vec![node.base]);
     cfg.request_timeout_ms = 20_000;
+    // One node: nothing to fail over to, so no per-attempt timeout (a slow
+    // fsync must not turn an acknowledged-later write into an unknown one).
+    cfg.attempt_timeout_ms = 0;
     rt.block_on(Client::connect(cfg)).expect("connect")
 }
 
