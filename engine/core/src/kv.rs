@@ -413,30 +413,6 @@ mod tests {
         ]
     }
 
-    /// The model's scan: filter, order, truncate.
-    fn model_scan(
-        model: &BTreeMap<Vec<u8>, Vec<u8>>,
-        start: &[u8],
-        end: &[u8],
-        limit: u32,
-        reverse: bool,
-    ) -> (Vec<KvPair>, bool) {
-        let mut all: Vec<KvPair> = model
-            .iter()
-            .filter(|(k, _)| k.as_slice() >= start && (end.is_empty() || k.as_slice() < end))
-            .map(|(k, v)| KvPair {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect();
-        if reverse {
-            all.reverse();
-        }
-        let more = all.len() > limit as usize;
-        all.truncate(limit as usize);
-        (all, more)
-    }
-
     proptest! {
         #[test]
         fn matches_a_btreemap_model(ops in proptest::collection::vec(op(), 1..60)) {
@@ -460,48 +436,7 @@ mod tests {
         for op in ops {
             match op {
                 Op::Write(cmd) => {
-                    let expected = match cmd.clone() {
-                        Command::Put { key, value } => {
-                            model.insert(key, value);
-                            ResponseBody::Put
-                        }
-                        Command::Delete { key } => {
-                            model.remove(&key);
-                            ResponseBody::Delete
-                        }
-                        Command::BatchWrite { ops } => {
-                            for op in ops {
-                                match op {
-                                    WriteOp::Put { key, value } => {
-                                        model.insert(key, value);
-                                    }
-                                    WriteOp::Delete { key } => {
-                                        model.remove(&key);
-                                    }
-                                }
-                            }
-                            ResponseBody::BatchWrite
-                        }
-                        Command::CompareAndSwap {
-                            key,
-                            expected,
-                            new_value,
-                        } => {
-                            let previous = model.get(&key).cloned();
-                            let swapped = previous == expected;
-                            if swapped {
-                                match new_value {
-                                    Some(v) => {
-                                        model.insert(key, v);
-                                    }
-                                    None => {
-                                        model.remove(&key);
-                                    }
-                                }
-                            }
-                            ResponseBody::CompareAndSwap { swapped, previous }
-                        }
-                    };
+                    let expected = crate::test_model::apply(&mut model, cmd.clone());
                     prop_assert_eq!(state.apply(cmd), expected);
                 }
                 Op::Scan {
@@ -512,7 +447,7 @@ mod tests {
                 } => {
                     prop_assert_eq!(
                         state.scan(&start, &end, limit, reverse),
-                        model_scan(&model, &start, &end, limit, reverse)
+                        crate::test_model::scan(&model, &start, &end, limit, reverse)
                     );
                 }
             }

@@ -12,6 +12,8 @@ pub mod raft_log;
 pub mod region;
 pub mod store;
 pub mod term_runs;
+#[cfg(test)]
+pub(crate) mod test_model;
 pub mod wal_index;
 pub mod wal_record;
 

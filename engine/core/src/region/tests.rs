@@ -874,45 +874,8 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// The model's answer to a write, applied to `model`.
 fn model_write(model: &mut BTreeMap<Vec<u8>, Vec<u8>>, body: RequestBody) -> ResponseBody {
-    match body {
-        RequestBody::Put { key, value } => {
-            model.insert(key, value);
-            ResponseBody::Put
-        }
-        RequestBody::Delete { key } => {
-            model.remove(&key);
-            ResponseBody::Delete
-        }
-        RequestBody::BatchWrite { ops } => {
-            for op in ops {
-                match op {
-                    WriteOp::Put { key, value } => {
-                        model.insert(key, value);
-                    }
-                    WriteOp::Delete { key } => {
-                        model.remove(&key);
-                    }
-                }
-            }
-            ResponseBody::BatchWrite
-        }
-        RequestBody::CompareAndSwap {
-            key,
-            expected,
-            new_value,
-        } => {
-            let previous = model.get(&key).cloned();
-            let swapped = previous == expected;
-            if swapped {
-                match new_value {
-                    Some(v) => model.insert(key, v),
-                    None => model.remove(&key),
-                };
-            }
-            ResponseBody::CompareAndSwap { swapped, previous }
-        }
-        other => panic!("not a write: {other:?}"),
-    }
+    let cmd = crate::command::Command::from_request(body).expect("a write");
+    crate::test_model::apply(model, cmd)
 }
 
 fn model_read(model: &BTreeMap<Vec<u8>, Vec<u8>>, body: &RequestBody) -> ResponseBody {
@@ -929,20 +892,8 @@ fn model_read(model: &BTreeMap<Vec<u8>, Vec<u8>>, body: &RequestBody) -> Respons
             limit,
             reverse,
         } => {
-            let mut all: Vec<golem_wire::KvPair> = model
-                .iter()
-                .filter(|(k, _)| *k >= start && (end.is_empty() || *k < end))
-                .map(|(k, v)| golem_wire::KvPair {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect();
-            if *reverse {
-                all.reverse();
-            }
-            let more = all.len() > *limit as usize;
-            all.truncate(*limit as usize);
-            ResponseBody::Scan { pairs: all, more }
+            let (pairs, more) = crate::test_model::scan(model, start, end, *limit, *reverse);
+            ResponseBody::Scan { pairs, more }
         }
         other => panic!("not a read: {other:?}"),
     }
