@@ -23,4 +23,7 @@ pub mod raft;
 pub use error::{GolemError, PeerLocation, RegionInfo};
 pub use frame::{Frame, FrameDecoder, FrameError, FrameHeader, FrameKind, PROTOCOL_VERSION};
 pub use ids::*;
-pub use msg::{Hello, HelloOk, KvPair, Request, RequestBody, Response, ResponseBody, WriteOp};
+pub use msg::{
+    Hello, HelloOk, KvPair, PeerChange, PeerChangeKind, Request, RequestBody, Response,
+    ResponseBody, WriteOp,
+};

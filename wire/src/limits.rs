@@ -28,3 +28,7 @@ pub const IN_FLIGHT_REQUESTS_MAX: usize = 1024;
 pub const CLIENT_NAME_BYTES_MAX: usize = 256;
 /// Longest free-text reason in an error, in bytes (longer text is cut).
 pub const ERROR_TEXT_BYTES_MAX: usize = 1024;
+
+/// Most replica changes in one `ChangePeers` request, and most new peers in
+/// one `Split` (a region has at most 16 replicas).
+pub const PEER_CHANGES_MAX: usize = 16;

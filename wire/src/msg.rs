@@ -6,8 +6,9 @@
 //! `ResponseBody` or one `GolemError`.
 
 use crate::error::GolemError;
-use crate::ids::{ClusterId, RegionEpoch, RegionId, ShardId, StoreId};
+use crate::ids::{ClusterId, PeerId, RegionEpoch, RegionId, ShardId, StoreId};
 use crate::limits::*;
+use crate::RegionInfo;
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// First frame of a connection, client → server.
@@ -117,6 +118,50 @@ pub enum RequestBody {
         key: Vec<u8>,
         to_store: StoreId,
     },
+    /// Admin: changes the replicas of the region holding `key` (one Raft
+    /// membership change; several changes go through joint consensus).
+    /// Answered once the change is applied by the leader (and the joint
+    /// configuration, if any, is left). At most `PEER_CHANGES_MAX` changes.
+    ChangePeers {
+        key: Vec<u8>,
+        changes: Vec<PeerChange>,
+    },
+    /// Admin: splits the region holding `key` at `split_key` (which must lie
+    /// strictly inside it): the region keeps `[start, split_key)` and a new
+    /// region `new_region` takes `[split_key, end)`, with one new peer per
+    /// existing replica (`new_peers[i]` on the store of the region's i-th
+    /// peer, in the order `RegionInfo`/the leader reports them). Ids come
+    /// from the PD. Answered once the leader applied the split.
+    Split {
+        key: Vec<u8>,
+        split_key: Vec<u8>,
+        new_region: RegionId,
+        new_peers: Vec<PeerId>,
+    },
+}
+
+/// What a `ChangePeers` change does to one replica.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum PeerChangeKind {
+    /// A new replica that receives the log but does not vote.
+    AddLearner,
+    /// A new voter, or the promotion of a learner (refused while the
+    /// learner lags behind the leader: retry later).
+    AddVoter,
+    /// Removes the replica (its data on its store is deleted).
+    Remove,
+}
+
+/// One replica change of a `ChangePeers` request: the peer and where it
+/// lives (store and shard).
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct PeerChange {
+    pub kind: PeerChangeKind,
+    pub peer: PeerId,
+    pub store: StoreId,
+    pub shard: ShardId,
 }
 
 impl RequestBody {
@@ -142,6 +187,8 @@ impl RequestBody {
             RequestBody::BatchWrite { .. } => "batch_write",
             RequestBody::CompareAndSwap { .. } => "cas",
             RequestBody::TransferLeader { .. } => "transfer_leader",
+            RequestBody::ChangePeers { .. } => "change_peers",
+            RequestBody::Split { .. } => "split",
         }
     }
 
@@ -152,6 +199,41 @@ impl RequestBody {
             RequestBody::Get { key }
             | RequestBody::Delete { key }
             | RequestBody::TransferLeader { key, .. } => check_key(key),
+            RequestBody::ChangePeers { key, changes } => {
+                check_key(key)?;
+                if changes.is_empty() || changes.len() > PEER_CHANGES_MAX {
+                    return Err(GolemError::invalid(format!(
+                        "{} peer changes (must be 1..={PEER_CHANGES_MAX})",
+                        changes.len()
+                    )));
+                }
+                if changes.iter().any(|c| c.peer.get() == 0) {
+                    return Err(GolemError::invalid("peer id 0"));
+                }
+                Ok(())
+            }
+            RequestBody::Split {
+                key,
+                split_key,
+                new_region,
+                new_peers,
+            } => {
+                check_key(key)?;
+                check_key(split_key)?;
+                if new_region.get() == 0 {
+                    return Err(GolemError::invalid("region id 0"));
+                }
+                if new_peers.is_empty() || new_peers.len() > PEER_CHANGES_MAX {
+                    return Err(GolemError::invalid(format!(
+                        "{} new peers (must be 1..={PEER_CHANGES_MAX})",
+                        new_peers.len()
+                    )));
+                }
+                if new_peers.iter().any(|p| p.get() == 0) {
+                    return Err(GolemError::invalid("peer id 0"));
+                }
+                Ok(())
+            }
             RequestBody::Put { key, value } => {
                 check_key(key)?;
                 check_value(value)
@@ -272,6 +354,16 @@ pub enum ResponseBody {
     },
     /// The replica on the requested store leads the region now.
     TransferLeader,
+    /// The membership change is applied; the region's new epoch.
+    ChangePeers {
+        epoch: RegionEpoch,
+    },
+    /// The split is applied: the region as it is now (left part) and the
+    /// new region (right part).
+    Split {
+        left: RegionInfo,
+        right: RegionInfo,
+    },
 }
 
 /// A server's answer to one request.

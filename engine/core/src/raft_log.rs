@@ -16,6 +16,15 @@
 //! (`RawNode::on_entries_fetched`). Entries before the log start are
 //! `Compacted` (a follower that needs them gets a snapshot).
 //!
+//! Snapshots: raft-rs asks `snapshot()` when a follower needs entries
+//! before the log start. The storage answers with the snapshot the shell
+//! prepared (`set_prepared_snapshot`: metadata only, the data is streamed
+//! from an LSM view by the shell) if it is recent enough, else notes the
+//! request (`take_snapshot_request`) and answers
+//! `SnapshotTemporarilyUnavailable`: raft-rs asks again on a later
+//! heartbeat response. `restore` resets the log to start after a received
+//! snapshot.
+//!
 //! Invariants: `entries` are consecutive, the first has index
 //! `compacted_index + 1`; terms never decrease along the log;
 //! `compacted_index <= applied` at every compaction (the peer only compacts
@@ -63,6 +72,11 @@ pub struct RegionStorage {
     fetching: RefCell<std::collections::BTreeSet<u64>>,
     /// Entries read back from the WAL for the fetch being answered.
     fetched: Vec<Entry>,
+    /// The snapshot the shell prepared for followers (metadata and region
+    /// metadata; the data is streamed separately).
+    prepared: Option<Snapshot>,
+    /// Set when raft-rs asked for a snapshot newer than `prepared`.
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl RegionStorage {
@@ -88,9 +102,42 @@ impl RegionStorage {
             fetch_requests: RefCell::new(Vec::new()),
             fetching: RefCell::new(std::collections::BTreeSet::new()),
             fetched: Vec::new(),
+            prepared: None,
+            snapshot_wanted: std::cell::Cell::new(false),
         };
         s.append(&entries);
         s
+    }
+
+    /// Whether raft-rs asked for a snapshot that is not prepared (clears
+    /// the request: the shell prepares one).
+    pub fn take_snapshot_request(&mut self) -> bool {
+        self.snapshot_wanted.replace(false)
+    }
+
+    /// The snapshot to hand raft-rs for followers from now on.
+    pub fn set_prepared_snapshot(&mut self, snap: Snapshot) {
+        self.prepared = Some(snap);
+    }
+
+    /// The prepared snapshot, if any.
+    pub fn prepared_snapshot(&self) -> Option<&Snapshot> {
+        self.prepared.as_ref()
+    }
+
+    /// Resets the log to start after `(index, term)` (a received snapshot
+    /// was applied): every cached entry is dropped.
+    pub fn restore(&mut self, index: u64, term: u64, conf_state: ConfState) {
+        self.entries.clear();
+        self.compacted_index = index;
+        self.compacted_term = term;
+        self.runs = TermRuns::new(index, term);
+        self.conf_state = conf_state;
+        self.fetching.borrow_mut().clear();
+        self.fetch_requests.borrow_mut().clear();
+        if self.hard_state.commit < index {
+            self.hard_state.commit = index;
+        }
     }
 
     /// Appends entries taken from a `Ready`, dropping every cached entry at
@@ -349,9 +396,16 @@ impl raft::Storage for RegionStorage {
         Ok(RegionStorage::last_index(self))
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Snapshots are built from the LSM (a later issue); until then a
-        // follower that needs one waits.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // A prepared snapshot serves while it still connects to the log
+        // (it is not older than the log start).
+        if let Some(snap) = &self.prepared {
+            let index = snap.get_metadata().index;
+            if index >= request_index && index >= self.runs.start().0 {
+                return Ok(snap.clone());
+            }
+        }
+        self.snapshot_wanted.set(true);
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))

@@ -68,6 +68,9 @@ pub enum RecordKind {
     /// Written by the WAL itself (region 0): segments numbered below the
     /// payload's sequence number may have been deleted.
     WalStart = 5,
+    /// The region's replica on this shard was removed (its data deleted):
+    /// recovery ignores the region's earlier records. Empty payload.
+    Tombstone = 6,
 }
 
 impl RecordKind {
@@ -79,6 +82,7 @@ impl RecordKind {
             3 => RecordKind::HardState,
             4 => RecordKind::LogStart,
             5 => RecordKind::WalStart,
+            6 => RecordKind::Tombstone,
             _ => return None,
         })
     }

@@ -151,6 +151,7 @@ impl SimWal {
                 },
                 RecordKind::RegionMeta => "M".to_owned(),
                 RecordKind::WalStart => "W".to_owned(),
+                RecordKind::Tombstone => "T".to_owned(),
             };
             let synced = if i < self.durable { "" } else { " (unsynced)" };
             out.push_str(&format!("    #{i} {what}{synced}\n"));

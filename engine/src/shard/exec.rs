@@ -159,7 +159,9 @@ fn covering_region(shard: &Shard, req: &Request) -> GolemError {
         | RequestBody::Put { key, .. }
         | RequestBody::Delete { key }
         | RequestBody::CompareAndSwap { key, .. }
-        | RequestBody::TransferLeader { key, .. } => key,
+        | RequestBody::TransferLeader { key, .. }
+        | RequestBody::ChangePeers { key, .. }
+        | RequestBody::Split { key, .. } => key,
         RequestBody::Scan { start, .. } => start,
         RequestBody::BatchGet { keys } => keys.first().map_or(&[], Vec::as_slice),
         RequestBody::BatchWrite { ops } => ops.first().map_or(&[], |o| o.key()),

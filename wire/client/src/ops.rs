@@ -37,6 +37,8 @@ pub fn response_name(body: &ResponseBody) -> &'static str {
         ResponseBody::BatchWrite => "batch_write",
         ResponseBody::CompareAndSwap { .. } => "cas",
         ResponseBody::TransferLeader => "transfer_leader",
+        ResponseBody::ChangePeers { .. } => "change_peers",
+        ResponseBody::Split { .. } => "split",
     }
 }
 

@@ -154,7 +154,9 @@ impl RouteTable {
             | RequestBody::Put { key, .. }
             | RequestBody::Delete { key }
             | RequestBody::CompareAndSwap { key, .. }
-            | RequestBody::TransferLeader { key, .. } => key,
+            | RequestBody::TransferLeader { key, .. }
+            | RequestBody::ChangePeers { key, .. }
+            | RequestBody::Split { key, .. } => key,
             RequestBody::Scan { start, .. } => start,
             RequestBody::BatchGet { keys } => keys.first().map(Vec::as_slice).unwrap_or(&[]),
             RequestBody::BatchWrite { ops } => ops.first().map_or(&[], |o| o.key()),

@@ -62,6 +62,11 @@ pub enum CoreError {
         log_start: LogIndex,
         last_index: LogIndex,
     },
+    /// A received Raft snapshot's metadata does not decode, names another
+    /// region, leaves this replica out, or disagrees with raft's
+    /// configuration in it (the message is dropped).
+    #[error("region {region}: bad snapshot: {reason}")]
+    BadSnapshot { region: RegionId, reason: String },
     /// raft-rs refused to build the node.
     #[error("region {region}: raft: {source}")]
     Raft {

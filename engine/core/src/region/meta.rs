@@ -1,23 +1,56 @@
 //! `RegionMeta`: a region's range, epoch and peers, and its WAL codec.
 //!
-//! Owns the metadata a region peer persists in `RegionMeta` WAL records and
-//! the key-range checks requests go through. Invariants (checked by
-//! `validate`, on encode's callers and on every decode): `start < end` unless
-//! `end` is empty (the end of the key space); keys are at most
-//! `KEY_BYTES_MAX` bytes; there are 1..=`REGION_PEERS_MAX` peers, no peer id
-//! is 0 or repeats, and no two peers are on the same store.
+//! Owns the metadata a region peer persists in `RegionMeta` WAL records (and
+//! sends in Raft snapshots) and the key-range checks requests go through.
+//! Invariants (checked by `validate`, on encode's callers and on every
+//! decode): `start < end` unless `end` is empty (the end of the key space);
+//! keys are at most `KEY_BYTES_MAX` bytes; there are 1..=`REGION_PEERS_MAX`
+//! peers, no peer id is 0 or repeats, and no two peers are on the same
+//! store; at least one peer votes.
 //!
-//! Format (version 2, little-endian):
-//! `version:u8(=2) id:u64 start:bytes end:bytes conf_ver:u64 version:u64
-//! count:u32 (peer:u64 store:u64 shard:u16)*`, where `bytes = len:u32
-//! data[len]`. Version 1 (peers without placement) is refused.
+//! A peer's role mirrors raft's configuration: `Voter`, `Learner`, and
+//! during a joint configuration `IncomingVoter` (votes in the new
+//! configuration only) and `DemotingVoter` (votes in the old one only, a
+//! learner in the new one): `conf_state` rebuilds raft's `ConfState` from
+//! the roles (TiKV's rule).
+//!
+//! Format (version 3, little-endian):
+//! `version:u8(=3) id:u64 start:bytes end:bytes conf_ver:u64 version:u64
+//! count:u32 (peer:u64 store:u64 shard:u16 role:u8)* as_of:u64`, where
+//! `bytes = len:u32 data[len]` and `as_of` is the applied index the
+//! metadata is valid at (membership changes and splits at or below it are
+//! in it). Version 2 (no roles, no `as_of`: all voters, as of 0) is still
+//! read; version 1 (peers without placement) is refused.
 
 use crate::command::{ByteReader, ByteWriter, DecodeError};
 use golem_wire::limits::KEY_BYTES_MAX;
 use golem_wire::{GolemError, PeerId, RegionEpoch, RegionId, RegionInfo, ShardId, StoreId};
 
 /// The version byte every encoded `RegionMeta` starts with.
-pub const REGION_META_FORMAT_VERSION: u8 = 2;
+pub const REGION_META_FORMAT_VERSION: u8 = 3;
+
+/// Role byte of each peer in the format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerRole {
+    Voter = 0,
+    Learner = 1,
+    /// Joint configuration: a voter of the incoming configuration only.
+    IncomingVoter = 2,
+    /// Joint configuration: a voter of the outgoing configuration only.
+    DemotingVoter = 3,
+}
+
+impl PeerRole {
+    fn from_u8(b: u8) -> Option<PeerRole> {
+        Some(match b {
+            0 => PeerRole::Voter,
+            1 => PeerRole::Learner,
+            2 => PeerRole::IncomingVoter,
+            3 => PeerRole::DemotingVoter,
+            _ => return None,
+        })
+    }
+}
 
 /// One replica of a region and where it lives: the store (node) and the
 /// shard (core) of that store that owns it.
@@ -26,12 +59,23 @@ pub struct PeerMeta {
     pub id: PeerId,
     pub store: StoreId,
     pub shard: ShardId,
+    pub role: PeerRole,
 }
 
 impl PeerMeta {
-    /// A peer `id` on `store`'s shard `shard`.
+    /// A voter `id` on `store`'s shard `shard`.
     pub fn new(id: PeerId, store: StoreId, shard: ShardId) -> PeerMeta {
-        PeerMeta { id, store, shard }
+        PeerMeta {
+            id,
+            store,
+            shard,
+            role: PeerRole::Voter,
+        }
+    }
+
+    /// Whether this peer votes in the current (incoming) configuration.
+    pub fn is_voter(&self) -> bool {
+        matches!(self.role, PeerRole::Voter | PeerRole::IncomingVoter)
     }
 }
 /// Most peers a region may have (voters and learners).
@@ -46,7 +90,7 @@ pub struct RegionMeta {
     /// Exclusive end key; empty means the end of the key space.
     pub end: Vec<u8>,
     pub epoch: RegionEpoch,
-    /// The region's voters and where they live.
+    /// The region's replicas (voters and learners) and where they live.
     pub peers: Vec<PeerMeta>,
 }
 
@@ -139,6 +183,9 @@ impl RegionMeta {
                 return Err(format!("two peers on store {}", p.store));
             }
         }
+        if !self.peers.iter().any(PeerMeta::is_voter) {
+            return Err("no voter".into());
+        }
         Ok(())
     }
 
@@ -152,13 +199,58 @@ impl RegionMeta {
         self.peers.iter().find(|p| p.store == store)
     }
 
-    /// The raft ids of the voters.
+    /// The raft ids of the voters (of the incoming configuration).
     pub fn voter_ids(&self) -> Vec<u64> {
-        self.peers.iter().map(|p| p.id.get()).collect()
+        self.peers
+            .iter()
+            .filter(|p| p.is_voter())
+            .map(|p| p.id.get())
+            .collect()
     }
 
-    /// The record payload.
+    /// Whether the region has more than one voter (or is in a joint
+    /// configuration): a leader then needs a quorum of others.
+    pub fn is_replicated(&self) -> bool {
+        self.peers
+            .iter()
+            .filter(|p| p.role != PeerRole::Learner)
+            .count()
+            > 1
+    }
+
+    /// raft's configuration, rebuilt from the peers' roles.
+    pub fn conf_state(&self) -> raft::eraftpb::ConfState {
+        let ids = |f: &dyn Fn(PeerRole) -> bool| -> Vec<u64> {
+            self.peers
+                .iter()
+                .filter(|p| f(p.role))
+                .map(|p| p.id.get())
+                .collect()
+        };
+        let joint = self
+            .peers
+            .iter()
+            .any(|p| matches!(p.role, PeerRole::IncomingVoter | PeerRole::DemotingVoter));
+        let mut cs = raft::eraftpb::ConfState {
+            voters: ids(&|r| matches!(r, PeerRole::Voter | PeerRole::IncomingVoter)),
+            learners: ids(&|r| r == PeerRole::Learner),
+            ..Default::default()
+        };
+        if joint {
+            cs.voters_outgoing = ids(&|r| matches!(r, PeerRole::Voter | PeerRole::DemotingVoter));
+            cs.learners_next = ids(&|r| r == PeerRole::DemotingVoter);
+            cs.auto_leave = true;
+        }
+        cs
+    }
+
+    /// The record payload, valid as of applied index 0 (a new region).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_at(0)
+    }
+
+    /// The record payload, valid as of applied index `as_of`.
+    pub fn encode_at(&self, as_of: u64) -> Vec<u8> {
         let mut w = ByteWriter::with_capacity(
             48 + self.start.len() + self.end.len() + 18 * self.peers.len(),
         );
@@ -173,14 +265,28 @@ impl RegionMeta {
             w.u64(p.id.get());
             w.u64(p.store.get());
             w.u16(p.shard.get());
+            w.u8(p.role as u8);
         }
+        w.u64(as_of);
         w.into_vec()
     }
 
     /// Parses and validates a record payload.
     pub fn decode(bytes: &[u8]) -> Result<RegionMeta, DecodeError> {
+        Self::decode_at(bytes).map(|(meta, _)| meta)
+    }
+
+    /// Parses and validates a record payload; also returns the applied
+    /// index it is valid at.
+    pub fn decode_at(bytes: &[u8]) -> Result<(RegionMeta, u64), DecodeError> {
         let mut r = ByteReader::new(bytes);
-        r.version("region meta", REGION_META_FORMAT_VERSION)?;
+        let format = r.u8()?;
+        if format != 2 && format != REGION_META_FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                what: "region meta",
+                got: format,
+            });
+        }
         let id = RegionId(r.u64()?);
         let start = r.bytes()?;
         let end = r.bytes()?;
@@ -188,16 +294,29 @@ impl RegionMeta {
             conf_ver: r.u64()?,
             version: r.u64()?,
         };
-        let count = r.count("peer", 18, REGION_PEERS_MAX)?;
+        let peer_bytes = if format == 2 { 18 } else { 19 };
+        let count = r.count("peer", peer_bytes, REGION_PEERS_MAX)?;
         let peers = (0..count)
             .map(|_| {
+                let (id, store, shard) = (PeerId(r.u64()?), StoreId(r.u64()?), ShardId(r.u16()?));
+                let role = if format == 2 {
+                    PeerRole::Voter
+                } else {
+                    let b = r.u8()?;
+                    PeerRole::from_u8(b).ok_or(DecodeError::UnknownTag {
+                        what: "peer role",
+                        tag: b,
+                    })?
+                };
                 Ok(PeerMeta {
-                    id: PeerId(r.u64()?),
-                    store: StoreId(r.u64()?),
-                    shard: ShardId(r.u16()?),
+                    id,
+                    store,
+                    shard,
+                    role,
                 })
             })
             .collect::<Result<Vec<_>, DecodeError>>()?;
+        let as_of = if format == 2 { 0 } else { r.u64()? };
         r.finish()?;
         let meta = RegionMeta {
             id,
@@ -208,7 +327,7 @@ impl RegionMeta {
         };
         meta.validate()
             .map_err(|reason| DecodeError::Invalid { reason })?;
-        Ok(meta)
+        Ok((meta, as_of))
     }
 }
 
@@ -228,6 +347,10 @@ mod tests {
             peers: vec![
                 PeerMeta::new(PeerId(1), StoreId(1), ShardId(0)),
                 PeerMeta::new(PeerId(4), StoreId(2), ShardId(1)),
+                PeerMeta {
+                    role: PeerRole::Learner,
+                    ..PeerMeta::new(PeerId(5), StoreId(3), ShardId(1))
+                },
             ],
         }
     }
@@ -239,9 +362,56 @@ mod tests {
     #[test]
     fn roundtrip() {
         let m = sample();
-        assert_eq!(RegionMeta::decode(&m.encode()), Ok(m));
+        assert_eq!(RegionMeta::decode(&m.encode()), Ok(m.clone()));
         let whole = RegionMeta::whole_key_space(RegionId(1), one());
         assert_eq!(RegionMeta::decode(&whole.encode()), Ok(whole));
+        assert_eq!(RegionMeta::decode_at(&m.encode_at(42)), Ok((m, 42)));
+    }
+
+    #[test]
+    fn version_2_records_read_as_voters_as_of_0() {
+        let m = RegionMeta::whole_key_space(
+            RegionId(3),
+            vec![
+                PeerMeta::new(PeerId(1), StoreId(1), ShardId(0)),
+                PeerMeta::new(PeerId(2), StoreId(2), ShardId(1)),
+            ],
+        );
+        let mut w = ByteWriter::with_capacity(64);
+        w.u8(2);
+        w.u64(3);
+        w.bytes(b"");
+        w.bytes(b"");
+        w.u64(1);
+        w.u64(1);
+        w.len_u32(2);
+        for (id, store, shard) in [(1, 1, 0), (2, 2, 1)] {
+            w.u64(id);
+            w.u64(store);
+            w.u16(shard);
+        }
+        assert_eq!(RegionMeta::decode_at(&w.into_vec()), Ok((m, 0)));
+    }
+
+    #[test]
+    fn conf_state_follows_roles() {
+        let mut m = sample();
+        let cs = m.conf_state();
+        assert_eq!((cs.voters, cs.learners), (vec![1, 4], vec![5]));
+        assert!(cs.voters_outgoing.is_empty());
+        // Joint: 5 comes in, 4 is demoted.
+        m.peers[1].role = PeerRole::DemotingVoter;
+        m.peers[2].role = PeerRole::IncomingVoter;
+        let cs = m.conf_state();
+        assert_eq!(cs.voters, vec![1, 5]);
+        assert_eq!(cs.voters_outgoing, vec![1, 4]);
+        assert_eq!(cs.learners_next, vec![4]);
+        assert!(cs.auto_leave);
+        let mut none = sample();
+        for p in &mut none.peers {
+            p.role = PeerRole::Learner;
+        }
+        assert!(none.validate().is_err());
     }
 
     #[test]
@@ -267,6 +437,13 @@ mod tests {
                 Err(DecodeError::Invalid { .. })
             ));
         }
+        let mut role = sample().encode();
+        let at = role.len() - 9; // the last peer's role byte
+        role[at] = 9;
+        assert!(matches!(
+            RegionMeta::decode(&role),
+            Err(DecodeError::UnknownTag { .. })
+        ));
         // A version-1 record (peers without placement) is refused.
         let mut v1 = sample().encode();
         v1[0] = 1;

@@ -22,11 +22,13 @@
 pub mod config;
 pub mod error;
 pub mod log_bridge;
+pub mod membership;
 pub mod meta;
 pub mod peer;
 pub mod ready;
 pub mod records;
 pub mod recover;
+pub mod snapshot;
 
 #[cfg(test)]
 mod fetch_tests;
@@ -35,6 +37,7 @@ mod tests;
 
 pub use config::PeerConfig;
 pub use error::CoreError;
-pub use meta::{PeerMeta, RegionMeta};
+pub use meta::{PeerMeta, PeerRole, RegionMeta};
 pub use peer::{ProposalToken, RegionPeer};
 pub use ready::{PendingReady, PersistedOutput};
+pub use snapshot::{RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};

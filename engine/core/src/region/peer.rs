@@ -86,6 +86,21 @@ pub struct RegionPeer {
     pub(crate) ready_in_flight: bool,
     /// Term of the last applied entry (reads need it to equal the term).
     pub(crate) applied_term: u64,
+    /// False for a replica created by a message before it received its
+    /// first snapshot: it knows no range, votes for no one, writes no
+    /// records and serves nothing.
+    pub(crate) initialized: bool,
+    /// The applied index `meta` is valid at: membership changes at or
+    /// below it are already in `meta` (recovery skips them).
+    pub(crate) meta_as_of: u64,
+    /// `meta` changed and its record is not written yet (next
+    /// `collect_ready` writes it).
+    pub(crate) meta_unwritten: bool,
+    /// Set when this replica applied its own removal: the shell destroys it.
+    pub(crate) removed: bool,
+    /// A received snapshot being applied: `(index, term)`; the shell
+    /// installs its data in the store before `on_persisted`.
+    pub(crate) applying_snapshot: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for RegionPeer {
@@ -133,7 +148,25 @@ impl RegionPeer {
             hs_last,
             ready_in_flight: false,
             applied_term,
+            initialized: true,
+            meta_as_of: 0,
+            meta_unwritten: false,
+            removed: false,
+            applying_snapshot: None,
         })
+    }
+
+    /// Whether this replica has its region's state (it was created with the
+    /// region, or received a snapshot). An uninitialized replica serves
+    /// nothing and persists nothing.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
+    /// Whether this replica applied its own removal from the region: the
+    /// shell writes its tombstone and drops it (its data is deleted).
+    pub fn is_removed(&self) -> bool {
+        self.removed
     }
 
     /// The region's metadata (range, epoch, peers).
@@ -170,8 +203,27 @@ impl RegionPeer {
         }
     }
 
-    /// Steps a raft message from another peer (multi-voter regions).
+    /// Steps a raft message from another peer (multi-voter regions). An
+    /// uninitialized replica ignores votes and leadership hand-offs (it
+    /// remembers nothing across a restart, so it must not promise
+    /// anything); a snapshot whose metadata does not decode or does not
+    /// name this replica is dropped (`BadSnapshot`).
     pub fn step(&mut self, msg: Message) -> Result<(), CoreError> {
+        use raft::eraftpb::MessageType as T;
+        if self.removed {
+            return Ok(());
+        }
+        if !self.initialized
+            && matches!(
+                msg.get_msg_type(),
+                T::MsgRequestVote | T::MsgRequestPreVote | T::MsgTimeoutNow
+            )
+        {
+            return Ok(());
+        }
+        if msg.get_msg_type() == T::MsgSnapshot {
+            self.check_snapshot(msg.get_snapshot())?;
+        }
         self.raw.step(msg).map_err(|source| CoreError::Raft {
             region: self.meta.id,
             source,
@@ -254,6 +306,9 @@ impl RegionPeer {
             });
         }
         body.validate()?;
+        if let RequestBody::ChangePeers { changes, .. } = &body {
+            return self.propose_change_peers(changes, token);
+        }
         let cmd = Command::from_request(body)?;
         for key in cmd.keys() {
             self.meta.check_key(key)?;
@@ -277,6 +332,13 @@ impl RegionPeer {
                 })
             }
         }
+        self.track_proposal(before, token, term);
+        Ok(())
+    }
+
+    /// Remembers the proposal just appended after `before` (raft-rs
+    /// appended exactly one entry) until its index is applied.
+    pub(crate) fn track_proposal(&mut self, before: u64, token: ProposalToken, term: u64) {
         let index = self.raw.raft.raft_log.last_index();
         assert_eq!(index, before + 1, "a proposal appends exactly one entry");
         // Older proposals at or after this index had their entries cut from
@@ -285,7 +347,6 @@ impl RegionPeer {
         // at their index is applied. Keep the queue sorted by index.
         let at = self.proposals.partition_point(|p| p.index <= index);
         self.proposals.insert(at, Proposal { token, index, term });
-        Ok(())
     }
 
     /// Serves a read (Get, Scan, BatchGet) from the applied state. Leader
@@ -365,7 +426,7 @@ impl RegionPeer {
     /// proposals while the transfer runs and gives up after an election
     /// timeout.
     pub fn transfer_leadership(&mut self) -> Option<PeerId> {
-        if !self.is_leader() || self.meta.peers.len() == 1 {
+        if !self.is_leader() || !self.meta.is_replicated() {
             return None;
         }
         let me = self.cfg.peer.get();
@@ -394,7 +455,7 @@ impl RegionPeer {
     /// when the region has other voters (a leader cut off from them could
     /// be deposed without knowing). A single voter is always up to date.
     pub fn needs_read_index(&self) -> bool {
-        self.meta.peers.len() > 1
+        self.meta.is_replicated()
     }
 
     /// Asks raft to confirm leadership for the reads of batch `ctx` (ReadIndex:

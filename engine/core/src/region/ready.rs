@@ -29,8 +29,7 @@ use crate::kv::{apply_command, apply_noop};
 use crate::store::{KvStore, WriteError};
 use crate::wal_record::{RecordKind, WalSink};
 use golem_wire::{GolemError, LogIndex, RegionId, ResponseBody};
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{Ready, StateRole};
 
 /// What `on_persisted` must finish once the WAL sync covering the records
@@ -47,6 +46,9 @@ pub struct PendingReady {
     must_sync: bool,
     /// Raft messages (sent after the sync: always safe, see `on_persisted`).
     messages: Vec<Message>,
+    /// A received snapshot `(index, term)` this `Ready` installs: the shell
+    /// must put its data in the store before `on_persisted`.
+    snapshot: Option<(u64, u64)>,
 }
 
 impl PendingReady {
@@ -55,6 +57,12 @@ impl PendingReady {
     /// may stay in the WAL buffer until a later sync).
     pub fn must_sync(&self) -> bool {
         self.must_sync
+    }
+
+    /// The received snapshot `(index, term)` whose data the shell must
+    /// install in the store (and wait for) before `on_persisted`.
+    pub fn snapshot(&self) -> Option<(u64, u64)> {
+        self.snapshot
     }
 }
 
@@ -105,16 +113,25 @@ impl RegionPeer {
             number: None,
             must_sync: false,
             messages: Vec::new(),
+            snapshot: None,
         };
+        // An uninitialized replica persists nothing until its snapshot: it
+        // has no metadata to recover with (it is recreated empty).
+        let mut sink = OptionalSink {
+            wal,
+            enabled: self.initialized,
+        };
+        let wal = &mut sink;
         let mut committed = Vec::new();
         if self.raw.has_ready() {
             let mut rd = self.raw.ready();
             self.log_role_change(&rd);
-            assert!(
-                rd.snapshot().is_empty(),
-                "region {region}: raft snapshots are not supported yet"
-            );
             pending.number = Some(rd.number());
+            if !rd.snapshot().is_empty() {
+                let snap = rd.snapshot().clone();
+                pending.snapshot = Some(self.install_snapshot_records(&snap, wal.wal));
+                wal.enabled = true;
+            }
             pending.must_sync = rd.must_sync();
             if let Some(hs) = rd.hs() {
                 // Newer than any stashed commit-only hard state.
@@ -145,6 +162,14 @@ impl RegionPeer {
             wal.append(RecordKind::HardState, region, &encode_hard_state(&hs));
             self.raw.mut_store().set_hard_state(hs);
         }
+        if self.meta_unwritten && self.initialized {
+            self.meta_unwritten = false;
+            wal.append(
+                RecordKind::RegionMeta,
+                region,
+                &self.meta.encode_at(self.meta_as_of),
+            );
+        }
         // Committed entries of a Ready are already durable here (raft-rs
         // hands out at most min(commit, persisted)); their answers go out
         // after this pass's sync, with its commit index.
@@ -173,6 +198,9 @@ impl RegionPeer {
         let mut messages = pending.messages;
         if let Some(number) = pending.number {
             self.raw.on_persist_ready(number);
+        }
+        if let Some((index, term)) = pending.snapshot {
+            self.finish_snapshot(index, term, store);
         }
         // A leader's persisted entries may now be committed. Take that
         // Ready at once when it needs nothing persisted (only a new commit
@@ -268,6 +296,15 @@ impl RegionPeer {
                     });
                     apply_command(store, region, LogIndex(index), cmd).map(Some)
                 }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                    if e.index > self.meta_as_of
+                        && super::membership::removes(region, e, self.cfg.peer) =>
+                {
+                    // This replica leaves: its data goes with the entry.
+                    let mut batch = crate::store::WriteBatch::new();
+                    batch.delete_range(self.meta.start.clone(), self.meta.end.clone());
+                    store.write(batch, region, LogIndex(index)).map(|()| None)
+                }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     apply_noop(store, region, LogIndex(index)).map(|()| None)
                 }
@@ -285,16 +322,22 @@ impl RegionPeer {
                 }
             };
             let e = self.unapplied.pop_front().expect("front exists");
+            let mut result = result;
             if matches!(
                 e.get_entry_type(),
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2
             ) {
-                self.apply_conf_change(&e);
+                result = Some(self.apply_conf_change(&e));
             }
             self.applied_term = term;
             self.answer(index, term, result);
             self.raw.advance_apply_to(index);
             applied_any = true;
+            if self.removed {
+                // Nothing after its own removal concerns this replica.
+                self.unapplied.clear();
+                break;
+            }
         }
         if applied_any {
             let keep = self.cfg.entry_cache_entries_max as u64;
@@ -319,36 +362,19 @@ impl RegionPeer {
             self.finished.push((p.token, answer));
         }
     }
+}
 
-    /// Applies a committed membership change to raft and the storage.
-    /// Membership changes are proposed by a later issue; this keeps raft's
-    /// view consistent if one is in the log.
-    pub(crate) fn apply_conf_change(&mut self, e: &Entry) {
-        let result = if e.get_entry_type() == EntryType::EntryConfChange {
-            let cc = ConfChange::parse_from_bytes(&e.data).unwrap_or_else(|err| {
-                panic!(
-                    "region {}: conf change at {} does not decode: {err}",
-                    self.meta.id, e.index
-                )
-            });
-            self.raw.apply_conf_change(&cc)
-        } else {
-            let cc = ConfChangeV2::parse_from_bytes(&e.data).unwrap_or_else(|err| {
-                panic!(
-                    "region {}: conf change at {} does not decode: {err}",
-                    self.meta.id, e.index
-                )
-            });
-            self.raw.apply_conf_change(&cc)
-        };
-        match result {
-            Ok(cs) => self.raw.mut_store().set_conf_state(cs),
-            Err(err) => tracing::warn!(
-                region = %self.meta.id,
-                index = e.index,
-                error = %err,
-                "conf change rejected"
-            ),
+/// The WAL as a `Ready` of a possibly uninitialized replica writes it:
+/// appends are dropped while `enabled` is false.
+struct OptionalSink<'a> {
+    wal: &'a mut dyn WalSink,
+    enabled: bool,
+}
+
+impl WalSink for OptionalSink<'_> {
+    fn append(&mut self, kind: RecordKind, region: RegionId, payload: &[u8]) {
+        if self.enabled {
+            self.wal.append(kind, region, payload);
         }
     }
 }

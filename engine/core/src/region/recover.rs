@@ -28,6 +28,7 @@
 
 use super::peer::RegionPeer;
 use super::records::{decode_entries, decode_hard_state, decode_log_start, encode_log_start};
+use super::snapshot::{RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 use super::{CoreError, PeerConfig, RegionMeta};
 use crate::command::Command;
 use crate::raft_log::RegionStorage;
@@ -35,7 +36,7 @@ use crate::store::KvStore;
 use crate::term_runs::TermRuns;
 use crate::wal_record::{RecordKind, WalSink};
 use golem_wire::LogIndex;
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState};
+use raft::eraftpb::{Entry, EntryType, HardState};
 
 use super::records::encode_hard_state;
 
@@ -54,11 +55,36 @@ impl RegionPeer {
     ) -> Result<RegionPeer, CoreError> {
         cfg.validate()?;
         check_meta(&cfg, &meta)?;
-        let hs = HardState::default();
-        wal.append(RecordKind::RegionMeta, meta.id, &meta.encode());
+        // The log starts after a virtual entry (INIT, INIT): a replica
+        // added later starts empty below it and needs a snapshot.
+        let (init, init_term) = (RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM);
+        let hs = HardState {
+            term: init_term,
+            vote: 0,
+            commit: init,
+            ..Default::default()
+        };
+        wal.append(RecordKind::RegionMeta, meta.id, &meta.encode_at(init));
+        wal.append(
+            RecordKind::LogStart,
+            meta.id,
+            &encode_log_start(init, init_term),
+        );
         wal.append(RecordKind::HardState, meta.id, &encode_hard_state(&hs));
-        let storage = RegionStorage::new(hs, conf_state(&meta), 0, 0, Vec::new());
-        RegionPeer::build(cfg, meta, storage, 0, 0)
+        let storage = RegionStorage::new(hs, meta.conf_state(), init, init_term, Vec::new());
+        let mut peer = RegionPeer::build(cfg, meta, storage, init, init_term)?;
+        peer.meta_as_of = init;
+        Ok(peer)
+    }
+
+    /// Whether a region's records (in write order) end with its removal
+    /// from this shard: nothing is to be recovered.
+    pub fn is_tombstoned(records: &[(RecordKind, Vec<u8>)]) -> bool {
+        records
+            .iter()
+            .rev()
+            .find(|(k, _)| matches!(k, RecordKind::Tombstone | RecordKind::RegionMeta))
+            .is_some_and(|(k, _)| *k == RecordKind::Tombstone)
     }
 
     /// Rebuilds a region from its WAL records, in write order (`RegionMeta`,
@@ -79,7 +105,15 @@ impl RegionPeer {
             kind,
             source,
         };
-        let records: Vec<(RecordKind, Vec<u8>)> = records.into_iter().collect();
+        let mut records: Vec<(RecordKind, Vec<u8>)> = records.into_iter().collect();
+        // A replica removed earlier and added again: only the records of
+        // the current one count.
+        if let Some(at) = records
+            .iter()
+            .rposition(|(k, _)| *k == RecordKind::Tombstone)
+        {
+            records.drain(..=at);
+        }
         // The log starts after (base, base_term), the latest `LogStart`: the
         // WAL segment holding it may come after one that holds entries past
         // it, so it is found first. log[i] has index base + 1 + i.
@@ -92,20 +126,20 @@ impl RegionPeer {
                 }
             }
         }
-        let mut meta: Option<RegionMeta> = None;
+        let mut meta: Option<(RegionMeta, u64)> = None;
         let mut hs = HardState::default();
         let mut log: Vec<Entry> = Vec::new();
         for (kind, payload) in records {
             match kind {
                 RecordKind::RegionMeta => {
-                    let m = RegionMeta::decode(&payload).map_err(|e| bad(kind, e))?;
+                    let (m, as_of) = RegionMeta::decode_at(&payload).map_err(|e| bad(kind, e))?;
                     check_meta(&cfg, &m)?;
-                    meta = Some(m);
+                    meta = Some((m, as_of));
                 }
                 RecordKind::HardState => {
                     hs = decode_hard_state(&payload).map_err(|e| bad(kind, e))?;
                 }
-                RecordKind::LogStart | RecordKind::WalStart => {}
+                RecordKind::LogStart | RecordKind::WalStart | RecordKind::Tombstone => {}
                 RecordKind::Entries => {
                     let mut run = decode_entries(&payload).map_err(|e| bad(kind, e))?;
                     let first = run[0].index;
@@ -128,7 +162,7 @@ impl RegionPeer {
                 }
             }
         }
-        let meta = meta.ok_or(CoreError::MissingRegionMeta { region })?;
+        let (meta, meta_as_of) = meta.ok_or(CoreError::MissingRegionMeta { region })?;
         // Entries are written before the hard state of their `Ready`: a
         // torn tail may keep entries of a term whose hard state it lost.
         // They were never acknowledged (their batch was not synced): cut.
@@ -153,7 +187,11 @@ impl RegionPeer {
             );
             hs.commit = last;
         }
-        let persisted = store.persisted_applied(region).0;
+        let mut persisted = store.persisted_applied(region).0;
+        if base == RAFT_INIT_LOG_INDEX && persisted < base {
+            // Entries up to the initial index are virtual (nothing to store).
+            persisted = base;
+        }
         if persisted < base || persisted > last {
             return Err(CoreError::StoreMismatch {
                 region,
@@ -188,7 +226,10 @@ impl RegionPeer {
                 }
                 EntryType::EntryNormal => {}
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    if e.index <= persisted {
+                    // Changes up to `meta_as_of` are in the metadata; later
+                    // ones up to P are re-applied to it here, the rest by
+                    // the normal apply path.
+                    if e.index > meta_as_of && e.index <= persisted {
                         conf_changes.push(e.clone());
                     }
                 }
@@ -206,11 +247,12 @@ impl RegionPeer {
         let tail = log.split_off((compacted - base) as usize);
         drop(log);
         let mut storage =
-            RegionStorage::new(hs, conf_state(&meta), compacted, compacted_term, tail);
+            RegionStorage::new(hs, meta.conf_state(), compacted, compacted_term, tail);
         storage.set_term_runs(runs);
         let mut peer = RegionPeer::build(cfg, meta, storage, persisted, applied_term)?;
+        peer.meta_as_of = meta_as_of;
         for e in &conf_changes {
-            peer.apply_conf_change(e);
+            let _ = peer.apply_conf_change(e);
         }
         tracing::info!(
             region = %region,
@@ -236,6 +278,9 @@ impl RegionPeer {
     /// If a `collect_ready` is outstanding (call between passes), or
     /// `persisted` is past the applied index.
     pub fn write_checkpoint(&mut self, persisted: LogIndex, wal: &mut dyn WalSink) {
+        if !self.initialized {
+            return; // Nothing recorded, nothing to recover.
+        }
         assert!(
             !self.ready_in_flight,
             "region {}: checkpoint while a Ready is outstanding",
@@ -255,7 +300,12 @@ impl RegionPeer {
             .term_runs()
             .term(start)
             .expect("the log start is covered");
-        wal.append(RecordKind::RegionMeta, region, &self.meta.encode());
+        wal.append(
+            RecordKind::RegionMeta,
+            region,
+            &self.meta.encode_at(self.meta_as_of),
+        );
+        self.meta_unwritten = false;
         wal.append(
             RecordKind::HardState,
             region,
@@ -267,13 +317,6 @@ impl RegionPeer {
     /// Where this region's log starts (see `write_checkpoint`).
     pub fn log_start(&self) -> LogIndex {
         LogIndex(self.raw.store().term_runs().start().0)
-    }
-}
-
-fn conf_state(meta: &RegionMeta) -> ConfState {
-    ConfState {
-        voters: meta.voter_ids(),
-        ..Default::default()
     }
 }
 

@@ -233,8 +233,8 @@ fn bootstrap_campaign_write_read() {
         Err(GolemError::ServerBusy { .. })
     ));
     n.drive();
-    assert_eq!(n.peer.applied_index().get(), 1);
-    assert_eq!(n.peer.term().get(), 1);
+    assert_eq!(n.peer.applied_index().get(), RAFT_INIT_LOG_INDEX + 1);
+    assert_eq!(n.peer.term().get(), RAFT_INIT_LOG_TERM + 1);
     assert_eq!(n.peer.leader_id(), Some(PEER));
 
     assert_eq!(n.write(put("a", "1")), Ok(ResponseBody::Put));
@@ -278,7 +278,7 @@ fn bootstrap_campaign_write_read() {
         Ok(ResponseBody::Delete)
     );
     assert!(n.store.is_empty());
-    assert_eq!(n.peer.applied_index().get(), 5);
+    assert_eq!(n.peer.applied_index().get(), RAFT_INIT_LOG_INDEX + 5);
     assert_eq!(n.peer.pending_proposals(), 0);
 }
 
@@ -317,7 +317,7 @@ fn many_writes_in_one_pass_and_during_syncs() {
     }
     assert_eq!(n.answers.len(), tokens.len());
     assert_eq!(n.store.len(), 80);
-    assert_eq!(n.peer.applied_index().get(), 81);
+    assert_eq!(n.peer.applied_index().get(), RAFT_INIT_LOG_INDEX + 81);
     // Applied entries beyond the cache limit are dropped from memory.
     assert!(n.peer.cached_entries() <= n.cfg.entry_cache_entries_max);
 }
@@ -563,7 +563,7 @@ fn ticks_elect_a_single_voter_and_keep_it_leader() {
         n.peer.is_leader(),
         "check_quorum keeps a single voter leading"
     );
-    assert_eq!(n.peer.term().get(), 1);
+    assert_eq!(n.peer.term().get(), RAFT_INIT_LOG_TERM + 1);
 }
 
 #[test]
@@ -793,7 +793,7 @@ fn bootstrap_rejects_bad_config_and_meta() {
     );
     let p = RegionPeer::bootstrap(cfg(), three, &mut wal).unwrap();
     assert!(!p.is_leader());
-    assert_eq!(wal.records.len(), 2);
+    assert_eq!(wal.records.len(), 3);
 }
 
 // --- Model test: random operations and restarts against a BTreeMap ---

@@ -306,7 +306,9 @@ fn first_key(body: &RequestBody) -> Option<&[u8]> {
         | RequestBody::Put { key, .. }
         | RequestBody::Delete { key }
         | RequestBody::CompareAndSwap { key, .. }
-        | RequestBody::TransferLeader { key, .. } => Some(key),
+        | RequestBody::TransferLeader { key, .. }
+        | RequestBody::ChangePeers { key, .. }
+        | RequestBody::Split { key, .. } => Some(key),
         RequestBody::Scan { start, .. } => Some(start),
         RequestBody::BatchGet { keys } => keys.first().map(Vec::as_slice),
         RequestBody::BatchWrite { ops } => ops.first().map(WriteOp::key),
@@ -318,6 +320,11 @@ pub fn apply(data: &mut BTreeMap<Vec<u8>, Vec<u8>>, body: &RequestBody) -> Respo
     Response::Ok(match body {
         // A single-region fake node is always the leader.
         RequestBody::TransferLeader { .. } => ResponseBody::TransferLeader,
+        RequestBody::ChangePeers { .. } | RequestBody::Split { .. } => {
+            return Response::Err(golem_wire::GolemError::invalid(
+                "a fake single-region node has no replicas to change",
+            ))
+        }
         RequestBody::Get { key } => ResponseBody::Get {
             value: data.get(key).cloned(),
         },
