@@ -120,6 +120,11 @@ impl RegionStorage {
         self.prepared = Some(snap);
     }
 
+    /// Drops the prepared snapshot.
+    pub fn clear_prepared_snapshot(&mut self) {
+        self.prepared = None;
+    }
+
     /// The prepared snapshot, if any.
     pub fn prepared_snapshot(&self) -> Option<&Snapshot> {
         self.prepared.as_ref()

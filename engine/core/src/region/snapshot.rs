@@ -113,6 +113,12 @@ impl RegionPeer {
         self.raw.report_snapshot(to.get(), status);
     }
 
+    /// Forgets the prepared snapshot (the shell lost its view of the store,
+    /// e.g. it was dropped): raft-rs's next request makes a new one.
+    pub fn forget_prepared_snapshot(&mut self) {
+        self.raw.mut_store().clear_prepared_snapshot();
+    }
+
     /// The received snapshot this replica is installing, if any.
     pub fn applying_snapshot(&self) -> Option<(u64, u64)> {
         self.applying_snapshot
