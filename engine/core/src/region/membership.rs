@@ -11,6 +11,8 @@
 //! - at most one membership change is in flight (raft-rs's pending conf
 //!   index), and none is proposed while the region is in a joint
 //!   configuration (raft-rs leaves it on its own);
+//! - a request whose changes are all in effect already (a retry) is
+//!   answered at once with the current epoch, without a log entry;
 //! - a change is proposed only by the leader, never removes or demotes the
 //!   leader itself (move leadership first), and promotes a learner only
 //!   once it has caught up (`LEARNER_CATCH_UP_ENTRIES_MAX`);
@@ -140,6 +142,20 @@ impl RegionPeer {
                 )));
             }
             let current = self.meta.peer(c.peer).copied();
+            // Already done (a retried request): nothing to change.
+            let done = match (c.kind, current) {
+                (PeerChangeKind::AddLearner, Some(p)) => {
+                    p.role == PeerRole::Learner && p.store == c.store
+                }
+                (PeerChangeKind::AddVoter, Some(p)) => {
+                    p.role == PeerRole::Voter && p.store == c.store
+                }
+                (PeerChangeKind::Remove, None) => true,
+                _ => false,
+            };
+            if done {
+                continue;
+            }
             let change_type = match (c.kind, current) {
                 (PeerChangeKind::AddLearner, None) | (PeerChangeKind::AddVoter, None) => {
                     if let Some(other) = self.meta.peer_on(c.store) {
@@ -184,6 +200,16 @@ impl RegionPeer {
             single.set_change_type(change_type);
             single.node_id = c.peer.get();
             cc.mut_changes().push(single);
+        }
+        if cc.get_changes().is_empty() {
+            // Every change is already in effect: answered on the next pass.
+            self.finished.push((
+                token,
+                Ok(ResponseBody::ChangePeers {
+                    epoch: self.meta.epoch,
+                }),
+            ));
+            return Ok(());
         }
         // One change: a simple change. Several: joint consensus, left by
         // raft-rs on its own once the joint configuration is applied.
