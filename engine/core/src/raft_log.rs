@@ -401,12 +401,22 @@ impl raft::Storage for RegionStorage {
         Ok(RegionStorage::last_index(self))
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         // A prepared snapshot serves while it still connects to the log
-        // (it is not older than the log start).
+        // (it is not older than the log start) and its configuration holds
+        // the follower: one prepared before `to` was added would be refused
+        // by it (`BadSnapshot`, and raft-rs's own `restore`) again and
+        // again, so `to` could never catch up.
         if let Some(snap) = &self.prepared {
-            let index = snap.get_metadata().index;
-            if index >= request_index && index >= self.runs.start().0 {
+            let md = snap.get_metadata();
+            let cs = md.get_conf_state();
+            let holds_to = cs
+                .voters
+                .iter()
+                .chain(&cs.learners)
+                .chain(&cs.voters_outgoing)
+                .any(|&id| id == to);
+            if md.index >= request_index && md.index >= self.runs.start().0 && holds_to {
                 return Ok(snap.clone());
             }
         }

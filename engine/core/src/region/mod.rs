@@ -33,6 +33,8 @@ pub mod snapshot;
 #[cfg(test)]
 mod fetch_tests;
 #[cfg(test)]
+mod membership_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::PeerConfig;

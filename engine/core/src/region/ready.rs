@@ -296,17 +296,27 @@ impl RegionPeer {
                     });
                     apply_command(store, region, LogIndex(index), cmd).map(Some)
                 }
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-                    if e.index > self.meta_as_of
-                        && super::membership::removes(region, e, self.cfg.peer) =>
-                {
-                    // This replica leaves: its data goes with the entry.
-                    let mut batch = crate::store::WriteBatch::new();
-                    batch.delete_range(self.meta.start.clone(), self.meta.end.clone());
-                    store.write(batch, region, LogIndex(index)).map(|()| None)
-                }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    apply_noop(store, region, LogIndex(index)).map(|()| None)
+                    // Applied to raft and the metadata first (once: after a
+                    // store stall the retry finds it at or below
+                    // `meta_as_of`), so that whether this replica leaves is
+                    // read from the resulting configuration, not from the
+                    // entry: a Remove in a joint change keeps the replica as
+                    // an outgoing voter until the joint configuration is
+                    // left, by an entry that names no one. Deleting its data
+                    // at the first entry would leave a voter with an empty
+                    // store (membership_tests found it).
+                    let e = e.clone();
+                    let answer = self.apply_conf_change(&e);
+                    let written = if self.removed {
+                        // This replica leaves: its data goes with the entry.
+                        let mut batch = crate::store::WriteBatch::new();
+                        batch.delete_range(self.meta.start.clone(), self.meta.end.clone());
+                        store.write(batch, region, LogIndex(index))
+                    } else {
+                        apply_noop(store, region, LogIndex(index))
+                    };
+                    written.map(|()| Some(answer))
                 }
             };
             let result = match outcome {
@@ -321,14 +331,7 @@ impl RegionPeer {
                     break;
                 }
             };
-            let e = self.unapplied.pop_front().expect("front exists");
-            let mut result = result;
-            if matches!(
-                e.get_entry_type(),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-            ) {
-                result = Some(self.apply_conf_change(&e));
-            }
+            self.unapplied.pop_front().expect("front exists");
             self.applied_term = term;
             self.answer(index, term, result);
             self.raw.advance_apply_to(index);
