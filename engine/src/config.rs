@@ -88,6 +88,11 @@ pub struct NodeSettings {
     /// (one active, four waiting for flush).
     #[arg(long)]
     pub memtable_kib: Option<usize>,
+    /// Applied Raft entries every replica keeps in its WAL for followers
+    /// that fall behind, at least (a follower further behind gets a
+    /// snapshot) [default: 10000].
+    #[arg(long)]
+    pub raft_log_retain_entries: Option<u64>,
     /// Placement Driver members (ip:port,…): register with the PD and report
     /// to it. Without it the node runs stand-alone (one region, no PD).
     #[arg(long, value_delimiter = ',')]
@@ -115,6 +120,9 @@ impl NodeSettings {
             wal_segment_mib: self.wal_segment_mib.or(other.wal_segment_mib),
             wal_sync: self.wal_sync.or(other.wal_sync),
             memtable_kib: self.memtable_kib.or(other.memtable_kib),
+            raft_log_retain_entries: self
+                .raft_log_retain_entries
+                .or(other.raft_log_retain_entries),
             pd: self.pd.or(other.pd),
         }
     }
@@ -164,6 +172,8 @@ pub struct NodeConfig {
     pub wal_sync: WalSyncMode,
     /// Memtable size of each shard's LSM.
     pub memtable_bytes: usize,
+    /// Applied entries each replica keeps for lagging followers.
+    pub raft_log_retain_entries: u64,
     /// PD members; empty: stand-alone mode.
     pub pd_endpoints: Vec<SocketAddr>,
 }
@@ -258,6 +268,10 @@ impl NodeConfig {
         if !(1..=4 * 1024 * 1024).contains(&memtable_kib) {
             return Err(invalid("memtable-kib", "must be 1..=4194304"));
         }
+        let raft_log_retain_entries = s.raft_log_retain_entries.unwrap_or(10_000);
+        if !(1..=10_000_000).contains(&raft_log_retain_entries) {
+            return Err(invalid("raft-log-retain-entries", "must be 1..=10000000"));
+        }
         Ok(NodeConfig {
             data_dir,
             listen,
@@ -274,6 +288,7 @@ impl NodeConfig {
             wal_segment_bytes: wal_segment_mib << 20,
             wal_sync: s.wal_sync.unwrap_or(WalSyncMode::Fdatasync),
             memtable_bytes: memtable_kib << 10,
+            raft_log_retain_entries,
             pd_endpoints: s.pd.unwrap_or_default(),
         })
     }

@@ -51,6 +51,12 @@ pub enum FrameKind {
     /// Node shard → node shard: `RaftBatch`, Raft messages of regions
     /// (request id 0, no answer), after a `Hello`.
     Raft = 9,
+    /// Node shard → node shard: `SnapshotChunk`, one chunk of a region
+    /// snapshot's data, after a `Hello`; answered by a `SnapshotAck` with
+    /// the same request id before the next chunk is sent.
+    SnapshotChunk = 10,
+    /// Node shard → node shard: `SnapshotAck`, answer to a `SnapshotChunk`.
+    SnapshotAck = 11,
 }
 
 impl FrameKind {
@@ -66,6 +72,8 @@ impl FrameKind {
             7 => FrameKind::PdResponse,
             8 => FrameKind::PdRaft,
             9 => FrameKind::Raft,
+            10 => FrameKind::SnapshotChunk,
+            11 => FrameKind::SnapshotAck,
             _ => return None,
         })
     }

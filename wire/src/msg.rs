@@ -358,12 +358,9 @@ pub enum ResponseBody {
     ChangePeers {
         epoch: RegionEpoch,
     },
-    /// The split is applied: the region as it is now (left part) and the
-    /// new region (right part).
-    Split {
-        left: RegionInfo,
-        right: RegionInfo,
-    },
+    /// The split is applied: `[left, right]`, the region as it is now (the
+    /// left part) and the new region (the right part).
+    Split { regions: Vec<RegionInfo> },
 }
 
 /// A server's answer to one request.

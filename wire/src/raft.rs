@@ -100,6 +100,10 @@ pub struct RegionMessage {
     pub epoch: RegionEpoch,
     /// The shard of the receiving store that owns the `to` peer.
     pub to_shard: ShardId,
+    /// Where the sending peer lives (a replica that does not know its
+    /// region's members yet answers there).
+    pub from_store: StoreId,
+    pub from_shard: ShardId,
     /// Sending and receiving peers (also in `message.from` / `message.to`).
     pub from_peer: PeerId,
     pub to_peer: PeerId,
@@ -123,4 +127,63 @@ crate::codec::codec!(
     encode_raft_batch,
     access_raft_batch,
     decode_raft_batch
+);
+
+/// Most key-value bytes (keys and values) in one `SnapshotChunk`.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 1024 * 1024;
+
+/// Node shard → node shard: one chunk of a region snapshot's data, pairs in
+/// strictly increasing key order across the whole stream. Chunks of one
+/// snapshot travel on one connection, numbered from 0; the sender waits for
+/// each chunk's `SnapshotAck` (flow control: one chunk in flight).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SnapshotChunk {
+    pub from_store: StoreId,
+    pub region: RegionId,
+    /// The shard of the receiving store that owns `to_peer`.
+    pub to_shard: ShardId,
+    pub to_peer: PeerId,
+    /// The snapshot's Raft index and term (they name the stream).
+    pub index: u64,
+    pub term: u64,
+    /// 0, 1, 2, … within the stream.
+    pub seq: u32,
+    /// At most `SNAPSHOT_CHUNK_BYTES_MAX` bytes of keys and values (a
+    /// single larger pair travels alone).
+    pub pairs: Vec<crate::KvPair>,
+    /// On the last chunk only: the Raft `MsgSnapshot` to step once the data
+    /// is durable on the receiver.
+    pub last: Option<RegionMessage>,
+}
+
+/// Answer to a `SnapshotChunk`: written durably (`ok`), or refused with
+/// the reason (the sender stops the stream and reports the failure to
+/// raft, which tries again later).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SnapshotAck {
+    pub region: RegionId,
+    pub index: u64,
+    pub seq: u32,
+    pub ok: bool,
+    pub reason: String,
+}
+
+crate::codec::codec!(
+    SnapshotChunk,
+    ArchivedSnapshotChunk,
+    crate::frame::FrameKind::SnapshotChunk,
+    encode_snapshot_chunk,
+    access_snapshot_chunk,
+    decode_snapshot_chunk
+);
+
+crate::codec::codec!(
+    SnapshotAck,
+    ArchivedSnapshotAck,
+    crate::frame::FrameKind::SnapshotAck,
+    encode_snapshot_ack,
+    access_snapshot_ack,
+    decode_snapshot_ack
 );

@@ -49,6 +49,35 @@ pub enum RegionCommand {
         /// The key.
         key: String,
     },
+    /// Add a replica of region ID on STORE: a learner that catches up (by
+    /// snapshot), then a voter. Waits until done or --wait-s.
+    AddPeer {
+        /// The region id.
+        id: u64,
+        /// The store (node) to place the replica on.
+        store: u64,
+        /// The store's shard (core) to own it [default: region id mod the
+        /// store's shard count].
+        #[arg(long)]
+        shard: Option<u16>,
+        /// Keep it a learner (no vote).
+        #[arg(long)]
+        learner: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
+    },
+    /// Remove the replica of region ID on STORE (its data there is
+    /// deleted); moves the leadership first if that replica leads.
+    RemovePeer {
+        /// The region id.
+        id: u64,
+        /// The store whose replica goes.
+        store: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        wait_s: u64,
+    },
     /// List regions overlapping [start, end) in key order.
     List {
         /// First key (inclusive); default: the start of the key space.
@@ -162,6 +191,60 @@ pub async fn run(args: &CtlArgs, c: &Codec) -> Result<Option<ExitCode>, String> 
                 }
                 None => not_found(args.json, "region"),
             }
+        }
+        CtlCommand::Region(
+            cmd @ (RegionCommand::AddPeer { .. } | RegionCommand::RemovePeer { .. }),
+        ) => {
+            let mut cfg = golem_client::ClientConfig::with_pd(endpoints.clone());
+            cfg.client_name = "golem-ctl".into();
+            cfg.request_timeout_ms = args.timeout_ms;
+            cfg.connect_timeout_ms = args.timeout_ms;
+            let client = golem_client::Client::connect(cfg)
+                .await
+                .map_err(|e| format!("cannot reach the cluster through the PD: {e}"))?;
+            let outcome = match cmd {
+                RegionCommand::AddPeer {
+                    id,
+                    store,
+                    shard,
+                    learner,
+                    wait_s,
+                } => {
+                    super::membership::add_peer(
+                        &pd,
+                        &client,
+                        RegionId(*id),
+                        StoreId(*store),
+                        *shard,
+                        *learner,
+                        std::time::Duration::from_secs(*wait_s),
+                    )
+                    .await?
+                }
+                RegionCommand::RemovePeer { id, store, wait_s } => {
+                    super::membership::remove_peer(
+                        &pd,
+                        &client,
+                        RegionId(*id),
+                        StoreId(*store),
+                        std::time::Duration::from_secs(*wait_s),
+                    )
+                    .await?
+                }
+                _ => unreachable!("matched above"),
+            };
+            if args.json {
+                println!(
+                    "{}",
+                    json!({ "peer": outcome.peer.0, "store": outcome.store.0, "shard": outcome.shard.0, "conf_ver": outcome.conf_ver })
+                );
+            } else {
+                println!(
+                    "OK: peer {} on store {} shard {}, conf_ver {}",
+                    outcome.peer, outcome.store, outcome.shard, outcome.conf_ver
+                );
+            }
+            ExitCode::SUCCESS
         }
         CtlCommand::Region(RegionCommand::List { start, end, limit }) => {
             let routes = pd

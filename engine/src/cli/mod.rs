@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod ctl;
+pub mod membership;
 pub mod playground;
 
 use crate::config::{NodeConfig, NodeSettings};

@@ -546,7 +546,13 @@ fn region_heartbeat(r: &crate::shard::RegionReport) -> RegionHeartbeat {
                 id: p.id,
                 store: p.store,
                 shard: p.shard,
-                role: PeerRole::Voter,
+                // A joint configuration's incoming voter already votes;
+                // a demoting one still does until the joint state is left.
+                role: if p.role == golem_core::region::PeerRole::Learner {
+                    PeerRole::Learner
+                } else {
+                    PeerRole::Voter
+                },
             })
             .collect(),
     };

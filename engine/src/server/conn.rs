@@ -140,6 +140,7 @@ impl Conn {
             FrameKind::Hello => self.on_hello(frame),
             FrameKind::Request => self.on_request(frame),
             FrameKind::Raft => self.on_raft(frame),
+            FrameKind::SnapshotChunk => self.on_snapshot_chunk(frame),
             other => Err(GolemError::malformed(format!(
                 "a client may not send {other:?} frames"
             ))),
@@ -206,6 +207,29 @@ impl Conn {
         for (to, msgs) in elsewhere {
             crate::shard::transport::forward(&self.shard, to, msgs);
         }
+        Ok(())
+    }
+
+    /// A chunk of a region snapshot from a leader's shard: written by the
+    /// snapshot receiver, then acknowledged with the same request id (the
+    /// sender waits for it before the next chunk: one in flight).
+    fn on_snapshot_chunk(&mut self, frame: Frame) -> Result<(), GolemError> {
+        if !self.handshaken {
+            return Err(GolemError::HandshakeRequired);
+        }
+        let id = frame.header.request_id;
+        let chunk = golem_wire::raft::decode_snapshot_chunk(&frame.payload)?;
+        let shard = self.shard.clone();
+        let out = self.out.clone();
+        spawn_local(async move {
+            let _guard = shard.request_started();
+            let ack = crate::shard::snapshot::on_chunk(&shard, chunk).await;
+            match golem_wire::raft::encode_snapshot_ack(id, &ack) {
+                Ok(frame) => out.push(&frame),
+                Err(e) => tracing::warn!(error = %e, "cannot encode a snapshot ack"),
+            }
+        })
+        .detach();
         Ok(())
     }
 

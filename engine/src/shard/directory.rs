@@ -1,39 +1,132 @@
-//! Which shard of this node owns which region.
+//! Which shard of this node owns which region: each shard's copy.
 //!
-//! Owns the region → shard placement. For now the node hosts at most one
-//! region (stand-alone: id 1, the whole key space; with a PD: the region id
-//! the PD handed out, or none for a node that joined an existing cluster),
-//! always on shard 0; #5 makes placement dynamic (a new region may go to
-//! another shard). Invariant: a region is owned by exactly one shard; every
-//! other shard forwards.
+//! Owns the region → (shard, range) placement as one shard knows it. Every
+//! shard keeps its own copy (nothing is shared between shards but
+//! messages): a shard that creates, removes or re-ranges a region updates
+//! its copy and sends the change to every other shard's inbox
+//! (`ShardMsg::Placement`). A copy may lag by one inbox hop; a request
+//! forwarded on a stale copy is answered by the receiving shard
+//! (`RegionNotFound` or `EpochNotMatch`), never served by the wrong region.
+//!
+//! Placement rule (docs/ARCHITECTURE.md, "Regions on shards"): a region's
+//! replica lives on the shard its `PeerMeta` names. The first region goes
+//! to shard 0; a replica added by a membership change goes where the
+//! change placed it (by default the target store's shard `region id mod
+//! shard count`); a region made by a split stays on its parent's shard
+//! (its data is already in that shard's store).
+//!
+//! Invariant: a region is owned by at most one shard of this node.
 
 use crate::node::identity::HostedRegion;
 use golem_wire::{RegionId, ShardId};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
-/// The shard that hosts the node's region.
+/// The shard that hosts the node's first region.
 pub const HOSTING_SHARD: ShardId = ShardId(0);
 
-/// Region → owning shard.
-#[derive(Clone, Debug)]
+/// Where one region of this node lives, and its range (for requests routed
+/// by key with no region knowledge).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub shard: ShardId,
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+}
+
+impl Placement {
+    fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+    }
+}
+
+/// One shard's copy of the node's region placements.
+#[derive(Debug)]
 pub struct RegionDirectory {
     hosted: Option<HostedRegion>,
+    placements: RefCell<HashMap<RegionId, Placement>>,
 }
 
 impl RegionDirectory {
-    /// The placement of the node's one region (if any) on shard 0.
+    /// An empty directory; `hosted` is the node's first region (from its
+    /// identity), which shard 0 bootstraps.
     pub fn new(hosted: Option<HostedRegion>) -> RegionDirectory {
-        RegionDirectory { hosted }
+        RegionDirectory {
+            hosted,
+            placements: RefCell::new(HashMap::new()),
+        }
     }
 
-    /// The region this node hosts, if any.
+    /// The node's first region, if its identity names one.
     pub fn hosted(&self) -> Option<HostedRegion> {
         self.hosted
     }
 
-    /// The shard that owns `region`, if this node hosts it.
+    /// The shard that owns `region`, if this node hosts it (as far as this
+    /// copy knows).
     pub fn owner(&self, region: RegionId) -> Option<ShardId> {
-        self.hosted
-            .filter(|h| h.region == region)
-            .map(|_| HOSTING_SHARD)
+        self.placements.borrow().get(&region).map(|p| p.shard)
+    }
+
+    /// The region of this node whose range holds `key`, and its shard.
+    pub fn covering(&self, key: &[u8]) -> Option<(RegionId, ShardId)> {
+        self.placements
+            .borrow()
+            .iter()
+            .find(|(_, p)| p.contains(key))
+            .map(|(id, p)| (*id, p.shard))
+    }
+
+    /// Records a change: `Some` places (or re-ranges) the region, `None`
+    /// forgets it.
+    pub fn update(&self, region: RegionId, placement: Option<Placement>) {
+        let mut map = self.placements.borrow_mut();
+        match placement {
+            Some(p) => {
+                map.insert(region, p);
+            }
+            None => {
+                map.remove(&region);
+            }
+        }
+    }
+
+    /// How many regions this copy knows.
+    pub fn len(&self) -> usize {
+        self.placements.borrow().len()
+    }
+
+    /// Whether this copy knows no region.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(shard: u16, start: &[u8], end: &[u8]) -> Option<Placement> {
+        Some(Placement {
+            shard: ShardId(shard),
+            start: start.to_vec(),
+            end: end.to_vec(),
+        })
+    }
+
+    #[test]
+    fn placements_route_by_id_and_by_key() {
+        let d = RegionDirectory::new(None);
+        assert!(d.is_empty());
+        d.update(RegionId(1), at(0, b"", b"m"));
+        d.update(RegionId(2), at(1, b"m", b""));
+        assert_eq!(d.owner(RegionId(2)), Some(ShardId(1)));
+        assert_eq!(d.covering(b"a"), Some((RegionId(1), ShardId(0))));
+        assert_eq!(d.covering(b"m"), Some((RegionId(2), ShardId(1))));
+        assert_eq!(d.covering(b"zz"), Some((RegionId(2), ShardId(1))));
+        d.update(RegionId(2), None);
+        assert_eq!(d.owner(RegionId(2)), None);
+        assert_eq!(d.covering(b"zz"), None);
+        assert_eq!(d.len(), 1);
     }
 }

@@ -44,10 +44,15 @@ pub async fn execute(shard: &Rc<Shard>, req: Request) -> Response {
             let r = region.transfer_leader(*to_store).await;
             r.map_err(|e| leader_hint(shard, &region, e))
         }
-        Ok(Route::Local(region)) if req.body.is_write() => {
+        Ok(Route::Local(region))
+            if req.body.is_write() || matches!(req.body, RequestBody::ChangePeers { .. }) =>
+        {
             let r = region.write(req.body).await;
             r.map_err(|e| leader_hint(shard, &region, e))
         }
+        Ok(Route::Local(_)) if matches!(req.body, RequestBody::Split { .. }) => Err(
+            GolemError::invalid("region splits are not supported by this node yet"),
+        ),
         Ok(Route::Local(region)) => match region.read_barrier().await {
             Ok(()) => region.read(&req.body),
             Err(e) => Err(e),
@@ -66,7 +71,16 @@ pub fn execute_now(shard: &Rc<Shard>, req: &Request) -> Option<Response> {
         Err(e) => Some(Response::Err(e)),
         Ok(Route::Forward(_)) => None,
         Ok(Route::Local(_)) if req.body.is_write() => None,
-        Ok(Route::Local(_)) if matches!(req.body, RequestBody::TransferLeader { .. }) => None,
+        Ok(Route::Local(_))
+            if matches!(
+                req.body,
+                RequestBody::TransferLeader { .. }
+                    | RequestBody::ChangePeers { .. }
+                    | RequestBody::Split { .. }
+            ) =>
+        {
+            None
+        }
         // Several voters, no lease: the read waits for a read-index round.
         Ok(Route::Local(region)) if region.needs_read_barrier() && !region.has_lease() => None,
         Ok(Route::Local(region)) => Some(
@@ -125,17 +139,25 @@ fn route(shard: &Rc<Shard>, req: &Request) -> Result<Route, GolemError> {
     req.body.validate()?;
     let owner = match shard.directory.owner(req.region) {
         Some(owner) => owner,
-        // Unknown here: the shard hosting this node's region knows whether
-        // it covers the request's key.
-        None => match shard.directory.hosted() {
-            Some(h) => shard.directory.owner(h.region).expect("hosted"),
-            None => return Err(GolemError::RegionNotFound { region: req.region }),
-        },
+        // Unknown here: for a seed route, the shard whose region covers
+        // the request's key answers with that region.
+        None if req.epoch == RegionEpoch::default() => {
+            match shard.directory.covering(request_key(&req.body)) {
+                Some((_, owner)) => owner,
+                None => return Err(GolemError::RegionNotFound { region: req.region }),
+            }
+        }
+        None => return Err(GolemError::RegionNotFound { region: req.region }),
     };
     if owner != shard.id {
         return Ok(Route::Forward(owner.get() as usize));
     }
-    let found = shard.regions.borrow().get(&req.region).cloned();
+    let found = shard
+        .regions
+        .borrow()
+        .get(&req.region)
+        .filter(|r| r.peer.borrow().is_initialized())
+        .cloned();
     let Some(region) = found else {
         return Err(covering_region(shard, req));
     };
@@ -154,7 +176,23 @@ fn covering_region(shard: &Shard, req: &Request) -> GolemError {
     if req.epoch != RegionEpoch::default() {
         return GolemError::RegionNotFound { region: req.region };
     }
-    let key: &[u8] = match &req.body {
+    let key = request_key(&req.body);
+    let regions = shard.regions.borrow();
+    let covering = regions.values().find(|r| {
+        let p = r.peer.borrow();
+        p.is_initialized() && p.meta().contains(key)
+    });
+    match covering {
+        Some(r) => GolemError::EpochNotMatch {
+            current_regions: vec![region_info(shard, &r.peer.borrow())],
+        },
+        None => GolemError::RegionNotFound { region: req.region },
+    }
+}
+
+/// The key a request is routed by (a scan's or batch's first key).
+fn request_key(body: &RequestBody) -> &[u8] {
+    match body {
         RequestBody::Get { key }
         | RequestBody::Put { key, .. }
         | RequestBody::Delete { key }
@@ -165,16 +203,6 @@ fn covering_region(shard: &Shard, req: &Request) -> GolemError {
         RequestBody::Scan { start, .. } => start,
         RequestBody::BatchGet { keys } => keys.first().map_or(&[], Vec::as_slice),
         RequestBody::BatchWrite { ops } => ops.first().map_or(&[], |o| o.key()),
-    };
-    let regions = shard.regions.borrow();
-    let covering = regions
-        .values()
-        .find(|r| r.peer.borrow().meta().contains(key));
-    match covering {
-        Some(r) => GolemError::EpochNotMatch {
-            current_regions: vec![region_info(shard, &r.peer.borrow())],
-        },
-        None => GolemError::RegionNotFound { region: req.region },
     }
 }
 

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod fetch;
 pub mod raft_loop;
 pub mod region_handle;
+pub mod snapshot;
 pub mod transport;
 
 use crate::config::NodeConfig;
@@ -57,6 +58,9 @@ pub enum ShardMsg {
     /// Raft messages for regions of this shard (from another shard's
     /// connection or raft loop).
     Raft(Vec<golem_wire::raft::RegionMessage>),
+    /// Another shard placed, re-ranged (`Some`) or dropped (`None`) one of
+    /// this node's regions.
+    Placement(RegionId, Option<directory::Placement>),
 }
 
 /// Store id → the address of its shard 0 (shard `j` listens on that port
@@ -103,6 +107,13 @@ pub struct Shard {
     pub stopping: Cell<bool>,
     /// Where other stores listen (updated by the PD link).
     pub stores: RefCell<Arc<StoreBook>>,
+    /// Bumped whenever a region is added to or removed from `regions`
+    /// (the raft loop refreshes its list then).
+    pub regions_gen: Cell<u64>,
+    /// Snapshot streams and installs (`snapshot.rs`).
+    pub snapshots: snapshot::Snapshots,
+    /// Wakes the raft loop.
+    pub notify: Rc<LocalNotify>,
     connections: Cell<usize>,
     requests: Rc<Cell<usize>>,
 }
@@ -141,6 +152,71 @@ impl Shard {
     pub fn request_started(&self) -> CountGuard {
         self.requests.set(self.requests.get() + 1);
         CountGuard(self.requests.clone())
+    }
+
+    /// The configuration of this node's peer `peer` of `region`.
+    pub fn peer_config(&self, region: RegionId, peer: golem_wire::PeerId) -> PeerConfig {
+        PeerConfig {
+            election_ticks: self.cfg.election_ticks,
+            heartbeat_ticks: self.cfg.heartbeat_ticks,
+            log_retain_entries_min: self.cfg.raft_log_retain_entries,
+            ..PeerConfig::new(region, peer)
+        }
+    }
+
+    /// Wraps a peer of this shard in its handle.
+    pub fn handle(&self, peer: RegionPeer) -> Rc<RegionHandle> {
+        RegionHandle::new(
+            peer,
+            self.notify.clone(),
+            self.store.clone(),
+            lease_duration(&self.cfg),
+        )
+    }
+
+    /// Adds a region to this shard (the raft loop picks it up) and, once it
+    /// is initialized, tells every shard where it lives.
+    pub fn insert_region(&self, handle: Rc<RegionHandle>) {
+        let id = handle.peer.borrow().meta().id;
+        self.regions.borrow_mut().insert(id, handle);
+        self.regions_gen.set(self.regions_gen.get() + 1);
+        self.announce(id);
+        self.notify.notify();
+    }
+
+    /// Drops a region from this shard and tells every shard.
+    pub fn remove_region(&self, id: RegionId) {
+        self.regions.borrow_mut().remove(&id);
+        self.regions_gen.set(self.regions_gen.get() + 1);
+        self.snapshots.forget(id);
+        self.broadcast(id, None);
+    }
+
+    /// Tells every shard (this one too) where region `id` lives and its
+    /// range, if this shard hosts it initialized.
+    pub fn announce(&self, id: RegionId) {
+        let placement = self.regions.borrow().get(&id).and_then(|r| {
+            let p = r.peer.borrow();
+            p.is_initialized().then(|| directory::Placement {
+                shard: self.id,
+                start: p.meta().start.clone(),
+                end: p.meta().end.clone(),
+            })
+        });
+        if placement.is_some() {
+            self.broadcast(id, placement);
+        }
+    }
+
+    fn broadcast(&self, id: RegionId, placement: Option<directory::Placement>) {
+        self.directory.update(id, placement.clone());
+        for (i, inbox) in self.inboxes.iter().enumerate() {
+            if i != self.id.get() as usize {
+                // A full inbox loses the update; requests routed on the
+                // stale copy are refused by the receiving shard.
+                let _ = inbox.try_send(ShardMsg::Placement(id, placement.clone()));
+            }
+        }
     }
 }
 
@@ -193,6 +269,13 @@ pub async fn run(start: ShardStart) {
             return;
         }
     };
+    let snapshots = match snapshot::Snapshots::open(&cfg.data_dir, id.get()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send((id, Err(format!("snapshots of shard {id}: {e}"))));
+            return;
+        }
+    };
     let shard = Rc::new(Shard {
         id,
         cfg: cfg.clone(),
@@ -203,10 +286,13 @@ pub async fn run(start: ShardStart) {
         inboxes,
         stopping: Cell::new(false),
         stores: RefCell::new(stores),
+        regions_gen: Cell::new(0),
+        snapshots,
+        notify: notify.clone(),
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),
     });
-    let (wal, listener, index) = match open(&shard, &notify, initial_region).await {
+    let (wal, listener, index) = match open(&shard, initial_region).await {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send((id, Err(e)));
@@ -228,7 +314,6 @@ pub async fn run(start: ShardStart) {
         .detach();
     }
     let _ = ready.send((id, Ok(())));
-    let regions: Vec<_> = shard.regions.borrow().values().cloned().collect();
     let stopping = {
         let shard = shard.clone();
         move || shard.stopping.get()
@@ -241,7 +326,7 @@ pub async fn run(start: ShardStart) {
         notify: notify.clone(),
         transport: transport::Transport::new(shard.clone()),
     };
-    let _shell = raft_loop::run(regions, shell, notify, tick, stopping).await;
+    let _shell = raft_loop::run(shard.clone(), shell, notify, tick, stopping).await;
     // Give responses already computed a moment to reach their sockets.
     for _ in 0..50 {
         if shard.requests.get() == 0 {
@@ -258,7 +343,6 @@ pub async fn run(start: ShardStart) {
 /// deleting segments).
 async fn open(
     shard: &Rc<Shard>,
-    notify: &Rc<LocalNotify>,
     initial_region: Option<RegionMeta>,
 ) -> Result<(Wal, glommio::net::TcpListener, WalIndex), String> {
     let cfg = &shard.cfg;
@@ -271,6 +355,9 @@ async fn open(
     let (mut wal, records) = Wal::open(&dir, opts)
         .await
         .map_err(|e| format!("WAL of shard {} at {}: {e}", shard.id, dir.display()))?;
+    // Only a brand-new WAL bootstraps the first region: a node whose WAL
+    // holds nothing of it any more (removed) must not create it again.
+    let wal_was_empty = records.iter().all(|r| r.kind == RecordKind::WalStart);
     let mut by_region: HashMap<RegionId, Vec<_>> = HashMap::new();
     let mut index = WalIndex::new();
     for r in records {
@@ -294,36 +381,43 @@ async fn open(
             .push((r.kind, r.payload));
     }
     let hosted = shard.directory.hosted();
-    let peer_cfg = |region| {
-        let peer = hosted
-            .filter(|h| h.region == region)
-            .map(|h| h.peer)
-            .ok_or_else(|| {
-                format!("the WAL holds region {region}, which this node's identity does not host")
-            })?;
-        Ok::<_, String>(PeerConfig {
-            election_ticks: cfg.election_ticks,
-            heartbeat_ticks: cfg.heartbeat_ticks,
-            ..PeerConfig::new(region, peer)
-        })
-    };
+    // Snapshot installs a crash interrupted are finished first: recovery
+    // needs the store to hold what the WAL's log start says.
+    let log_starts: HashMap<RegionId, u64> = by_region
+        .iter()
+        .filter_map(|(region, records)| log_start_of(records).map(|i| (*region, i)))
+        .collect();
+    shard
+        .snapshots
+        .recover_files(&mut shard.store.borrow_mut(), &log_starts)?;
+    let mut tombstoned = Vec::new();
     for (region, records) in by_region {
-        let peer = RegionPeer::recover(peer_cfg(region)?, records, &mut *shard.store.borrow_mut())
-            .map_err(|e| format!("recovering region {region}: {e}"))?;
-        shard.regions.borrow_mut().insert(
-            region,
-            RegionHandle::new(
-                peer,
-                notify.clone(),
-                shard.store.clone(),
-                lease_duration(cfg),
-            ),
-        );
+        if RegionPeer::is_tombstoned(&records) {
+            tombstoned.push(region);
+            continue;
+        }
+        let peer_id = peer_of(&records, shard.identity.store).ok_or_else(|| {
+            format!("the WAL's metadata of region {region} names no peer on this store")
+        })?;
+        let peer = RegionPeer::recover(
+            shard.peer_config(region, peer_id),
+            records,
+            &mut *shard.store.borrow_mut(),
+        )
+        .map_err(|e| format!("recovering region {region}: {e}"))?;
+        if peer.is_removed() {
+            // Its removal was applied before the crash, its tombstone lost.
+            wal.append(RecordKind::Tombstone, region, &[]);
+            tombstoned.push(region);
+            continue;
+        }
+        shard.insert_region(shard.handle(peer));
     }
-    if let Some(h) = hosted.filter(|h| {
-        shard.directory.owner(h.region) == Some(shard.id)
-            && !shard.regions.borrow().contains_key(&h.region)
-    }) {
+    if !tombstoned.is_empty() {
+        tracing::info!(shard = %shard.id, regions = ?tombstoned, "removed replicas stay removed");
+    }
+    let first_start = shard.id == directory::HOSTING_SHARD && wal_was_empty;
+    if let Some(h) = hosted.filter(|_| first_start) {
         let meta = match initial_region {
             Some(meta) => {
                 let ours = meta
@@ -373,24 +467,19 @@ async fn open(
                 peers: vec![PeerMeta::new(h.peer, shard.identity.store, shard.id)],
             },
         };
-        let peer = RegionPeer::bootstrap(peer_cfg(h.region)?, meta, &mut wal)
+        let peer = RegionPeer::bootstrap(shard.peer_config(h.region, h.peer), meta, &mut wal)
             .map_err(|e| format!("bootstrapping region {}: {e}", h.region))?;
         wal.sync().await;
         tracing::info!(shard = %shard.id, region = %h.region, "bootstrapped the first region");
-        shard.regions.borrow_mut().insert(
-            h.region,
-            RegionHandle::new(
-                peer,
-                notify.clone(),
-                shard.store.clone(),
-                lease_duration(cfg),
-            ),
-        );
+        shard.insert_region(shard.handle(peer));
+    }
+    if wal.has_pending() {
+        wal.sync().await;
     }
     // A single voter leads at once; several elect a leader as they tick.
     for r in shard.regions.borrow().values() {
         let mut peer = r.peer.borrow_mut();
-        if peer.meta().peers.len() == 1 {
+        if !peer.meta().is_replicated() {
             peer.campaign();
         }
     }
@@ -398,6 +487,34 @@ async fn open(
     let listener = glommio::net::TcpListener::bind(addr)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     Ok((wal, listener, index))
+}
+
+/// The latest log start a region's records name (after its last
+/// tombstone), if any.
+fn log_start_of(records: &[(RecordKind, Vec<u8>)]) -> Option<u64> {
+    let from = records
+        .iter()
+        .rposition(|(k, _)| *k == RecordKind::Tombstone)
+        .map_or(0, |i| i + 1);
+    records[from..]
+        .iter()
+        .filter(|(k, _)| *k == RecordKind::LogStart)
+        .filter_map(|(_, p)| golem_core::region::records::decode_log_start(p).ok())
+        .map(|(index, _)| index)
+        .max()
+}
+
+/// This store's peer in a region's latest metadata record.
+fn peer_of(
+    records: &[(RecordKind, Vec<u8>)],
+    store: golem_wire::StoreId,
+) -> Option<golem_wire::PeerId> {
+    let (_, payload) = records
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == RecordKind::RegionMeta)?;
+    let meta = RegionMeta::decode(payload).ok()?;
+    meta.peer_on(store).map(|p| p.id)
 }
 
 /// The leader lease: two ticks less than the shortest election timeout
@@ -426,6 +543,7 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
                     .regions
                     .borrow()
                     .values()
+                    .filter(|r| r.peer.borrow().is_initialized())
                     .map(|r| {
                         let p = r.peer.borrow();
                         let meta = p.meta();
@@ -451,6 +569,7 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
             ShardMsg::Stores(book) => {
                 *shard.stores.borrow_mut() = book;
             }
+            ShardMsg::Placement(region, placement) => shard.directory.update(region, placement),
             ShardMsg::Raft(msgs) => transport::deliver(&shard, msgs),
         }
     }

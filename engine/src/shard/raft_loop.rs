@@ -21,10 +21,13 @@
 
 use super::fetch::spawn_fetches;
 use super::region_handle::RegionHandle;
+use super::snapshot::Install;
+use super::Shard;
 use crate::fatal::fail_stop;
 use crate::runtime::{timeout, LocalNotify};
 use crate::wal::Wal;
 use golem_core::region::records::entries_span;
+use golem_core::region::PendingReady;
 use golem_core::wal_index::{RecordLocation, WalIndex};
 use golem_core::wal_record::{RecordKind, WalSink};
 use golem_lsm::Lsm;
@@ -81,9 +84,11 @@ impl WalSink for IndexingSink<'_> {
     }
 }
 
-/// Drives `regions` until `stopping()` is true and no work is left.
+/// Drives the shard's regions until `stopping()` is true and no work is
+/// left. Regions added to or removed from the shard (`Shard::regions`) are
+/// picked up at the next pass.
 pub async fn run(
-    regions: Vec<Rc<RegionHandle>>,
+    shard: Rc<Shard>,
     mut shell: Shell,
     notify: Rc<LocalNotify>,
     tick: Duration,
@@ -91,13 +96,26 @@ pub async fn run(
 ) -> Shell {
     let mut next_tick = Instant::now() + tick;
     let mut next_gc = Instant::now() + WAL_GC_INTERVAL;
-    let mut pending = Vec::with_capacity(regions.len());
+    let mut regions: Vec<Rc<RegionHandle>> = Vec::new();
+    let mut regions_gen = None;
+    let mut pending = Vec::new();
     let mut appended: Vec<Appended> = Vec::new();
     let mut stalled = false;
+    // Regions whose received snapshot is being put into the store: their
+    // `PendingReady` waits here (no `collect_ready` for them meanwhile).
+    let mut installing: Vec<(Rc<RegionHandle>, PendingReady, Install)> = Vec::new();
     // Set once stopping: until then leadership is being handed over.
     let mut handover_deadline: Option<Instant> = None;
     loop {
-        let busy = regions.iter().any(|r| r.peer.borrow().has_ready());
+        if regions_gen != Some(shard.regions_gen.get()) {
+            regions_gen = Some(shard.regions_gen.get());
+            regions = shard.regions.borrow().values().cloned().collect();
+        }
+        let is_installing =
+            |r: &Rc<RegionHandle>| installing.iter().any(|(h, _, _)| Rc::ptr_eq(h, r));
+        let busy = regions
+            .iter()
+            .any(|r| r.peer.borrow().has_ready() && !is_installing(r));
         if stopping() && handover_deadline.is_none() {
             handover_deadline = Some(Instant::now() + LEADER_HANDOVER_TIMEOUT);
             for r in &regions {
@@ -110,7 +128,7 @@ pub async fn run(
         let handing_over = handover_deadline.is_some_and(|d| Instant::now() < d)
             && regions.iter().any(|r| {
                 let p = r.peer.borrow();
-                p.is_leader() && p.meta().peers.len() > 1
+                p.is_leader() && p.meta().is_replicated()
             });
         if !busy || stalled {
             if !busy && stopping() && !handing_over {
@@ -120,7 +138,7 @@ pub async fn run(
                 return shell;
             }
             let now = Instant::now();
-            let wait = if stalled {
+            let wait = if stalled || !installing.is_empty() {
                 STALL_RETRY
             } else {
                 next_tick.saturating_duration_since(now)
@@ -144,6 +162,9 @@ pub async fn run(
                 appended: &mut appended,
             };
             for r in &regions {
+                if installing.iter().any(|(h, _, _)| Rc::ptr_eq(h, r)) {
+                    continue;
+                }
                 r.request_reads();
                 if let Some(p) = r.peer.borrow_mut().collect_ready(&mut sink, &mut *store) {
                     pending.push((r.clone(), p));
@@ -152,7 +173,9 @@ pub async fn run(
         }
         // Records that need no sync (a commit-index-only hard state) stay
         // buffered and ride on the next sync.
-        if pending.iter().any(|(_, p)| p.must_sync()) {
+        // (An uninitialized replica's `Ready` may ask for a sync while it
+        // wrote nothing: then there is nothing to sync.)
+        if pending.iter().any(|(_, p)| p.must_sync()) && shell.wal.has_pending() {
             shell.wal.sync().await;
             let (segment, base) = shell.wal.last_batch().expect("synced");
             for (region, first, last, at, payload_bytes) in appended.drain(..) {
@@ -165,20 +188,59 @@ pub async fn run(
             }
         }
         stalled = false;
+        let mut finished: Vec<(Rc<RegionHandle>, PendingReady)> = Vec::new();
+        for (r, p) in pending.drain(..) {
+            match p.snapshot() {
+                // Its records are durable; now its data goes into the store.
+                Some((index, term)) => {
+                    let region = r.peer.borrow().meta().id;
+                    let install = shard.snapshots.start_install((region, index, term));
+                    installing.push((r, p, install));
+                }
+                None => finished.push((r, p)),
+            }
+        }
         {
             let mut store = shell.store.borrow_mut();
-            for (r, p) in pending.drain(..) {
+            let mut i = 0;
+            while i < installing.len() {
+                if shard
+                    .snapshots
+                    .poll_install(&mut installing[i].2, &mut store)
+                {
+                    let (r, p, _) = installing.swap_remove(i);
+                    finished.push((r, p));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        {
+            let mut store = shell.store.borrow_mut();
+            for (r, p) in finished {
                 let mut peer = r.peer.borrow_mut();
+                let was_installing = p.snapshot().is_some();
                 let out = peer.on_persisted(p, &mut *store);
                 if let Some(reason) = peer.failure() {
                     fail_stop("applying to the shard's LSM", &reason);
                 }
                 stalled |= peer.is_stalled();
                 let fetches = peer.take_fetch_requests();
+                let wants_snapshot = peer.take_snapshot_request();
                 let meta = (!out.messages.is_empty()).then(|| peer.meta().clone());
+                let id = peer.meta().id;
+                if peer.is_removed() {
+                    removed.push(id);
+                }
                 drop(peer);
+                if wants_snapshot {
+                    shard.snapshots.prepare(&r, &mut store);
+                }
                 if let Some(meta) = meta {
-                    shell.transport.send(&meta, out.messages);
+                    shell
+                        .transport
+                        .send(&meta, &r.learned_peers(), out.messages);
                 }
                 if !fetches.is_empty() {
                     spawn_fetches(&r, fetches, &shell.index, shell.wal.dir(), &shell.notify);
@@ -187,18 +249,41 @@ pub async fn run(
                     r.finish(token, result);
                 }
                 r.release_reads();
+                if was_installing {
+                    shard.announce(id);
+                }
             }
+        }
+        for id in removed {
+            // Its data went with the entry that removed it; the tombstone
+            // makes recovery forget its records (it rides on the next sync;
+            // if lost, recovery replays the removal and writes it again).
+            shell.wal.append(RecordKind::Tombstone, id, &[]);
+            shard.remove_region(id);
+            tracing::info!(region = %id, "replica removed from this shard");
         }
         if now >= next_gc {
             next_gc = now + WAL_GC_INTERVAL;
-            collect_wal_garbage(&regions, &mut shell).await;
+            let parked: Vec<RegionId> = installing
+                .iter()
+                .map(|(h, _, _)| h.peer.borrow().meta().id)
+                .collect();
+            collect_wal_garbage(&regions, &parked, &mut shell).await;
+            shard.snapshots.collect_garbage(|region| {
+                shard
+                    .regions
+                    .borrow()
+                    .get(&region)
+                    .filter(|_| !parked.contains(&region))
+                    .map(|r| r.peer.borrow().applied_index().get())
+            });
         }
     }
 }
 
 /// Deletes the WAL segments that recovery no longer needs, and asks the
 /// LSM to flush when many segments wait only for its memtable.
-async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], shell: &mut Shell) {
+async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], parked: &[RegionId], shell: &mut Shell) {
     let active = shell.wal.active_segment();
     let first = shell.wal.first_segment();
     if active <= first {
@@ -211,6 +296,7 @@ async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], shell: &mut Shell) {
         let mut store = shell.store.borrow_mut();
         regions
             .iter()
+            .filter(|r| !parked.contains(&r.peer.borrow().meta().id))
             .map(|r| {
                 let peer = r.peer.borrow();
                 let id = peer.meta().id;
@@ -224,17 +310,22 @@ async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], shell: &mut Shell) {
     };
     let needed = {
         let mut store = shell.store.borrow_mut();
-        shell.index.first_needed(active, |region| {
-            keep_after
-                .get(&region)
-                .copied()
-                .unwrap_or_else(|| store.persisted_applied(region))
-        })
+        shell
+            .index
+            .first_needed(active, |region| match keep_after.get(&region) {
+                Some(keep) => *keep,
+                // Installing a snapshot: keep what the store does not hold yet.
+                None if parked.contains(&region) => store.persisted_applied(region),
+                // Not hosted any more (removed): nothing of it is needed.
+                None => golem_wire::LogIndex(u64::MAX),
+            })
     };
     if needed > first {
         for r in regions {
             let mut peer = r.peer.borrow_mut();
-            let keep = keep_after[&peer.meta().id];
+            let Some(&keep) = keep_after.get(&peer.meta().id) else {
+                continue;
+            };
             peer.write_checkpoint(keep, &mut shell.wal);
         }
         shell.wal.delete_segments_before(needed).await;

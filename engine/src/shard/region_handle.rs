@@ -49,6 +49,10 @@ pub struct RegionHandle {
     /// round was requested. Shorter than the election timeout (followers
     /// that acknowledged the round vote for no one else within it).
     lease_duration: Duration,
+    /// Where peers that are not (yet) in this replica's metadata live,
+    /// learned from their messages: an uninitialized replica answers its
+    /// leader there. At most `LEARNED_PEERS_MAX`, only while uninitialized.
+    learned: RefCell<HashMap<golem_wire::PeerId, golem_core::region::PeerMeta>>,
     /// When this replica started on this process: for one lease duration it
     /// grants no vote, since it may have acknowledged a leader's lease
     /// round before a crash and no longer remembers it.
@@ -83,8 +87,32 @@ impl RegionHandle {
             batch_started: RefCell::new(Vec::new()),
             lease: Cell::new(None),
             lease_duration,
+            learned: RefCell::new(HashMap::new()),
             started: Instant::now(),
         })
+    }
+
+    /// Notes where the sender of a message lives, while this replica does
+    /// not know its region's members.
+    pub fn learn_peer(&self, peer: golem_core::region::PeerMeta) {
+        const LEARNED_PEERS_MAX: usize = 16;
+        if self.peer.borrow().is_initialized() {
+            if !self.learned.borrow().is_empty() {
+                self.learned.borrow_mut().clear();
+            }
+            return;
+        }
+        let mut learned = self.learned.borrow_mut();
+        if learned.len() < LEARNED_PEERS_MAX || learned.contains_key(&peer.id) {
+            learned.insert(peer.id, peer);
+        }
+    }
+
+    /// Where peers outside this replica's metadata live (see `learn_peer`).
+    pub fn learned_peers(
+        &self,
+    ) -> std::cell::Ref<'_, HashMap<golem_wire::PeerId, golem_core::region::PeerMeta>> {
+        self.learned.borrow()
     }
 
     /// Whether this peer leads under a valid lease: a read may be served at
@@ -212,6 +240,11 @@ impl RegionHandle {
                 let _ = tx.send(Ok(()));
             }
         }
+    }
+
+    /// Wakes the shard's raft loop (something changed for this region).
+    pub fn wake_raft_loop(&self) {
+        self.raft_loop.notify();
     }
 
     /// Proposes a write and waits until it is durable and applied.

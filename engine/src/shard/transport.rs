@@ -23,7 +23,7 @@ use crate::runtime::{sleep, spawn_local, timeout, LocalNotify};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use golem_core::raft_convert::{message_from_wire, message_to_wire};
-use golem_core::region::RegionMeta;
+use golem_core::region::{PeerMeta, RegionMeta, RegionPeer};
 use golem_wire::codec::{decode_hello_ok, encode_hello};
 use golem_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
 use golem_wire::raft::{encode_raft_batch, RaftBatch, RegionMessage, RAFT_BATCH_MESSAGES_MAX};
@@ -37,6 +37,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Regions (initialized or not) one shard hosts at most: a message for a
+/// new region beyond it creates nothing.
+pub const REGIONS_PER_SHARD_MAX: usize = 1_000_000;
 /// Messages queued for one destination shard at most; more are dropped.
 pub const QUEUE_MESSAGES_MAX: usize = 8192;
 /// Encoded message bytes per `RaftBatch` frame at most (one message may
@@ -71,20 +74,38 @@ impl Transport {
         })
     }
 
-    /// Sends `msgs` of the region `meta` to their peers.
-    pub fn send(self: &Rc<Self>, meta: &RegionMeta, msgs: Vec<Message>) {
+    /// Sends `msgs` of the region `meta` to their peers. A snapshot goes
+    /// with its data, streamed on its own connection (`snapshot::send`).
+    /// `learned`: where peers that are not in `meta` live (an uninitialized
+    /// replica answers the leader that contacted it).
+    pub fn send(
+        self: &Rc<Self>,
+        meta: &RegionMeta,
+        learned: &HashMap<PeerId, PeerMeta>,
+        msgs: Vec<Message>,
+    ) {
         let me = self.shard.identity.store;
         let mut local: Vec<RegionMessage> = Vec::new();
         let mut other_shards: HashMap<ShardId, Vec<RegionMessage>> = HashMap::new();
         for m in msgs {
-            let Some(to) = meta.peer(PeerId(m.to)).copied() else {
+            let found = meta
+                .peer(PeerId(m.to))
+                .or_else(|| learned.get(&PeerId(m.to)))
+                .copied();
+            let Some(to) = found else {
                 tracing::debug!(region = %meta.id, to = m.to, "raft message to a non-member dropped");
                 continue;
             };
+            if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                super::snapshot::send(&self.shard, meta, to, m);
+                continue;
+            }
             let rm = RegionMessage {
                 region: meta.id,
                 epoch: meta.epoch,
                 to_shard: to.shard,
+                from_store: me,
+                from_shard: self.shard.id,
                 from_peer: PeerId(m.from),
                 to_peer: to.id,
                 message: message_to_wire(&m),
@@ -127,14 +148,14 @@ impl Transport {
     }
 }
 
-/// Steps messages addressed to this shard's peers; drops the others.
+/// Steps messages addressed to this shard's peers. A leader's message to
+/// a region this shard does not host yet (a heartbeat of a peer it has not
+/// replicated anything to, or a snapshot) creates an uninitialized replica
+/// (`RegionPeer::uninitialized`), which then receives a snapshot; other
+/// messages for unknown regions are dropped.
 pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
+    use raft::eraftpb::MessageType as T;
     for rm in msgs {
-        let region = shard.regions.borrow().get(&rm.region).cloned();
-        let Some(region) = region else {
-            tracing::debug!(region = %rm.region, "raft message for a region not hosted here dropped");
-            continue;
-        };
         let msg = match message_from_wire(&rm.message) {
             Ok(m) => m,
             Err(e) => {
@@ -142,6 +163,34 @@ pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
                 continue;
             }
         };
+        let region = shard.regions.borrow().get(&rm.region).cloned();
+        let region = match region {
+            Some(r) => r,
+            None if rm.to_shard == shard.id
+                && !shard.stopping.get()
+                && shard.regions.borrow().len() < REGIONS_PER_SHARD_MAX
+                && (msg.get_msg_type() == T::MsgSnapshot
+                    || (msg.get_msg_type() == T::MsgHeartbeat && msg.commit == 0)) =>
+            {
+                match RegionPeer::uninitialized(shard.peer_config(rm.region, rm.to_peer)) {
+                    Ok(peer) => {
+                        tracing::info!(region = %rm.region, peer = %rm.to_peer, "replica created by its leader; waiting for a snapshot");
+                        let handle = shard.handle(peer);
+                        shard.insert_region(handle.clone());
+                        handle
+                    }
+                    Err(e) => {
+                        tracing::debug!(region = %rm.region, error = %e, "cannot create a replica");
+                        continue;
+                    }
+                }
+            }
+            None => {
+                tracing::debug!(region = %rm.region, "raft message for a region not hosted here dropped");
+                continue;
+            }
+        };
+        region.learn_peer(PeerMeta::new(rm.from_peer, rm.from_store, rm.from_shard));
         region.step(rm.to_peer, msg);
     }
 }
@@ -156,8 +205,12 @@ pub fn forward(shard: &Shard, to: ShardId, msgs: Vec<RegionMessage>) {
     let _ = inbox.try_send(ShardMsg::Raft(msgs));
 }
 
-/// The address of `store`'s shard `shard`, from the store book.
+/// The address of `store`'s shard `shard`, from the store book (this
+/// store's own from its configuration).
 fn address(shard: &Shard, store: StoreId, to: ShardId) -> Option<SocketAddr> {
+    if store == shard.identity.store {
+        return Some(shard.cfg.shard_advertise(to.get()));
+    }
     let book = shard.stores.borrow();
     let base = book.get(&store)?;
     let port = base.port().checked_add(to.get())?;
@@ -247,7 +300,11 @@ fn approx_bytes(rm: &RegionMessage) -> usize {
 }
 
 /// Connects to `store`'s shard `to` and completes the handshake.
-async fn connect(shard: &Shard, store: StoreId, to: ShardId) -> Result<TcpStream, String> {
+pub(crate) async fn connect(
+    shard: &Shard,
+    store: StoreId,
+    to: ShardId,
+) -> Result<TcpStream, String> {
     let addr = address(shard, store, to).ok_or_else(|| format!("store {store} address unknown"))?;
     let mut stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await

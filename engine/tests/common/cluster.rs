@@ -63,13 +63,23 @@ impl Drop for Proc {
 
 pub struct Cluster {
     _pd: Proc,
+    /// The PD's `ip:port`.
+    pub pd_addr: String,
     pub nodes: Vec<Proc>,
     pub addrs: Vec<SocketAddr>,
     _dirs: Vec<tempfile::TempDir>,
+    /// Flags every node of this cluster gets.
+    extra: Vec<String>,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A cluster whose nodes all get `extra` flags too.
+    pub fn start_with(extra: &[&str]) -> Cluster {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let pd_port = free_ports(1);
         let pd_addr = format!("127.0.0.1:{pd_port}");
         let pd_dir = tempfile::tempdir().unwrap();
@@ -91,15 +101,19 @@ impl Cluster {
             let dir = tempfile::tempdir().unwrap();
             let port = free_ports(1);
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            nodes.push(Proc::spawn(node_args(dir.path(), addr, &pd_addr)));
+            let mut args = node_args(dir.path(), addr, &pd_addr);
+            args.extend(extra.iter().cloned());
+            nodes.push(Proc::spawn(args));
             addrs.push(addr);
             dirs.push(dir);
         }
         let cluster = Cluster {
             _pd: pd,
+            pd_addr,
             nodes,
             addrs,
             _dirs: dirs,
+            extra,
         };
         for &a in &cluster.addrs {
             wait_listening(a, Duration::from_secs(60));
@@ -123,6 +137,35 @@ impl Cluster {
             .find_map(|l| l.strip_prefix("store="))
             .and_then(|v| v.trim().parse().ok())
             .expect("store id in IDENTITY")
+    }
+
+    /// Starts one more node with an empty data directory (it joins the
+    /// cluster through the PD and hosts nothing yet); returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(1);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut args = node_args(dir.path(), addr, &self.pd_addr);
+        args.extend(self.extra.iter().cloned());
+        self.nodes.push(Proc::spawn(args));
+        self.addrs.push(addr);
+        self._dirs.push(dir);
+        wait_listening(addr, Duration::from_secs(60));
+        self.nodes.len() - 1
+    }
+
+    /// Runs `golem ctl --pd <pd> <args>`; its exit status and stdout.
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_golem"))
+            .arg("ctl")
+            .arg("--pd")
+            .arg(&self.pd_addr)
+            .args(args)
+            .output()
+            .expect("run golem ctl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
     }
 
     pub fn wait_leader(&self, skip: &[usize], limit: Duration) -> usize {

@@ -91,8 +91,10 @@ impl RegionPeer {
         }
         let index = self.raw.raft.raft_log.applied;
         let term = self.applied_term;
-        let mut snap = Snapshot::default();
-        snap.data = self.meta.encode_at(index).into();
+        let mut snap = Snapshot {
+            data: self.meta.encode_at(index).into(),
+            ..Default::default()
+        };
         let md = snap.mut_metadata();
         md.index = index;
         md.term = term;
