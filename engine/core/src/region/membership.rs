@@ -104,22 +104,6 @@ fn decode_entry(region: golem_wire::RegionId, e: &Entry) -> ConfChangeV2 {
     }
 }
 
-/// raft's configuration for `meta`, as recovery and snapshots rebuild it:
-/// `RegionMeta::conf_state`, except that a `DemotingVoter` is a voter of
-/// the outgoing configuration only, not also a learner of the incoming one
-/// (`learners_next`). The only joint changes proposed here remove voters
-/// (a voter is never demoted: `AddLearner` of a voter is refused), and
-/// raft-rs's `RemoveNode` in a joint change leaves the voter in the
-/// outgoing configuration only. With `learners_next`, a replica rebuilt
-/// from metadata written or snapshotted while joint would keep the removed
-/// voter as a learner once the joint configuration is left, and disagree
-/// with every other replica (membership_tests found it).
-pub(crate) fn raft_conf_state(meta: &super::RegionMeta) -> ConfState {
-    let mut cs = meta.conf_state();
-    cs.learners_next.clear();
-    cs
-}
-
 impl RegionPeer {
     /// Proposes `changes` as one membership change. Errors (nothing was
     /// proposed): `InvalidArgument` for a change that makes no sense against

@@ -95,7 +95,7 @@ fn raft_conf(peer: &RegionPeer) -> ConfState {
 /// The configuration the metadata describes (what recovery and snapshots
 /// rebuild raft from). `auto_leave` is compared only while joint.
 fn meta_conf(meta: &RegionMeta) -> ConfState {
-    sorted(membership::raft_conf_state(meta))
+    sorted(meta.conf_state())
 }
 
 fn assert_conf_matches(peer: &RegionPeer) {
@@ -1203,11 +1203,10 @@ fn a_prepared_snapshot_serves_only_followers_in_its_configuration() {
     };
     snap.mut_metadata().index = 10;
     snap.mut_metadata().term = 6;
-    snap.mut_metadata()
-        .set_conf_state(membership::raft_conf_state(&meta));
+    snap.mut_metadata().set_conf_state(meta.conf_state());
     let mut storage = crate::raft_log::RegionStorage::new(
         raft::eraftpb::HardState::default(),
-        membership::raft_conf_state(&meta),
+        meta.conf_state(),
         RAFT_INIT_LOG_INDEX,
         RAFT_INIT_LOG_TERM,
         Vec::new(),

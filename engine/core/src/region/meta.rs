@@ -10,9 +10,9 @@
 //!
 //! A peer's role mirrors raft's configuration: `Voter`, `Learner`, and
 //! during a joint configuration `IncomingVoter` (votes in the new
-//! configuration only) and `DemotingVoter` (votes in the old one only, a
-//! learner in the new one): `conf_state` rebuilds raft's `ConfState` from
-//! the roles (TiKV's rule).
+//! configuration only) and `DemotingVoter` (votes in the old one only and
+//! leaves with it: raft-rs's `RemoveNode` in a joint change keeps no
+//! learner): `conf_state` rebuilds raft's `ConfState` from the roles.
 //!
 //! Format (version 3, little-endian):
 //! `version:u8(=3) id:u64 start:bytes end:bytes conf_ver:u64 version:u64
@@ -36,7 +36,8 @@ pub enum PeerRole {
     Learner = 1,
     /// Joint configuration: a voter of the incoming configuration only.
     IncomingVoter = 2,
-    /// Joint configuration: a voter of the outgoing configuration only.
+    /// Joint configuration: a voter of the outgoing configuration only
+    /// (being removed: it leaves with the joint configuration).
     DemotingVoter = 3,
 }
 
@@ -237,8 +238,10 @@ impl RegionMeta {
             ..Default::default()
         };
         if joint {
+            // No `learners_next`: a replica rebuilt from metadata written
+            // while joint must leave the joint state like the others, which
+            // drop the removed voter (membership_tests found it).
             cs.voters_outgoing = ids(&|r| matches!(r, PeerRole::Voter | PeerRole::DemotingVoter));
-            cs.learners_next = ids(&|r| r == PeerRole::DemotingVoter);
             cs.auto_leave = true;
         }
         cs
@@ -405,7 +408,7 @@ mod tests {
         let cs = m.conf_state();
         assert_eq!(cs.voters, vec![1, 5]);
         assert_eq!(cs.voters_outgoing, vec![1, 4]);
-        assert_eq!(cs.learners_next, vec![4]);
+        assert!(cs.learners_next.is_empty());
         assert!(cs.auto_leave);
         let mut none = sample();
         for p in &mut none.peers {

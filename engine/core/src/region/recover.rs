@@ -71,13 +71,7 @@ impl RegionPeer {
             &encode_log_start(init, init_term),
         );
         wal.append(RecordKind::HardState, meta.id, &encode_hard_state(&hs));
-        let storage = RegionStorage::new(
-            hs,
-            super::membership::raft_conf_state(&meta),
-            init,
-            init_term,
-            Vec::new(),
-        );
+        let storage = RegionStorage::new(hs, meta.conf_state(), init, init_term, Vec::new());
         let mut peer = RegionPeer::build(cfg, meta, storage, init, init_term)?;
         peer.meta_as_of = init;
         Ok(peer)
@@ -252,13 +246,8 @@ impl RegionPeer {
         let compacted_term = term_at(compacted);
         let tail = log.split_off((compacted - base) as usize);
         drop(log);
-        let mut storage = RegionStorage::new(
-            hs,
-            super::membership::raft_conf_state(&meta),
-            compacted,
-            compacted_term,
-            tail,
-        );
+        let mut storage =
+            RegionStorage::new(hs, meta.conf_state(), compacted, compacted_term, tail);
         storage.set_term_runs(runs);
         let mut peer = RegionPeer::build(cfg, meta, storage, persisted, applied_term)?;
         peer.meta_as_of = meta_as_of;

@@ -98,7 +98,7 @@ impl RegionPeer {
         let md = snap.mut_metadata();
         md.index = index;
         md.term = term;
-        md.set_conf_state(super::membership::raft_conf_state(&self.meta));
+        md.set_conf_state(self.meta.conf_state());
         self.raw.mut_store().set_prepared_snapshot(snap);
         tracing::info!(region = %self.meta.id, index, term, "prepared a snapshot");
         Some((index, term))
@@ -147,8 +147,7 @@ impl RegionPeer {
                 md.index
             )));
         }
-        if normalized(&super::membership::raft_conf_state(&meta)) != normalized(md.get_conf_state())
-        {
+        if normalized(&meta.conf_state()) != normalized(md.get_conf_state()) {
             return Err(bad("configuration differs from the metadata's".into()));
         }
         if self.initialized && meta.epoch.conf_ver < self.meta.epoch.conf_ver {
