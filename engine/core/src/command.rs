@@ -2,7 +2,8 @@
 //!
 //! Owns `Command` (what a normal Raft entry of a region carries), its
 //! conversion from a client write (`RequestBody::{Put, Delete, BatchWrite,
-//! CompareAndSwap}`) and its byte format, plus the small little-endian
+//! CompareAndSwap}`; a `Split` is built by `region::split`) and its byte
+//! format, plus the small little-endian
 //! `ByteWriter`/`ByteReader` the other record codecs of this crate share.
 //!
 //! Format (version 1, all integers little-endian):
@@ -13,6 +14,8 @@
 //! Delete(2) = key:bytes
 //! Batch(3)  = count:u32 op*        op = 1 key:bytes value:bytes | 2 key:bytes
 //! Cas(4)    = key:bytes expected:opt new_value:opt
+//! Split(5)  = split_key:bytes new_region:u64 conf_ver:u64 version:u64
+//!             count:u32 peer:u64*
 //! bytes     = len:u32 data[len]    opt = 0 | 1 bytes
 //! ```
 //!
@@ -23,7 +26,7 @@
 //! always a leader's no-op.
 
 use golem_wire::limits::BATCH_OPS_MAX;
-use golem_wire::{GolemError, RequestBody, WriteOp};
+use golem_wire::{GolemError, PeerId, RegionEpoch, RegionId, RequestBody, WriteOp};
 
 /// The version byte every encoded command starts with.
 pub const COMMAND_FORMAT_VERSION: u8 = 1;
@@ -32,6 +35,7 @@ const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
 const TAG_BATCH_WRITE: u8 = 3;
 const TAG_COMPARE_AND_SWAP: u8 = 4;
+pub(crate) const TAG_SPLIT: u8 = 5;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 
@@ -56,6 +60,18 @@ pub enum Command {
         key: Vec<u8>,
         expected: Option<Vec<u8>>,
         new_value: Option<Vec<u8>>,
+    },
+    /// Admin: splits the region at `split_key` into `[start, split_key)`
+    /// (the region itself) and `[split_key, end)` (`new_region`, whose
+    /// i-th peer `new_peers[i]` sits beside the region's i-th peer). Applied
+    /// only if the region's epoch is still `epoch` (the one it was proposed
+    /// at; TiKV's apply-time epoch check); writes no data. See
+    /// `region::split`.
+    Split {
+        split_key: Vec<u8>,
+        new_region: RegionId,
+        new_peers: Vec<PeerId>,
+        epoch: RegionEpoch,
     },
 }
 
@@ -116,6 +132,7 @@ impl Command {
             | Command::Delete { key }
             | Command::CompareAndSwap { key, .. } => (Some(key), &[]),
             Command::BatchWrite { ops } => (None, ops),
+            Command::Split { .. } => (None, &[]),
         };
         single.into_iter().chain(batch.iter().map(WriteOp::key))
     }
@@ -161,6 +178,22 @@ impl Command {
                 w.opt_bytes(expected.as_deref());
                 w.opt_bytes(new_value.as_deref());
             }
+            Command::Split {
+                split_key,
+                new_region,
+                new_peers,
+                epoch,
+            } => {
+                w.u8(TAG_SPLIT);
+                w.bytes(split_key);
+                w.u64(new_region.get());
+                w.u64(epoch.conf_ver);
+                w.u64(epoch.version);
+                w.len_u32(new_peers.len());
+                for p in new_peers {
+                    w.u64(p.get());
+                }
+            }
         }
         w.into_vec()
     }
@@ -201,6 +234,24 @@ impl Command {
                 expected: r.opt_bytes()?,
                 new_value: r.opt_bytes()?,
             },
+            TAG_SPLIT => {
+                let split_key = r.bytes()?;
+                let new_region = RegionId(r.u64()?);
+                let epoch = RegionEpoch {
+                    conf_ver: r.u64()?,
+                    version: r.u64()?,
+                };
+                let count = r.count("split peer", 8, crate::region::meta::REGION_PEERS_MAX)?;
+                let new_peers = (0..count)
+                    .map(|_| r.u64().map(PeerId))
+                    .collect::<Result<Vec<_>, DecodeError>>()?;
+                Command::Split {
+                    split_key,
+                    new_region,
+                    new_peers,
+                    epoch,
+                }
+            }
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "command",
@@ -232,6 +283,11 @@ impl Command {
                     + expected.as_ref().map_or(0, Vec::len)
                     + new_value.as_ref().map_or(0, Vec::len)
             }
+            Command::Split {
+                split_key,
+                new_peers,
+                ..
+            } => 28 + split_key.len() + 8 * new_peers.len(),
         };
         ops + 16
     }
@@ -431,6 +487,20 @@ mod tests {
                     expected,
                     new_value
                 }),
+            (
+                bytes_strategy(),
+                any::<u64>(),
+                proptest::collection::vec(any::<u64>(), 0..17),
+                any::<(u64, u64)>()
+            )
+                .prop_map(|(split_key, region, peers, (conf_ver, version))| {
+                    Command::Split {
+                        split_key,
+                        new_region: RegionId(region),
+                        new_peers: peers.into_iter().map(PeerId).collect(),
+                        epoch: RegionEpoch { conf_ver, version },
+                    }
+                }),
         ]
     }
 
@@ -504,6 +574,47 @@ mod tests {
             Command::decode(&bytes),
             Err(DecodeError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn split_bytes_are_as_documented_and_bounded() {
+        let cmd = Command::Split {
+            split_key: b"m".to_vec(),
+            new_region: RegionId(9),
+            new_peers: vec![PeerId(10), PeerId(11)],
+            epoch: RegionEpoch {
+                conf_ver: 2,
+                version: 3,
+            },
+        };
+        let bytes = cmd.encode();
+        let mut want = vec![COMMAND_FORMAT_VERSION, TAG_SPLIT, 1, 0, 0, 0, b'm'];
+        for v in [9u64, 2, 3] {
+            want.extend_from_slice(&v.to_le_bytes());
+        }
+        want.extend_from_slice(&2u32.to_le_bytes());
+        for v in [10u64, 11] {
+            want.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(bytes, want);
+        assert_eq!(cmd.keys().count(), 0);
+        // More peers than a region may have: refused before allocating.
+        let mut many = want[..want.len() - 20].to_vec();
+        many.extend_from_slice(&17u32.to_le_bytes());
+        many.extend(std::iter::repeat_n(0u8, 17 * 8));
+        assert!(matches!(
+            Command::decode(&many),
+            Err(DecodeError::TooMany { .. })
+        ));
+        // A split request is not a data write.
+        let err = Command::from_request(RequestBody::Split {
+            key: b"a".to_vec(),
+            split_key: b"m".to_vec(),
+            new_region: RegionId(9),
+            new_peers: vec![PeerId(10)],
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), 105);
     }
 
     #[test]

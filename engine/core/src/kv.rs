@@ -61,6 +61,11 @@ pub fn apply_command(
             }
             ResponseBody::CompareAndSwap { swapped, previous }
         }
+        // A split writes no data (both halves stay in this store); its
+        // metadata change and answer are `region::split`'s.
+        Command::Split { .. } => ResponseBody::Split {
+            regions: Vec::new(),
+        },
     };
     store.write(batch, region, index)?;
     Ok(response)

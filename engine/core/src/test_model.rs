@@ -44,6 +44,10 @@ pub fn apply(model: &mut Model, cmd: Command) -> ResponseBody {
             }
             ResponseBody::CompareAndSwap { swapped, previous }
         }
+        // Changes metadata only (region::split).
+        Command::Split { .. } => ResponseBody::Split {
+            regions: Vec::new(),
+        },
     }
 }
 

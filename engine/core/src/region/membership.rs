@@ -10,7 +10,8 @@
 //! Invariants:
 //! - at most one membership change is in flight (raft-rs's pending conf
 //!   index), and none is proposed while the region is in a joint
-//!   configuration (raft-rs leaves it on its own);
+//!   configuration (raft-rs leaves it on its own) or while this leader's
+//!   split is in flight (`split.rs`);
 //! - a request whose changes are all in effect already (a retry) is
 //!   answered at once with the current epoch, without a log entry;
 //! - a change is proposed only by the leader, never removes or demotes the
@@ -120,7 +121,9 @@ impl RegionPeer {
             retry_after_ms: CHANGE_BUSY_RETRY_AFTER_MS,
         };
         let raft = &self.raw.raft;
-        if raft.has_pending_conf() || !raft.prs().conf().to_conf_state().voters_outgoing.is_empty()
+        if raft.has_pending_conf()
+            || !raft.prs().conf().to_conf_state().voters_outgoing.is_empty()
+            || self.is_splitting()
         {
             return Err(busy());
         }

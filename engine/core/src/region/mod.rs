@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Module map: [`peer`] (the type, proposals, reads), [`ready`] (the Ready
-//! cycle and apply), [`recover`] (bootstrap and WAL replay), [`config`],
+//! cycle and apply), [`recover`] (bootstrap and WAL replay), [`membership`]
+//! and [`split`] (admin commands applied through the log), [`config`],
 //! [`meta`], [`records`] (WAL payload codecs), [`log_bridge`] (slog →
 //! tracing), [`error`].
 
@@ -29,11 +30,14 @@ pub mod ready;
 pub mod records;
 pub mod recover;
 pub mod snapshot;
+pub mod split;
 
 #[cfg(test)]
 mod fetch_tests;
 #[cfg(test)]
 mod membership_tests;
+#[cfg(test)]
+mod split_tests;
 #[cfg(test)]
 mod tests;
 

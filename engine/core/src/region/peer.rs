@@ -101,6 +101,8 @@ pub struct RegionPeer {
     /// A received snapshot being applied: `(index, term)`; the shell
     /// installs its data in the store before `on_persisted`.
     pub(crate) applying_snapshot: Option<(u64, u64)>,
+    /// Splits proposed, and new regions for the shell (`split.rs`).
+    pub(crate) split: super::split::SplitState,
 }
 
 impl std::fmt::Debug for RegionPeer {
@@ -153,6 +155,7 @@ impl RegionPeer {
             meta_unwritten: false,
             removed: false,
             applying_snapshot: None,
+            split: Default::default(),
         })
     }
 
@@ -308,6 +311,15 @@ impl RegionPeer {
         body.validate()?;
         if let RequestBody::ChangePeers { changes, .. } = &body {
             return self.propose_change_peers(changes, token);
+        }
+        if let RequestBody::Split {
+            key,
+            split_key,
+            new_region,
+            new_peers,
+        } = body
+        {
+            return self.propose_split(&key, split_key, new_region, new_peers, token);
         }
         let cmd = Command::from_request(body)?;
         for key in cmd.keys() {

@@ -294,7 +294,10 @@ impl RegionPeer {
                     let cmd = Command::decode(&e.data).unwrap_or_else(|err| {
                         panic!("region {region}: committed entry {index} is not a command: {err}")
                     });
-                    apply_command(store, region, LogIndex(index), cmd).map(Some)
+                    match cmd {
+                        Command::Split { .. } => self.apply_split(index, term, cmd, store),
+                        cmd => apply_command(store, region, LogIndex(index), cmd).map(Some),
+                    }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     // Applied to raft and the metadata first (once: after a

@@ -213,24 +213,42 @@ impl RegionPeer {
         // Committed entries after P are applied again through raft; check
         // now that they decode, so that bad bytes are a typed error here
         // rather than a panic at apply.
-        let mut conf_changes = Vec::new();
+        //
+        // Metadata changes (membership changes and splits) up to
+        // `meta_as_of` are in the metadata; later ones up to P are applied
+        // to it again here, in log order, the rest by the normal apply
+        // path. A split after P gates its new region (`split.rs`).
+        let mut meta_changes: Vec<(Entry, Option<Command>)> = Vec::new();
+        let mut split_gates = Vec::new();
         for e in &log {
+            let decode = |e: &Entry| {
+                Command::decode(&e.data).map_err(|source| CoreError::BadEntry {
+                    region,
+                    index: LogIndex(e.index),
+                    source,
+                })
+            };
             match e.get_entry_type() {
-                EntryType::EntryNormal if e.data.is_empty() || e.index > commit => {}
+                EntryType::EntryNormal if e.data.is_empty() => {}
                 EntryType::EntryNormal if e.index > persisted => {
-                    Command::decode(&e.data).map_err(|source| CoreError::BadEntry {
-                        region,
-                        index: LogIndex(e.index),
-                        source,
-                    })?;
+                    // Uncommitted entries are not checked (they may yet be
+                    // replaced), but a split among them may have applied
+                    // before the crash (commit is written lazily).
+                    let split = super::split::is_split_entry(&e.data);
+                    if e.index <= commit || split {
+                        if let Command::Split { new_region, .. } = decode(e)? {
+                            split_gates.push((new_region, e.index));
+                        }
+                    }
                 }
-                EntryType::EntryNormal => {}
+                EntryType::EntryNormal => {
+                    if e.index > meta_as_of && super::split::is_split_entry(&e.data) {
+                        meta_changes.push((e.clone(), Some(decode(e)?)));
+                    }
+                }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    // Changes up to `meta_as_of` are in the metadata; later
-                    // ones up to P are re-applied to it here, the rest by
-                    // the normal apply path.
                     if e.index > meta_as_of && e.index <= persisted {
-                        conf_changes.push(e.clone());
+                        meta_changes.push((e.clone(), None));
                     }
                 }
             }
@@ -251,8 +269,15 @@ impl RegionPeer {
         storage.set_term_runs(runs);
         let mut peer = RegionPeer::build(cfg, meta, storage, persisted, applied_term)?;
         peer.meta_as_of = meta_as_of;
-        for e in &conf_changes {
-            let _ = peer.apply_conf_change(e);
+        for (e, split) in meta_changes {
+            match split {
+                // Refused at apply then, refused again now: no change.
+                Some(cmd) => drop(peer.apply_split_meta(e.index, cmd)),
+                None => drop(peer.apply_conf_change(&e)),
+            }
+        }
+        for (new_region, index) in split_gates {
+            peer.note_split_replay_gate(new_region, index);
         }
         tracing::info!(
             region = %region,

@@ -36,6 +36,8 @@ pub fn written_values(cmd: &Command) -> Vec<&[u8]> {
             })
             .collect(),
         Command::CompareAndSwap { new_value, .. } => new_value.as_deref().into_iter().collect(),
+        // Admin commands write no client values.
+        _ => Vec::new(),
     }
 }
 
