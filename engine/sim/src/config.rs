@@ -5,7 +5,7 @@
 //! pure function of (seed, `SimConfig`); `SimArgs` parses back exactly what
 //! `SimConfig::to_args` prints (tested); `validate` rejects combinations
 //! the simulator cannot run (fewer than 3 or more than 7 nodes, no region,
-//! more regions than keys).
+//! more regions than keys, fewer than 2 replicas or more than nodes).
 
 use clap::ValueEnum;
 
@@ -73,8 +73,12 @@ pub enum PlantedBug {
 /// See the module documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimConfig {
-    /// Nodes, each hosting one replica of every region.
+    /// Nodes; each region starts with `replicas` voters on consecutive
+    /// nodes (region `r` from node `r - 1` on, wrapping).
     pub nodes: usize,
+    /// Voters each region starts with. With fewer than `nodes`, some nodes
+    /// start without a replica of a region (room to add one).
+    pub replicas: usize,
     /// Regions, splitting the key set into disjoint ranges.
     pub regions: usize,
     /// Distinct keys clients use.
@@ -113,12 +117,23 @@ pub struct SimConfig {
     pub events_max: u64,
     /// Search steps per key for the linearizability checker.
     pub lin_steps_max: u64,
+    /// Mean time between a simulated operator's membership changes (add a
+    /// learner on a node without a replica, promote it, remove a
+    /// follower, a joint add-and-remove, a leadership move), during the
+    /// fault phase; 0: no membership changes.
+    pub membership_interval_ms_mean: u64,
+    /// The operator may also add voters that hold nothing yet: brand-new
+    /// peers as voters (a joint `AddVoter` + `Remove`), and learners
+    /// promoted before their snapshot is in. Off by default: FINDINGS.md
+    /// #5.
+    pub membership_new_voters: bool,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             nodes: 3,
+            replicas: 3,
             regions: 2,
             keys: 6,
             clients: 4,
@@ -139,6 +154,8 @@ impl Default for SimConfig {
             trace: false,
             events_max: 20_000_000,
             lin_steps_max: 2_000_000,
+            membership_interval_ms_mean: 1_000,
+            membership_new_voters: false,
         }
     }
 }
@@ -149,6 +166,8 @@ impl Default for SimConfig {
 pub struct SimArgs {
     #[arg(long, default_value_t = SimConfig::default().nodes)]
     pub nodes: usize,
+    #[arg(long, default_value_t = SimConfig::default().replicas)]
+    pub replicas: usize,
     #[arg(long, default_value_t = SimConfig::default().regions)]
     pub regions: usize,
     #[arg(long, default_value_t = SimConfig::default().keys)]
@@ -190,12 +209,19 @@ pub struct SimArgs {
     pub events_max: u64,
     #[arg(long, default_value_t = SimConfig::default().lin_steps_max)]
     pub lin_steps_max: u64,
+    /// Mean ms between membership changes (0: none).
+    #[arg(long, default_value_t = SimConfig::default().membership_interval_ms_mean)]
+    pub membership_interval_ms_mean: u64,
+    /// Let the operator add voters that hold nothing yet (FINDINGS.md #5).
+    #[arg(long)]
+    pub membership_new_voters: bool,
 }
 
 impl From<SimArgs> for SimConfig {
     fn from(a: SimArgs) -> SimConfig {
         SimConfig {
             nodes: a.nodes,
+            replicas: a.replicas,
             regions: a.regions,
             keys: a.keys,
             clients: a.clients,
@@ -216,6 +242,8 @@ impl From<SimArgs> for SimConfig {
             trace: a.trace,
             events_max: a.events_max,
             lin_steps_max: a.lin_steps_max,
+            membership_interval_ms_mean: a.membership_interval_ms_mean,
+            membership_new_voters: a.membership_new_voters,
         }
     }
 }
@@ -240,6 +268,7 @@ impl SimConfig {
             }
         };
         num("nodes", self.nodes as u64, d.nodes as u64);
+        num("replicas", self.replicas as u64, d.replicas as u64);
         num("regions", self.regions as u64, d.regions as u64);
         num("keys", self.keys as u64, d.keys as u64);
         num("clients", self.clients as u64, d.clients as u64);
@@ -274,6 +303,11 @@ impl SimConfig {
         );
         num("events-max", self.events_max, d.events_max);
         num("lin-steps-max", self.lin_steps_max, d.lin_steps_max);
+        num(
+            "membership-interval-ms-mean",
+            self.membership_interval_ms_mean,
+            d.membership_interval_ms_mean,
+        );
         if self.reads != d.reads {
             out.extend(["--reads".to_owned(), value_name(self.reads)]);
         }
@@ -288,6 +322,9 @@ impl SimConfig {
         }
         if !self.swarm {
             out.push("--no-swarm".to_owned());
+        }
+        if self.membership_new_voters {
+            out.push("--membership-new-voters".to_owned());
         }
         out
     }
@@ -306,6 +343,12 @@ impl SimConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(3..=7).contains(&self.nodes) {
             return Err(format!("{} nodes: 3..=7 supported", self.nodes));
+        }
+        if self.replicas < 2 || self.replicas > self.nodes {
+            return Err(format!(
+                "{} replicas on {} nodes: 2..=nodes supported",
+                self.replicas, self.nodes
+            ));
         }
         if self.regions == 0 || self.regions > self.keys {
             return Err(format!(
@@ -352,6 +395,9 @@ mod tests {
             swarm: false,
             lin_steps_max: 7,
             log_retain_entries_min: 10_000,
+            replicas: 4,
+            membership_interval_ms_mean: 0,
+            membership_new_voters: true,
             ..SimConfig::default()
         };
         assert_eq!(parse(&cfg.to_args()), cfg);
@@ -370,6 +416,10 @@ mod tests {
             },
             SimConfig {
                 regions: 0,
+                ..SimConfig::default()
+            },
+            SimConfig {
+                replicas: 4,
                 ..SimConfig::default()
             },
             SimConfig {

@@ -6,10 +6,19 @@
 //! never goes back; a node event carries the node's incarnation and is void
 //! if the node crashed since it was queued.
 
+use crate::node::Pairs;
 use golem_core::raft_log::FetchRequest;
-use golem_wire::{GolemError, RegionId, RequestBody, ResponseBody};
+use golem_wire::{GolemError, PeerId, RegionId, RequestBody, ResponseBody};
 use raft::eraftpb::Message;
 use std::collections::BTreeMap;
+
+/// The data streamed with a `MsgSnapshot`, and the sender's incarnation
+/// (the outcome is reported to it).
+#[derive(Clone, Debug)]
+pub struct SnapshotData {
+    pub from_inc: u64,
+    pub pairs: Pairs,
+}
 
 /// One thing that happens at one instant.
 #[derive(Debug)]
@@ -30,12 +39,42 @@ pub enum Event {
         inc: u64,
         upto: usize,
     },
-    /// A raft message arrives.
+    /// A raft message arrives. A `MsgSnapshot` carries its data (the
+    /// shell streams it ahead of the message).
     Raft {
         from: usize,
         to: usize,
         region: RegionId,
         msg: Message,
+        snap: Option<SnapshotData>,
+    },
+    /// A node's snapshot data is in its store: the parked `Ready` of
+    /// `region` finishes.
+    SnapshotInstalled {
+        node: usize,
+        inc: u64,
+        region: RegionId,
+    },
+    /// How sending a snapshot to `to` went, back at the leader.
+    SnapshotStatus {
+        node: usize,
+        inc: u64,
+        region: RegionId,
+        to: PeerId,
+        ok: bool,
+    },
+    /// The operator's next membership step.
+    Operator,
+    /// The operator gives up waiting for its request `op` (its answers
+    /// come as `Response`s to `OPERATOR`).
+    OperatorTimeout {
+        op: u64,
+    },
+    /// A crash aimed at a moment (mid snapshot install, right after a
+    /// removal): void if the node restarted since.
+    CrashNode {
+        node: usize,
+        inc: u64,
     },
     /// A read of old entries from a node's WAL completes.
     Fetched {
@@ -105,6 +144,11 @@ impl Event {
             Event::SyncDone { .. } => "sync",
             Event::Raft { .. } => "raft",
             Event::Fetched { .. } => "fetched",
+            Event::SnapshotInstalled { .. } => "snapshot-installed",
+            Event::SnapshotStatus { .. } => "snapshot-status",
+            Event::Operator => "operator",
+            Event::OperatorTimeout { .. } => "operator-timeout",
+            Event::CrashNode { .. } => "crash-node",
             Event::Request { .. } => "request",
             Event::Response { .. } => "response",
             Event::ClientTimeout { .. } => "timeout",

@@ -1,15 +1,20 @@
 //! golem-sim: GolemDB's deterministic simulator.
 //!
 //! Drives whole clusters of golem-core region peers in one thread from one
-//! `u64` seed: N nodes, each one shard with a replica of every region, a
-//! WAL and a store with explicit durability; a network that delays, drops,
+//! `u64` seed: N nodes, each one shard hosting replicas of regions, a WAL
+//! and a store with explicit durability; an operator changing membership
+//! (learners caught up by snapshots streamed through the network,
+//! promotions, removals with tombstones, joint changes, leadership
+//! moves); a network that delays, drops,
 //! duplicates and reorders messages and partitions; crashes that lose
 //! whatever was not synced (optionally keeping a prefix of the unsynced
 //! WAL tail); restarts through `RegionPeer::recover`; skewed clocks; store
 //! flushes and WAL checkpoints with truncation; clients issuing
-//! Put/Get/Delete/CAS with timeouts. Checkers: one leader per (region,
-//! term), applied entries never change, replicas converge, and per-key
-//! linearizability. A failing seed prints the command that replays it.
+//! Put/Get/Delete/CAS with timeouts; crashes aimed mid snapshot install
+//! and around removals. Checkers: one leader per (region, term), applied
+//! entries never change, epochs only grow, replicas agree at equal
+//! `conf_ver`, ranges never overlap, current members converge, and
+//! per-key linearizability. A failing seed prints the command that replays it.
 //!
 //! Owns nothing of the product: golem-core is used through its public API
 //! only. Invariants: no I/O, no clock, no randomness but the run's

@@ -62,6 +62,7 @@ fn main() {
     let next = AtomicU64::new(from);
     let failures = Mutex::new(Vec::new());
     let events = AtomicU64::new(0);
+    let (changes, installs, removals) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let started = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..jobs {
@@ -74,9 +75,12 @@ fn main() {
                 match run(seed, &cfg) {
                     Ok(r) => {
                         events.fetch_add(r.events, Ordering::Relaxed);
+                        changes.fetch_add(r.changes_ok, Ordering::Relaxed);
+                        installs.fetch_add(r.snapshots_installed, Ordering::Relaxed);
+                        removals.fetch_add(r.replicas_removed, Ordering::Relaxed);
                         if cli.verbose || count == 1 {
                             println!(
-                                "seed {seed} ok in {:.2?}: {} events, {} virtual ms, ops ok/unknown/refused {}/{}/{}, {} crashes, {} partitions, {} elections, {} checkpoints, {} fetches, digest {:016x}",
+                                "seed {seed} ok in {:.2?}: {} events, {} virtual ms, ops ok/unknown/refused {}/{}/{}, {} crashes ({} aimed), {} partitions, {} elections, {} checkpoints, {} fetches, {} membership changes ({} conf_vers), snapshots sent/installed {}/{}, {} replicas removed, digest {:016x}",
                                 t.elapsed(),
                                 r.events,
                                 r.virtual_ms,
@@ -84,10 +88,16 @@ fn main() {
                                 r.ops_unknown,
                                 r.ops_refused,
                                 r.crashes,
+                                r.targeted_crashes,
                                 r.partitions,
                                 r.elections,
                                 r.checkpoints,
                                 r.fetches,
+                                r.changes_ok,
+                                r.conf_vers,
+                                r.snapshots_sent,
+                                r.snapshots_installed,
+                                r.replicas_removed,
                                 r.digest
                             );
                             if r.keys_inconclusive > 0 {
@@ -105,10 +115,13 @@ fn main() {
     });
     let failed = failures.into_inner().expect("not poisoned");
     println!(
-        "{} seeds from {from} in {:.1?} ({} events): {} passed, {} failed",
+        "{} seeds from {from} in {:.1?} ({} events; passing seeds: {} membership changes, {} snapshots installed, {} replicas removed): {} passed, {} failed",
         count,
         started.elapsed(),
         events.load(Ordering::Relaxed),
+        changes.load(Ordering::Relaxed),
+        installs.load(Ordering::Relaxed),
+        removals.load(Ordering::Relaxed),
         count - failed.len() as u64,
         failed.len()
     );

@@ -1,56 +1,83 @@
-//! `SimNode`: one simulated node — one shard holding a replica of every
-//! region, its WAL and its store — driven the way the shard's raft loop
-//! drives the real one (`engine/src/shard/raft_loop.rs`).
+//! `SimNode`: one simulated node — one shard holding replicas of regions,
+//! its WAL and its store — driven the way the shard's raft loop drives the
+//! real one (`engine/src/shard/raft_loop.rs`).
 //!
-//! Owns the node's region peers, `SimWal`, `SimStore`, the `Ready`s
-//! collected and not yet persisted, the sync in flight, the proposals
-//! waiting for an answer, and the reads waiting for a ReadIndex round
-//! (batched per region exactly as `engine/src/shard/region_handle.rs`
-//! does). The simulator decides *when* things happen (passes, sync
-//! completions, crashes); this type does each of them.
+//! Owns the node's region peers (a dynamic set: replicas are created by a
+//! leader's message, installed by snapshot, removed with a tombstone),
+//! `SimWal`, `SimStore`, the `Ready`s collected and not yet persisted, the
+//! ones parked while their snapshot's data is put into the store, the
+//! snapshot data it prepared as a leader (`prepared`: the store view the
+//! shell streams) and received as a follower (`snap_files`: durable, like
+//! the shell's `region-R-I-T.seg` files), the sync in flight, the
+//! proposals waiting for an answer, and the reads waiting for a ReadIndex
+//! round (batched per region exactly as
+//! `engine/src/shard/region_handle.rs` does). The simulator decides *when*
+//! things happen (passes, sync completions, snapshot installs, crashes);
+//! this type does each of them.
 //!
 //! Invariants: at most one sync is in flight, and while it is no new pass
 //! collects (one batch per sync, as the WAL does); every `PendingReady` is
-//! given back to its peer by `persisted` before the next `collect`; a
-//! crash drops every peer, pending `Ready`, waiter and waiting read, and
-//! keeps only what the WAL and the store made durable (plus the torn
+//! given back to its peer by `persisted` (or, with a snapshot, by
+//! `install_done` once its data is durable in the store) before its
+//! region collects again; a crash drops every peer, pending `Ready`,
+//! waiter, prepared view and waiting read, and keeps only what the WAL,
+//! the store and the received snapshot files made durable (plus the torn
 //! prefix the simulator chose); a checkpoint is written only between
-//! passes.
+//! passes; a removed replica is dropped at once and its `Tombstone`
+//! record rides on the next sync (if a crash loses it, recovery replays
+//! the removal and writes it again, as the shell does).
 
 use crate::config::SimConfig;
 use crate::store::SimStore;
 use crate::wal::SimWal;
 use golem_core::raft_log::FetchRequest;
+use golem_core::region::records::decode_log_start;
 use golem_core::region::{
     PeerConfig, PeerMeta, PendingReady, ProposalToken, RegionMeta, RegionPeer,
 };
-use golem_core::store::KvStore;
+use golem_core::store::{KvStore, WriteBatch};
 use golem_core::wal_record::{RecordKind, WalSink};
 use golem_wire::{
     GolemError, LogIndex, PeerId, RegionId, RequestBody, ResponseBody, ShardId, StoreId,
 };
-use raft::eraftpb::Message;
-use std::collections::BTreeMap;
+use raft::eraftpb::{Message, MessageType};
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Peer ids of different nodes never collide within a region; this many
-/// ids are reserved per region.
-pub const PEERS_PER_REGION_MAX: u64 = 16;
+/// Slots per peer id for the node number (nodes are at most 7).
+pub const NODE_SLOTS: u64 = 8;
+/// Generations of replicas per (region, node): each replica added to a
+/// node gets a fresh peer id, as the PD allocates them.
+pub const GENERATIONS_MAX: u64 = 1 << 20;
 
-/// The raft peer id of `node`'s replica of `region` (unique cluster-wide,
-/// as the PD allocates them).
-pub fn peer_id(region: RegionId, node: usize) -> PeerId {
-    PeerId(region.get() * PEERS_PER_REGION_MAX + node as u64 + 1)
+/// The raft peer id of generation `gen` of `node`'s replica of `region`
+/// (unique cluster-wide; the node is `id - 1` modulo `NODE_SLOTS`).
+pub fn peer_id(region: RegionId, node: usize, gen: u64) -> PeerId {
+    assert!(gen < GENERATIONS_MAX && (node as u64) < NODE_SLOTS);
+    PeerId((region.get() * GENERATIONS_MAX + gen) * NODE_SLOTS + node as u64 + 1)
 }
 
-/// `node`'s replica of `region`: its peer id, on store `node + 1`, shard 0.
-pub fn peer_meta(region: RegionId, node: usize) -> PeerMeta {
-    PeerMeta::new(peer_id(region, node), StoreId(node as u64 + 1), ShardId(0))
+/// The store of `node`.
+pub fn store_of(node: usize) -> StoreId {
+    StoreId(node as u64 + 1)
+}
+
+/// Generation `gen` of `node`'s replica of `region`: its peer id, on store
+/// `node + 1`, shard 0.
+pub fn peer_meta(region: RegionId, node: usize, gen: u64) -> PeerMeta {
+    PeerMeta::new(peer_id(region, node, gen), store_of(node), ShardId(0))
 }
 
 /// The node hosting raft peer `peer`.
 pub fn node_of(peer: u64) -> usize {
-    ((peer - 1) % PEERS_PER_REGION_MAX) as usize
+    ((peer - 1) % NODE_SLOTS) as usize
 }
+
+/// Key-value pairs of a region's range: a snapshot's data.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// How many prepared snapshot views a leader keeps per region (a
+/// `MsgSnapshot` names the index of the one it carries).
+const PREPARED_PER_REGION_MAX: usize = 4;
 
 /// Who waits for a request's answer.
 #[derive(Clone, Debug)]
@@ -73,6 +100,17 @@ pub struct PassOutput {
     /// Answers to reads released (or failed) by a ReadIndex round.
     pub reads: Vec<Answer>,
     pub fetches: Vec<(RegionId, FetchRequest)>,
+    /// Regions whose received snapshot now waits for its data to be put
+    /// into the store (`install_done`): `(region, index, term)`.
+    pub installs: Vec<(RegionId, u64, u64)>,
+    /// Snapshots whose data went into the store: `(region, index)` (the
+    /// replica's applied index jumped there).
+    pub installed: Vec<(RegionId, u64)>,
+    /// Replicas that applied their own removal and were dropped (their
+    /// tombstone was appended): `(region, peer)`.
+    pub removed: Vec<(RegionId, PeerId)>,
+    /// Snapshots prepared as a leader: `(region, index)`.
+    pub prepared: Vec<(RegionId, u64)>,
 }
 
 /// A region's reads waiting for a ReadIndex round, batched like the
@@ -102,6 +140,15 @@ impl Default for Reads {
     }
 }
 
+/// The knobs every replica's `PeerConfig` takes from the run's config.
+#[derive(Clone, Copy, Debug)]
+struct PeerKnobs {
+    election_ticks: usize,
+    heartbeat_ticks: usize,
+    entry_cache_entries_max: usize,
+    log_retain_entries_min: u64,
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct SimNode {
@@ -113,8 +160,23 @@ pub struct SimNode {
     pub store: SimStore,
     /// Empty while the node is down.
     pub peers: BTreeMap<RegionId, RegionPeer>,
-    cfgs: BTreeMap<RegionId, PeerConfig>,
+    knobs: PeerKnobs,
     pending: Vec<(RegionId, PendingReady)>,
+    /// `Ready`s whose snapshot data is being put into the store (the
+    /// shell's `installing`): their regions collect nothing meanwhile.
+    installing: BTreeMap<RegionId, PendingReady>,
+    /// Received snapshot data by `(region, index, term)`, durable (the
+    /// shell writes the whole stream to a file before stepping the
+    /// `MsgSnapshot`); ingested again at start when a crash came between
+    /// the snapshot's WAL records and the store.
+    pub snap_files: BTreeMap<(RegionId, u64, u64), Pairs>,
+    /// A leader's store views taken by `prepare_snapshot`, by `(region,
+    /// index)`: what the shell streams with the `MsgSnapshot` at that
+    /// index. Lost in a crash.
+    prepared: BTreeMap<(RegionId, u64), Pairs>,
+    /// Peer ids of replicas removed from this node: their messages are
+    /// dropped (rebuilt from the WAL's tombstones at start).
+    pub tombstoned: BTreeSet<PeerId>,
     reads: BTreeMap<RegionId, Reads>,
     /// `Some(n)`: a sync covering `wal` records `[..n]` is in flight.
     pub sync_in_flight: Option<usize>,
@@ -131,36 +193,69 @@ pub struct SimNode {
     next_token: ProposalToken,
 }
 
+/// The peer on `store` named by the latest `RegionMeta` record after the
+/// last tombstone (what the shell's `peer_of` reads).
+fn peer_of(records: &[(RecordKind, Vec<u8>)], store: StoreId) -> Option<PeerId> {
+    let from = records
+        .iter()
+        .rposition(|(k, _)| *k == RecordKind::Tombstone)
+        .map_or(0, |i| i + 1);
+    let (_, payload) = records[from..]
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == RecordKind::RegionMeta)?;
+    let (meta, _) = RegionMeta::decode_at(payload).ok()?;
+    meta.peer_on(store).map(|p| p.id)
+}
+
+/// The peer the last `RegionMeta` record before the last tombstone named
+/// on `store` (the removed replica's id).
+fn tombstoned_peer(records: &[(RecordKind, Vec<u8>)], store: StoreId) -> Option<PeerId> {
+    let at = records
+        .iter()
+        .rposition(|(k, _)| *k == RecordKind::Tombstone)?;
+    peer_of(&records[..at], store)
+}
+
+/// The latest log start a region's records name after their last
+/// tombstone (the shell's `log_start_of`).
+fn log_start_of(records: &[(RecordKind, Vec<u8>)]) -> Option<(u64, u64)> {
+    let from = records
+        .iter()
+        .rposition(|(k, _)| *k == RecordKind::Tombstone)
+        .map_or(0, |i| i + 1);
+    records[from..]
+        .iter()
+        .filter(|(k, _)| *k == RecordKind::LogStart)
+        .filter_map(|(_, p)| decode_log_start(p).ok())
+        .max()
+}
+
 impl SimNode {
-    /// A node whose WAL holds each region's `RegionMeta` (durable), and
-    /// whose peers are recovered from it, like a shard that just created
-    /// its replicas.
+    /// A node whose WAL holds its replicas of `metas` (those naming its
+    /// store) as `RegionPeer::bootstrap` writes them (durable), and whose
+    /// peers are recovered from them, like a shard that just created its
+    /// replicas.
     pub fn new(id: usize, metas: &[RegionMeta], cfg: &SimConfig) -> Result<SimNode, String> {
-        let mut wal = SimWal::default();
-        let mut cfgs = BTreeMap::new();
-        for meta in metas {
-            wal.append(RecordKind::RegionMeta, meta.id, &meta.encode());
-            let mut pc = PeerConfig::new(meta.id, peer_id(meta.id, id));
-            pc.election_ticks = cfg.election_ticks;
-            // raft-rs draws election timeouts from a thread-local generator
-            // unless the range is one tick wide; the simulator's tick
-            // timing supplies the randomness instead.
-            pc.election_jitter_ticks = 1;
-            pc.heartbeat_ticks = cfg.heartbeat_ticks;
-            pc.entry_cache_entries_max = cfg.entry_cache_entries_max;
-            pc.log_retain_entries_min = cfg.log_retain_entries_min;
-            cfgs.insert(meta.id, pc);
-        }
-        wal.mark_durable(wal.len());
+        let knobs = PeerKnobs {
+            election_ticks: cfg.election_ticks,
+            heartbeat_ticks: cfg.heartbeat_ticks,
+            entry_cache_entries_max: cfg.entry_cache_entries_max,
+            log_retain_entries_min: cfg.log_retain_entries_min,
+        };
         let mut node = SimNode {
             id,
             up: false,
             incarnation: 0,
-            wal,
+            wal: SimWal::default(),
             store: SimStore::default(),
             peers: BTreeMap::new(),
-            cfgs,
+            knobs,
             pending: Vec::new(),
+            installing: BTreeMap::new(),
+            snap_files: BTreeMap::new(),
+            prepared: BTreeMap::new(),
+            tombstoned: BTreeSet::new(),
             reads: BTreeMap::new(),
             sync_in_flight: None,
             pass_scheduled: false,
@@ -170,29 +265,135 @@ impl SimNode {
             waiters: BTreeMap::new(),
             next_token: 1,
         };
+        for meta in metas {
+            let Some(me) = meta.peer_on(store_of(id)) else {
+                continue;
+            };
+            let pc = node.peer_config(meta.id, me.id);
+            RegionPeer::bootstrap(pc, meta.clone(), &mut node.wal)
+                .map_err(|e| format!("node {id} region {}: bootstrap: {e}", meta.id))?;
+        }
+        node.wal.mark_durable(node.wal.len());
         node.start()?;
         Ok(node)
     }
 
-    /// Recovers every region from the WAL's records and the store, as the
-    /// shard does at start. An error is a recovery failure (a finding).
+    /// The `PeerConfig` of this node's replica `peer` of `region`.
+    fn peer_config(&self, region: RegionId, peer: PeerId) -> PeerConfig {
+        let mut pc = PeerConfig::new(region, peer);
+        pc.election_ticks = self.knobs.election_ticks;
+        // raft-rs draws election timeouts from a thread-local generator
+        // unless the range is one tick wide; the simulator's tick timing
+        // supplies the randomness instead.
+        pc.election_jitter_ticks = 1;
+        pc.heartbeat_ticks = self.knobs.heartbeat_ticks;
+        pc.entry_cache_entries_max = self.knobs.entry_cache_entries_max;
+        pc.log_retain_entries_min = self.knobs.log_retain_entries_min;
+        pc
+    }
+
+    /// Recovers every region the WAL holds records of, as the shard does
+    /// at start: a tombstoned replica stays removed; a snapshot install a
+    /// crash interrupted is finished first from its received data (the
+    /// shell's `recover_files`); a replica whose recovery replays its own
+    /// removal gets its tombstone now. An error is a recovery failure (a
+    /// finding).
     pub fn start(&mut self) -> Result<(), String> {
         assert!(!self.up, "node {} started twice", self.id);
-        for (region, pc) in &self.cfgs {
-            let records = self.wal.region_records(*region);
-            let peer = RegionPeer::recover(pc.clone(), records, &mut self.store).map_err(|e| {
-                let durable = self.store.mem.clone().persisted_applied(*region);
+        let store = store_of(self.id);
+        for region in self.wal.regions() {
+            let records = self.wal.region_records(region);
+            if RegionPeer::is_tombstoned(&records) {
+                if let Some(p) = tombstoned_peer(&records, store) {
+                    self.tombstoned.insert(p);
+                }
+                continue;
+            }
+            let Some(peer_id) = peer_of(&records, store) else {
+                return Err(format!(
+                    "node {} region {region}: no metadata record names this store\nthe region's WAL records:\n{}",
+                    self.id,
+                    self.wal.describe_region(region)
+                ));
+            };
+            if let Some((start, term)) = log_start_of(&records) {
+                if self.store.mem.clone().persisted_applied(region).get() < start {
+                    if let Some(pairs) = self.snap_files.get(&(region, start, term)).cloned() {
+                        self.ingest(region, &records, start, &pairs);
+                    }
+                }
+            }
+            let pc = self.peer_config(region, peer_id);
+            let peer = RegionPeer::recover(pc, records, &mut self.store).map_err(|e| {
+                let durable = self.store.mem.clone().persisted_applied(region);
                 format!(
-                    "node {} region {region}: recovery failed: {e}\nstore durable applied index: {}\nthe region's WAL records:\n{}",
+                    "node {} region {region}: recovery failed: {e}\nstore durable applied index: {}\nreceived snapshots: {:?}\nthe region's WAL records:\n{}",
                     self.id,
                     durable,
-                    self.wal.describe_region(*region)
+                    self.snap_files.keys().filter(|k| k.0 == region).collect::<Vec<_>>(),
+                    self.wal.describe_region(region)
                 )
             })?;
-            self.peers.insert(*region, peer);
+            if peer.is_removed() {
+                // Removed before the crash, its tombstone lost.
+                self.wal.append(RecordKind::Tombstone, region, &[]);
+                self.tombstoned.insert(peer_id);
+                continue;
+            }
+            self.peers.insert(region, peer);
         }
+        // The shell syncs what recovery appended before serving.
+        self.wal.mark_durable(self.wal.len());
+        // Received snapshots the store holds (or that lost to a newer
+        // state) are deleted.
+        let mem = &mut self.store.mem;
+        self.snap_files
+            .retain(|(region, index, _), _| mem.persisted_applied(*region).get() < *index);
         self.up = true;
         Ok(())
+    }
+
+    /// Puts a snapshot's data into the store as one batch at its index
+    /// (the region's range deleted, then the pairs), durably: what the
+    /// shell's ingest of the received segment does. The range comes from
+    /// the snapshot's metadata record (the latest `RegionMeta` record).
+    fn ingest(
+        &mut self,
+        region: RegionId,
+        records: &[(RecordKind, Vec<u8>)],
+        index: u64,
+        pairs: &Pairs,
+    ) {
+        let meta = records
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == RecordKind::RegionMeta)
+            .and_then(|(_, p)| RegionMeta::decode_at(p).ok())
+            .map(|(m, _)| m)
+            .expect("a snapshot's records start with its metadata");
+        self.write_snapshot(region, &meta.start, &meta.end, index, pairs);
+    }
+
+    fn write_snapshot(
+        &mut self,
+        region: RegionId,
+        start: &[u8],
+        end: &[u8],
+        index: u64,
+        pairs: &Pairs,
+    ) {
+        let mut batch = WriteBatch::new();
+        batch.delete_range(start.to_vec(), end.to_vec());
+        for (k, v) in pairs {
+            batch.put(k.clone(), v.clone());
+        }
+        // Straight into the MemStore: not an applied entry (the
+        // applied-entries checker is told the index jumped).
+        self.store
+            .mem
+            .write(batch, region, LogIndex(index))
+            .expect("the simulated store never stalls");
+        self.store.mem.flush();
     }
 
     /// A process crash: everything not durable is lost, except the first
@@ -202,6 +403,9 @@ impl SimNode {
         self.incarnation += 1;
         self.peers.clear();
         self.pending.clear();
+        self.installing.clear();
+        self.prepared.clear();
+        self.tombstoned.clear();
         self.reads.clear();
         self.sync_in_flight = None;
         self.pass_scheduled = false;
@@ -210,9 +414,18 @@ impl SimNode {
         self.store.mem.crash();
     }
 
-    /// Whether a pass has work: a peer's `Ready`, or reads to confirm.
+    /// Whether a pass has work: a peer's `Ready` (not one installing a
+    /// snapshot), or reads to confirm.
     pub fn has_work(&self) -> bool {
-        self.peers.values().any(|p| p.has_ready()) || self.reads.values().any(|r| r.batch_used)
+        self.peers
+            .iter()
+            .any(|(r, p)| !self.installing.contains_key(r) && p.has_ready())
+            || self.reads.values().any(|r| r.batch_used)
+    }
+
+    /// Whether a snapshot install is under way (for targeted crashes).
+    pub fn is_installing(&self) -> bool {
+        !self.installing.is_empty()
     }
 
     /// The first half of a pass: asks raft to confirm each region's open
@@ -222,6 +435,9 @@ impl SimNode {
         assert!(self.pending.is_empty() && self.sync_in_flight.is_none());
         let mut must_sync = false;
         for (region, peer) in self.peers.iter_mut() {
+            if self.installing.contains_key(region) {
+                continue;
+            }
             if let Some(r) = self.reads.get_mut(region) {
                 if std::mem::take(&mut r.batch_used) {
                     r.batch_started.push((r.batch, now_ms));
@@ -238,28 +454,130 @@ impl SimNode {
     }
 
     /// The second half: every collected `Ready` persisted; answers,
-    /// messages and fetches out.
+    /// messages and fetches out. A `Ready` that installs a snapshot is
+    /// parked until `install_done`.
     pub fn persisted(&mut self) -> PassOutput {
         let mut out = PassOutput::default();
         let pending = std::mem::take(&mut self.pending);
-        let regions: Vec<RegionId> = pending.iter().map(|(r, _)| *r).collect();
+        let mut regions: Vec<RegionId> = Vec::new();
         for (region, p) in pending {
-            let peer = self.peers.get_mut(&region).expect("a peer of this node");
-            let o = peer.on_persisted(p, &mut self.store);
-            out.messages
-                .extend(o.messages.into_iter().map(|m| (region, m)));
-            for (token, result) in o.finished {
-                if let Some(w) = self.waiters.remove(&token) {
-                    out.finished.push((w, result));
-                }
+            if let Some((index, term)) = p.snapshot() {
+                // Its records are durable; now its data goes into the store.
+                self.installing.insert(region, p);
+                out.installs.push((region, index, term));
+                continue;
             }
-            out.fetches
-                .extend(peer.take_fetch_requests().into_iter().map(|r| (region, r)));
+            regions.push(region);
+            self.finish(region, p, &mut out);
         }
         for region in regions {
+            if self.peers.contains_key(&region) {
+                self.release_reads(region, &mut out.reads);
+            }
+        }
+        out
+    }
+
+    /// The snapshot `region` is installing has its data durable in the
+    /// store now: finishes its `Ready`.
+    pub fn install_done(&mut self, region: RegionId) -> PassOutput {
+        let mut out = PassOutput::default();
+        let Some(p) = self.installing.remove(&region) else {
+            return out;
+        };
+        let (index, term) = p.snapshot().expect("a parked Ready installs a snapshot");
+        let pairs = self
+            .snap_files
+            .remove(&(region, index, term))
+            .expect("a snapshot is installed from its received data");
+        let meta = self.peers[&region].meta().clone();
+        self.write_snapshot(region, &meta.start, &meta.end, index, &pairs);
+        out.installed.push((region, index));
+        self.finish(region, p, &mut out);
+        if self.peers.contains_key(&region) {
             self.release_reads(region, &mut out.reads);
         }
         out
+    }
+
+    /// `on_persisted` for one region, then what the shell does after it:
+    /// fetches, a snapshot to prepare (with its store view, in the same
+    /// call), a removed replica dropped with a tombstone.
+    fn finish(&mut self, region: RegionId, p: PendingReady, out: &mut PassOutput) {
+        let peer = self.peers.get_mut(&region).expect("a peer of this node");
+        let o = peer.on_persisted(p, &mut self.store);
+        out.messages
+            .extend(o.messages.into_iter().map(|m| (region, m)));
+        for (token, result) in o.finished {
+            if let Some(w) = self.waiters.remove(&token) {
+                out.finished.push((w, result));
+            }
+        }
+        out.fetches
+            .extend(peer.take_fetch_requests().into_iter().map(|r| (region, r)));
+        if peer.take_snapshot_request() {
+            if let Some((index, _term)) = peer.prepare_snapshot() {
+                let meta = peer.meta();
+                let pairs = self.store.pairs_in(&meta.start, &meta.end);
+                self.prepared.insert((region, index), pairs);
+                let ours: Vec<u64> = self
+                    .prepared
+                    .keys()
+                    .filter(|(r, _)| *r == region)
+                    .map(|(_, i)| *i)
+                    .collect();
+                if ours.len() > PREPARED_PER_REGION_MAX {
+                    self.prepared.remove(&(region, ours[0]));
+                }
+                out.prepared.push((region, index));
+            }
+        }
+        if peer.is_removed() {
+            let id = peer.config().peer;
+            self.peers.remove(&region);
+            self.reads.remove(&region);
+            self.prepared.retain(|(r, _), _| *r != region);
+            self.wal.append(RecordKind::Tombstone, region, &[]);
+            self.tombstoned.insert(id);
+            out.removed.push((region, id));
+        }
+    }
+
+    /// The data of the snapshot at `index` this node prepared for
+    /// `region`, if it still has it (what the shell streams).
+    pub fn prepared_data(&self, region: RegionId, index: u64) -> Option<&Pairs> {
+        self.prepared.get(&(region, index))
+    }
+
+    /// A message for this node's replica `to` of `region`: the peer to step
+    /// it, created uninitialized if the node has none and the message is
+    /// one a leader sends a replica it has not replicated to (the shell's
+    /// `transport::deliver`). None: dropped (a removed replica, another
+    /// generation, or a message that creates nothing).
+    pub fn peer_for(
+        &mut self,
+        region: RegionId,
+        to: PeerId,
+        msg: &Message,
+    ) -> Option<&mut RegionPeer> {
+        if self.tombstoned.contains(&to) {
+            return None;
+        }
+        match self.peers.get(&region) {
+            Some(p) if p.config().peer == to => {}
+            Some(_) => return None,
+            None => {
+                let creates = msg.get_msg_type() == MessageType::MsgSnapshot
+                    || (msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit == 0);
+                if !creates {
+                    return None;
+                }
+                let peer = RegionPeer::uninitialized(self.peer_config(region, to))
+                    .expect("a valid peer config");
+                self.peers.insert(region, peer);
+            }
+        }
+        self.peers.get_mut(&region)
     }
 
     /// After a pass: serves the reads whose batch raft confirmed (and
@@ -391,22 +709,47 @@ impl SimNode {
         self.up && self.pending.is_empty() && self.sync_in_flight.is_none()
     }
 
-    /// What the shell's WAL garbage collection does: a checkpoint of every
-    /// region at `log_start[region]`, synced, then the records it makes
-    /// useless deleted. Returns the number of records deleted.
+    /// Whether `region`'s replica here is initialized and not installing
+    /// a snapshot (it has a log start to checkpoint).
+    pub fn checkpointable(&self, region: RegionId) -> bool {
+        !self.installing.contains_key(&region)
+            && self.peers.get(&region).is_some_and(|p| p.is_initialized())
+    }
+
+    /// What the shell's WAL garbage collection does
+    /// (`collect_wal_garbage`): a checkpoint of every region in
+    /// `log_start` at its log start, synced, then the records it makes
+    /// useless deleted: those before the first one holding an entry a
+    /// region still needs — past its log start; for a region installing a
+    /// snapshot, past what the store holds; for a region not hosted any
+    /// more, none. Returns the number of records deleted.
     pub fn checkpoint(&mut self, log_start: &BTreeMap<RegionId, u64>) -> usize {
         assert!(self.between_passes(), "checkpoint between passes only");
         let before = self.wal.len();
         for (region, peer) in self.peers.iter_mut() {
-            peer.write_checkpoint(LogIndex(log_start[region]), &mut self.wal);
+            if let Some(at) = log_start.get(region) {
+                peer.write_checkpoint(LogIndex(*at), &mut self.wal);
+            }
         }
         self.wal.mark_durable(self.wal.len());
-        self.wal.cut_before_needed(before, log_start)
+        let mut keep = log_start.clone();
+        for region in self.wal.regions() {
+            if keep.contains_key(&region) {
+                continue;
+            }
+            let at = if self.peers.contains_key(&region) {
+                self.store.persisted_applied(region).get()
+            } else {
+                u64::MAX
+            };
+            keep.insert(region, at);
+        }
+        self.wal.cut_before_needed(before, &keep)
     }
 
-    /// The region ids this node hosts.
+    /// The region ids this node hosts a replica of.
     pub fn regions(&self) -> impl Iterator<Item = RegionId> + '_ {
-        self.cfgs.keys().copied()
+        self.peers.keys().copied()
     }
 }
 
@@ -418,15 +761,18 @@ mod tests {
     fn peer_ids_map_back_to_nodes() {
         for r in 1..5 {
             for n in 0..7 {
-                assert_eq!(node_of(peer_id(RegionId(r), n).get()), n);
+                for gen in [0, 1, 7, GENERATIONS_MAX - 1] {
+                    assert_eq!(node_of(peer_id(RegionId(r), n, gen).get()), n);
+                }
             }
         }
+        assert_ne!(peer_id(RegionId(1), 0, 1), peer_id(RegionId(2), 0, 0));
     }
 
     #[test]
     fn a_single_node_region_writes_survive_a_crash_after_the_sync() {
         let cfg = SimConfig::default();
-        let meta = RegionMeta::whole_key_space(RegionId(1), vec![peer_meta(RegionId(1), 0)]);
+        let meta = RegionMeta::whole_key_space(RegionId(1), vec![peer_meta(RegionId(1), 0, 0)]);
         let mut n = SimNode::new(0, &[meta], &cfg).unwrap();
         n.peers.get_mut(&RegionId(1)).unwrap().campaign();
         let drive = |n: &mut SimNode| {

@@ -26,6 +26,17 @@ pub struct SimReport {
     pub applies: u64,
     pub checkpoints: u64,
     pub fetches: u64,
+    /// Membership changes the operator saw answered (applied), and the
+    /// distinct (region, conf_ver) pairs replicas went through.
+    pub changes_ok: u64,
+    pub conf_vers: u64,
+    /// Snapshots sent (data attached to a `MsgSnapshot`), installed by
+    /// followers, and replicas that applied their own removal.
+    pub snapshots_sent: u64,
+    pub snapshots_installed: u64,
+    pub replicas_removed: u64,
+    /// Crashes aimed mid snapshot install or right after a removal.
+    pub targeted_crashes: u64,
     pub keys_inconclusive: usize,
     /// A hash of every event: two runs of one seed and config agree.
     pub digest: u64,
@@ -46,6 +57,9 @@ pub enum FailureKind {
     Diverged,
     /// The cluster did not converge, or clients could not finish, in time.
     Liveness,
+    /// A replica's epoch went back, replicas at one `conf_ver` disagree on
+    /// the members, or region ranges overlap.
+    Metadata,
     /// A node could not recover from its WAL and store.
     Recovery,
     /// A raft message was refused, or an answer did not fit its request.

@@ -106,6 +106,13 @@ impl SimWal {
         self.reindex();
     }
 
+    /// The regions with records, in id order.
+    pub fn regions(&self) -> Vec<RegionId> {
+        let set: std::collections::BTreeSet<RegionId> =
+            self.records.iter().map(|(_, r, _)| *r).collect();
+        set.into_iter().collect()
+    }
+
     /// The records of `region`, in write order, as recovery reads them.
     pub fn region_records(&self, region: RegionId) -> Vec<(RecordKind, Vec<u8>)> {
         self.records

@@ -7,6 +7,7 @@
 //! for retries — and only the current operation's events count (a late
 //! answer to an operation already given up is ignored).
 
+use super::membership::OPERATOR;
 use super::{Phase, Sim};
 use crate::client::{output, request};
 use crate::event::Event;
@@ -90,6 +91,10 @@ impl Sim {
         proposed: bool,
         hint: Option<usize>,
     ) -> Result<(), SimFailure> {
+        if client == OPERATOR {
+            self.on_operator_answer(op, node, result);
+            return Ok(());
+        }
         let Some(f) = self.clients[client].in_flight.clone() else {
             return Ok(());
         };

@@ -4,7 +4,9 @@
 //!
 //! Owns the choice of fault (by the plan's weights) and its undoing
 //! (restart, heal) after a random time. Half of single crashes pick a node
-//! whose WAL sync is in flight when there is one. Invariants: only live
+//! whose WAL sync is in flight or whose snapshot install is under way
+//! when there is one; `nodes.rs` also aims crashes at snapshot installs
+//! and removals (`CrashNode`). Invariants: only live
 //! nodes crash;
 //! a crash keeps the synced WAL records plus, in `torn_tail_percent` of
 //! crashes, a random prefix of the unsynced ones (`TornTail::Records`) or
@@ -51,7 +53,9 @@ impl Sim {
                 let syncing: Vec<usize> = self
                     .up_nodes()
                     .into_iter()
-                    .filter(|&n| self.nodes[n].sync_in_flight.is_some())
+                    .filter(|&n| {
+                        self.nodes[n].sync_in_flight.is_some() || self.nodes[n].is_installing()
+                    })
                     .collect();
                 let pool = if !syncing.is_empty() && self.rng.gen_bool(0.5) {
                     syncing
@@ -101,6 +105,16 @@ impl Sim {
         }
         let next = around(&mut self.rng, self.plan.fault_interval_ms_mean);
         self.q.after(next, Event::Fault);
+    }
+
+    /// A crash aimed at a moment (mid snapshot install, around a
+    /// removal's tombstone), in the fault phase only.
+    pub(super) fn on_crash_node(&mut self, node: usize, inc: u64) {
+        let n = &self.nodes[node];
+        if self.phase == Phase::Faults && n.up && n.incarnation == inc {
+            self.stats.targeted_crashes += 1;
+            self.crash(node);
+        }
     }
 
     fn up_nodes(&self) -> Vec<usize> {

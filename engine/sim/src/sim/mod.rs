@@ -5,30 +5,39 @@
 //!
 //! 1. **faults** (`fault_phase_ms`): clients run; the network drops,
 //!    duplicates, delays and reorders messages and partitions; nodes crash
-//!    (alone or several at once), restart, and tick at skewed rates;
+//!    (alone or several at once, or aimed mid snapshot install or right
+//!    after a replica's removal), restart, and tick at skewed rates; the
+//!    operator changes regions' membership (`membership.rs`);
 //! 2. **tail** (`client_tail_ms`): faults stop, links heal, down nodes
 //!    restart; clients go on;
 //! 3. **drain**: clients start nothing new; the run waits until every
-//!    client is idle and every region's replicas have applied the leader's
-//!    whole log, then compares the replicas (convergence);
+//!    client is idle and every current member of every region (as its
+//!    leader's metadata names them, out of any joint configuration) has
+//!    the leader's metadata and has applied its whole log, then compares
+//!    those replicas (convergence; removed replicas that never learned of
+//!    their removal are left out);
 //! 4. **final reads**: one client reads every key (the last word on lost
 //!    writes), then every key's history is checked for linearizability.
 //!
-//! Leadership is checked after every event and every applied entry as it
-//! is applied, so a violation stops the run where it happens. Phases 2–4
+//! Leadership and region metadata are checked after every event and every
+//! applied entry as it is applied, so a violation stops the run where it
+//! happens. Phases 2–4
 //! must finish within `quiesce_ms_max` (liveness).
 //!
 //! Invariants: nothing here reads a clock, does I/O or draws randomness
 //! except from `rng` (seeded from the seed alone); collections that are
-//! iterated are ordered (`BTreeMap`, `Vec`), never hashed; node, client
-//! and fault handling live in `nodes.rs`, `clients.rs` and `faulting.rs`.
+//! iterated are ordered (`BTreeMap`, `Vec`), never hashed; node, client,
+//! fault and operator handling live in `nodes.rs`, `clients.rs`,
+//! `faulting.rs` and `membership.rs`.
 
 mod clients;
 mod faulting;
+mod membership;
 mod nodes;
 
 use crate::check::applied::AppliedChecker;
 use crate::check::converge::{compare, Replica};
+use crate::check::epochs::MetaChecker;
 use crate::check::leaders::LeaderChecker;
 use crate::check::refused::RefusedChecker;
 use crate::client::Client;
@@ -40,7 +49,7 @@ use crate::history::History;
 use crate::network::Network;
 use crate::node::{node_of, peer_meta, SimNode};
 use crate::report::{FailureKind, SimFailure, SimReport};
-use golem_core::region::RegionMeta;
+use golem_core::region::{PeerRole, RegionMeta, RegionPeer};
 use golem_wire::{RegionEpoch, RegionId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -63,6 +72,10 @@ enum Phase {
 
 #[derive(Debug, Default)]
 struct Stats {
+    snapshots_sent: u64,
+    snapshots_installed: u64,
+    replicas_removed: u64,
+    targeted_crashes: u64,
     ops_ok: u64,
     ops_unknown: u64,
     ops_refused: u64,
@@ -140,6 +153,8 @@ pub(crate) struct Sim {
     leaders: LeaderChecker,
     applied: AppliedChecker,
     refused: RefusedChecker,
+    metas_seen: MetaChecker,
+    operator: membership::Operator,
     phase: Phase,
     /// Id of the current partition (a heal names the one it ends).
     partition_id: u64,
@@ -150,8 +165,9 @@ pub(crate) struct Sim {
 }
 
 /// The regions splitting `keys` into `count` disjoint ranges covering the
-/// whole key space, each replicated on every node.
-fn region_metas(keys: &[Vec<u8>], count: usize, nodes: usize) -> Vec<RegionMeta> {
+/// whole key space; region `r` (from 0) has `replicas` voters on nodes
+/// `r, r + 1, …` (modulo `nodes`).
+fn region_metas(keys: &[Vec<u8>], count: usize, nodes: usize, replicas: usize) -> Vec<RegionMeta> {
     (0..count)
         .map(|r| {
             let id = RegionId(r as u64 + 1);
@@ -168,7 +184,9 @@ fn region_metas(keys: &[Vec<u8>], count: usize, nodes: usize) -> Vec<RegionMeta>
                     conf_ver: 1,
                     version: 1,
                 },
-                peers: (0..nodes).map(|n| peer_meta(id, n)).collect(),
+                peers: (0..replicas)
+                    .map(|i| peer_meta(id, (r + i) % nodes, 0))
+                    .collect(),
             }
         })
         .collect()
@@ -185,7 +203,7 @@ impl Sim {
         let keys: Vec<Vec<u8>> = (0..cfg.keys)
             .map(|i| format!("k{i:03}").into_bytes())
             .collect();
-        let metas = region_metas(&keys, cfg.regions, cfg.nodes);
+        let metas = region_metas(&keys, cfg.regions, cfg.nodes, cfg.replicas);
         let key_region = keys
             .iter()
             .map(|k| metas.iter().find(|m| m.contains(k)).expect("covered").id)
@@ -207,6 +225,8 @@ impl Sim {
             leaders: LeaderChecker::default(),
             applied: AppliedChecker::default(),
             refused: RefusedChecker::default(),
+            metas_seen: MetaChecker::default(),
+            operator: membership::Operator::default(),
             phase: Phase::Faults,
             partition_id: 0,
             final_reads: (0..cfg.keys).collect(),
@@ -217,6 +237,7 @@ impl Sim {
             let node = SimNode::new(n, &sim.metas, cfg)
                 .map_err(|m| sim.failure(FailureKind::Recovery, m))?;
             sim.nodes.push(node);
+            sim.note_recovered(n);
             sim.nodes[n].tick_ms = sim.skewed_tick_ms();
             if cfg.reads == crate::config::ReadMode::Lease {
                 sim.nodes[n].lease_ms = cfg.tick_ms * cfg.election_ticks.saturating_sub(2) as u64;
@@ -236,6 +257,7 @@ impl Sim {
             let first = around(&mut sim.rng, sim.plan.fault_interval_ms_mean);
             sim.q.after(first, Event::Fault);
         }
+        sim.start_operator();
         sim.q.after(cfg.fault_phase_ms, Event::EndFaults);
         sim.q
             .after(cfg.fault_phase_ms + cfg.client_tail_ms, Event::EndClients);
@@ -280,6 +302,7 @@ impl Sim {
             self.note(&ev);
             self.handle(ev)?;
             self.check_leaders()?;
+            self.check_metas()?;
             if self.phase == Phase::Drain && self.clients_idle() && self.converged() {
                 self.check_convergence()?;
                 self.phase = Phase::FinalReads;
@@ -304,6 +327,12 @@ impl Sim {
             applies: self.applied.applies(),
             checkpoints: self.stats.checkpoints,
             fetches: self.stats.fetches,
+            changes_ok: self.operator.changes_ok,
+            conf_vers: self.metas_seen.conf_vers(),
+            snapshots_sent: self.stats.snapshots_sent,
+            snapshots_installed: self.stats.snapshots_installed,
+            replicas_removed: self.stats.replicas_removed,
+            targeted_crashes: self.stats.targeted_crashes,
             keys_inconclusive: stats.inconclusive,
             digest: self.digest.finish(),
         })
@@ -319,7 +348,21 @@ impl Sim {
                 to,
                 region,
                 msg,
-            } => self.on_raft(from, to, region, msg)?,
+                snap,
+            } => self.on_raft(from, to, region, msg, snap)?,
+            Event::SnapshotInstalled { node, inc, region } => {
+                self.on_snapshot_installed(node, inc, region)?
+            }
+            Event::SnapshotStatus {
+                node,
+                inc,
+                region,
+                to,
+                ok,
+            } => self.on_snapshot_status(node, inc, region, to, ok),
+            Event::Operator => self.on_operator(),
+            Event::OperatorTimeout { op } => self.on_operator_timeout(op),
+            Event::CrashNode { node, inc } => self.on_crash_node(node, inc),
             Event::Fetched {
                 node,
                 inc,
@@ -370,6 +413,7 @@ impl Sim {
                 to,
                 region,
                 msg,
+                ..
             } => {
                 for v in [
                     msg.term,
@@ -444,35 +488,95 @@ impl Sim {
         self.clients.iter().all(|c| c.in_flight.is_none())
     }
 
-    /// Whether every node is up and, in every region, one leader's whole
-    /// log is committed and applied by every replica.
-    fn converged(&self) -> bool {
-        if !self.nodes.iter().all(|n| n.up) {
-            return false;
+    /// Region metadata after every event: every initialized replica not
+    /// installing a snapshot (`check::epochs`).
+    fn check_metas(&mut self) -> Result<(), SimFailure> {
+        for n in &self.nodes {
+            if !n.up {
+                continue;
+            }
+            for peer in n.peers.values() {
+                if !peer.is_initialized() || peer.applying_snapshot().is_some() {
+                    continue;
+                }
+                let (id, applied) = (peer.config().peer, peer.applied_index().get());
+                if let Err(m) = self.metas_seen.observe(n.id, id, applied, peer.meta()) {
+                    return Err(self.failure(FailureKind::Metadata, m));
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The leader of `region` (the highest term among live replicas) and
+    /// its node.
+    fn leader_of(&self, region: RegionId) -> Option<(usize, &RegionPeer)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.up)
+            .filter_map(|n| n.peers.get(&region).map(|p| (n.id, p)))
+            .filter(|(_, p)| p.is_leader() && p.is_initialized())
+            .max_by_key(|(_, p)| p.term())
+    }
+
+    /// The current members' replicas of `region` per its leader's
+    /// metadata, each `(node, peer)`; None if a member is down, missing,
+    /// or not at the leader's epoch yet, or the region is in a joint
+    /// configuration.
+    fn members(&self, region: RegionId) -> Option<Vec<(usize, &RegionPeer)>> {
+        let (_, leader) = self.leader_of(region)?;
+        let meta = leader.meta();
+        let mut out = Vec::new();
+        for p in &meta.peers {
+            if !matches!(p.role, PeerRole::Voter | PeerRole::Learner) {
+                return None;
+            }
+            let n = node_of(p.id.get());
+            let node = &self.nodes[n];
+            let peer = node.peers.get(&region).filter(|q| {
+                node.up
+                    && q.config().peer == p.id
+                    && q.is_initialized()
+                    && q.applying_snapshot().is_none()
+                    && q.meta().epoch == meta.epoch
+            })?;
+            out.push((n, peer));
+        }
+        Some(out)
+    }
+
+    /// Whether, in every region, one leader's whole log is committed and
+    /// applied by every current member.
+    fn converged(&self) -> bool {
         self.metas.iter().all(|m| {
-            let peers: Vec<_> = self.nodes.iter().map(|n| &n.peers[&m.id]).collect();
-            let leaders: Vec<_> = peers.iter().filter(|p| p.is_leader()).collect();
-            let [leader] = leaders.as_slice() else {
+            let Some((_, leader)) = self.leader_of(m.id) else {
                 return false;
             };
+            let leaders = self
+                .nodes
+                .iter()
+                .filter(|n| n.up && n.peers.get(&m.id).is_some_and(|p| p.is_leader()))
+                .count();
             let last = leader.last_index();
-            leader.commit_index() == last
-                && peers
-                    .iter()
-                    .all(|p| p.last_index() == last && p.applied_index() == last)
+            leaders == 1
+                && leader.commit_index() == last
+                && self.members(m.id).is_some_and(|members| {
+                    members
+                        .iter()
+                        .all(|(_, p)| p.last_index() == last && p.applied_index() == last)
+                })
         })
     }
 
     fn check_convergence(&mut self) -> Result<(), SimFailure> {
         for m in &self.metas {
-            let replicas: Vec<Replica> = self
-                .nodes
+            let members = self.members(m.id).expect("converged");
+            let replicas: Vec<Replica> = members
                 .iter()
-                .map(|n| Replica {
-                    node: n.id,
-                    applied: n.peers[&m.id].applied_index().get(),
-                    pairs: n.store.pairs_in(&m.start, &m.end),
+                .map(|(n, p)| Replica {
+                    node: *n,
+                    applied: p.applied_index().get(),
+                    pairs: self.nodes[*n].store.pairs_in(&m.start, &m.end),
                 })
                 .collect();
             compare(m.id, &replicas).map_err(|msg| self.failure(FailureKind::Diverged, msg))?;
@@ -506,13 +610,19 @@ impl Sim {
             }
             for n in &self.nodes {
                 let Some(p) = n.peers.get(&m.id) else {
-                    s.push_str(&format!("  region {} node {}: down\n", m.id, n.id));
+                    let why = if n.up { "no replica" } else { "down" };
+                    s.push_str(&format!("  region {} node {}: {why}\n", m.id, n.id));
                     continue;
                 };
                 s.push_str(&format!(
-                    "  region {} node {}: leader={} known_leader={:?} term={} commit={} applied={} last={} log_start={} pending={}\n",
+                    "  region {} node {}: peer={} conf_ver={} peers={:?} initialized={} installing={:?} leader={} known_leader={:?} term={} commit={} applied={} last={} log_start={} pending={}\n",
                     m.id,
                     n.id,
+                    p.config().peer,
+                    p.meta().epoch.conf_ver,
+                    p.meta().peers.iter().map(|q| (q.id.get(), q.role)).collect::<Vec<_>>(),
+                    p.is_initialized(),
+                    p.applying_snapshot(),
                     p.is_leader(),
                     p.leader_id().map(|l| node_of(l.get())),
                     p.term(),

@@ -1,6 +1,7 @@
-//! Node-side events: ticks, raft-loop passes and WAL syncs, raft messages,
-//! fetches of old entries, client requests at a node, restarts, store
-//! flushes and WAL checkpoints.
+//! Node-side events: ticks, raft-loop passes and WAL syncs, raft messages
+//! (snapshots with their data), snapshot installs and their outcome
+//! reports, fetches of old entries, client and operator requests at a
+//! node, restarts, store flushes and WAL checkpoints.
 //!
 //! Owns the shell's schedule: a pass is queued whenever a node may have
 //! work and none is queued or syncing (`kick`); a pass collects every
@@ -10,22 +11,42 @@
 //! `AckBeforeSync` persists them first. Every entry a node applies is
 //! checked as it is applied.
 //!
+//! Snapshots: a leader's `MsgSnapshot` carries the store view prepared
+//! with it and is delayed, dropped or cut like any message; a copy that
+//! does not arrive is reported to the leader as failed
+//! (`report_snapshot(false)`), one that arrives is kept durably by the
+//! receiver (the shell's received file) and stepped, and the outcome is
+//! reported. An accepted snapshot's `Ready` is parked after its sync until
+//! its data is in the store (`SnapshotInstalled`, 1..`INSTALL_MS_MAX` ms
+//! later). A message for a replica a node does not have creates it
+//! uninitialized (the shell's `transport::deliver` rule); one for a
+//! removed replica is dropped; a removed replica's messages that members
+//! refuse (`StepPeerNotFound`) are expected.
+//!
 //! Invariant: events of a crashed incarnation do nothing (`live`).
 
-use super::{Sim, FETCH_MS_MAX};
+use super::{Phase, Sim, FETCH_MS_MAX};
 use crate::config::{PlantedBug, ReadMode, TruncatePolicy};
-use crate::event::Event;
+use crate::event::{Event, SnapshotData};
 use crate::faults::around;
 use crate::node::{node_of, PassOutput, Waiter};
 use crate::report::{FailureKind, SimFailure};
 use crate::wal::entry_id;
 use golem_core::command::Command;
 use golem_core::raft_log::FetchRequest;
+use golem_core::region::CoreError;
 use golem_core::store::KvStore;
-use golem_wire::{GolemError, RegionId, RequestBody};
+use golem_wire::{GolemError, PeerId, RegionId, RequestBody};
 use raft::eraftpb::{EntryType, Message, MessageType};
 use rand::Rng;
 use std::collections::BTreeMap;
+
+/// Longest time putting a snapshot's data into the store takes.
+const INSTALL_MS_MAX: u64 = 30;
+/// In runs with crashes, the share of snapshot installs and removals at
+/// which a crash is aimed (before the install finishes; before or after
+/// the tombstone is synced).
+const TARGETED_CRASH_PERCENT: u32 = 20;
 
 impl Sim {
     /// Whether `node` is up in incarnation `inc`.
@@ -159,17 +180,75 @@ impl Sim {
 
     /// Sends what a persisted pass handed out.
     fn emit(&mut self, node: usize, out: PassOutput) -> Result<(), SimFailure> {
+        let inc = self.nodes[node].incarnation;
         for (region, msg) in out.messages {
             let to = node_of(msg.to);
-            for delay in self.net.plan(&mut self.rng, node, to) {
+            let snap = if msg.get_msg_type() == MessageType::MsgSnapshot {
+                let index = msg.get_snapshot().get_metadata().index;
+                let Some(pairs) = self.nodes[node].prepared_data(region, index) else {
+                    let m = format!(
+                        "node {node} region {region} sent a snapshot at {index} it prepared no store view for"
+                    );
+                    return Err(self.failure(FailureKind::Protocol, m));
+                };
+                self.stats.snapshots_sent += 1;
+                Some(SnapshotData {
+                    from_inc: inc,
+                    pairs: pairs.clone(),
+                })
+            } else {
+                None
+            };
+            let copies = self.net.plan(&mut self.rng, node, to);
+            if copies.is_empty() && snap.is_some() {
+                // The stream failed: the leader learns it.
+                let delay = self.net.delay_ms(&mut self.rng);
+                self.q.after(
+                    delay,
+                    Event::SnapshotStatus {
+                        node,
+                        inc,
+                        region,
+                        to: PeerId(msg.to),
+                        ok: false,
+                    },
+                );
+            }
+            for delay in copies {
                 let ev = Event::Raft {
                     from: node,
                     to,
                     region,
                     msg: msg.clone(),
+                    snap: snap.clone(),
                 };
                 self.q.after(delay, ev);
             }
+        }
+        for (region, index, term) in out.installs {
+            let delay = self.rng.gen_range(1..=INSTALL_MS_MAX);
+            self.trace(|| {
+                format!("node {node} region {region} installs the snapshot at ({index}, {term}) in {delay} ms")
+            });
+            self.q
+                .after(delay, Event::SnapshotInstalled { node, inc, region });
+            self.maybe_aim_crash(node, delay + 1);
+        }
+        for (region, index) in out.installed {
+            self.stats.snapshots_installed += 1;
+            self.applied.restarted(node, region, index);
+            self.trace(|| format!("node {node} region {region} installed the snapshot at {index}"));
+        }
+        for (region, index) in out.prepared {
+            self.trace(|| format!("node {node} region {region} prepared a snapshot at {index}"));
+        }
+        for (region, peer) in out.removed {
+            self.stats.replicas_removed += 1;
+            self.trace(|| {
+                format!("node {node} region {region}: replica {peer} removed, tombstone appended")
+            });
+            let window = 2 * self.plan.sync_ms_max;
+            self.maybe_aim_crash(node, window);
         }
         for (w, result) in out.finished {
             if let (Err(GolemError::NotLeader { .. }), Some(v)) = (&result, &w.value) {
@@ -183,7 +262,6 @@ impl Sim {
         for (w, result) in out.reads {
             self.respond(node, w.client, w.op, result, false, None);
         }
-        let inc = self.nodes[node].incarnation;
         for (region, req) in out.fetches {
             self.stats.fetches += 1;
             self.trace(|| {
@@ -206,14 +284,44 @@ impl Sim {
         Ok(())
     }
 
+    /// In the fault phase of a run with crashes, aims a crash at `node`
+    /// within `window_ms` in `TARGETED_CRASH_PERCENT` of the calls.
+    fn maybe_aim_crash(&mut self, node: usize, window_ms: u64) {
+        if self.phase != Phase::Faults || self.plan.crash_weight == 0 {
+            return;
+        }
+        if self.rng.gen_range(0..100) < TARGETED_CRASH_PERCENT {
+            let inc = self.nodes[node].incarnation;
+            let at = self.rng.gen_range(0..=window_ms);
+            self.q.after(at, Event::CrashNode { node, inc });
+        }
+    }
+
     pub(super) fn on_raft(
         &mut self,
         from: usize,
         to: usize,
         region: RegionId,
         msg: Message,
+        snap: Option<SnapshotData>,
     ) -> Result<(), SimFailure> {
+        let (from_peer, to_peer) = (PeerId(msg.from), PeerId(msg.to));
+        let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+        let report = |sim: &mut Sim, ok: bool| {
+            if let Some(d) = &snap {
+                let delay = sim.net.delay_ms(&mut sim.rng);
+                let ev = Event::SnapshotStatus {
+                    node: from,
+                    inc: d.from_inc,
+                    region,
+                    to: to_peer,
+                    ok,
+                };
+                sim.q.after(delay, ev);
+            }
+        };
         if self.net.is_cut(from, to) || !self.nodes[to].up {
+            report(self, false);
             return Ok(());
         }
         let n = &self.nodes[to];
@@ -226,16 +334,85 @@ impl Sim {
             // until any such lease has run out (`RegionHandle::step`).
             return Ok(());
         }
-        let peer = self.nodes[to]
-            .peers
-            .get_mut(&region)
-            .expect("every node hosts every region");
-        if let Err(e) = peer.step(msg) {
-            let msg = format!("node {to} region {region} refused a message from node {from}: {e}");
-            return Err(self.failure(FailureKind::Protocol, msg));
+        if is_snapshot {
+            // The stream is complete and durable before the message is
+            // stepped (the shell's received file).
+            let md = msg.get_snapshot().get_metadata();
+            let key = (region, md.index, md.term);
+            let pairs = snap
+                .as_ref()
+                .expect("a snapshot carries its data")
+                .pairs
+                .clone();
+            self.nodes[to].snap_files.insert(key, pairs);
+        }
+        let created = !self.nodes[to].peers.contains_key(&region);
+        let Some(peer) = self.nodes[to].peer_for(region, to_peer, &msg) else {
+            self.trace(|| format!("node {to} region {region}: message for peer {to_peer} dropped"));
+            report(self, false);
+            return Ok(());
+        };
+        let result = peer.step(msg);
+        let from_is_member = peer.meta().peer(from_peer).is_some();
+        if created {
+            self.trace(|| {
+                format!("node {to} region {region}: replica {to_peer} created by a message")
+            });
+        }
+        match result {
+            Ok(()) => report(self, true),
+            // A removed replica that does not know it yet (its removal is
+            // applied without it): members refuse its messages.
+            Err(CoreError::Raft {
+                source: raft::Error::StepPeerNotFound,
+                ..
+            }) if !from_is_member => {
+                report(self, false);
+                self.trace(|| {
+                    format!("node {to} region {region}: message from non-member peer {from_peer} refused")
+                });
+            }
+            Err(e) => {
+                let msg =
+                    format!("node {to} region {region} refused a message from node {from}: {e}");
+                return Err(self.failure(FailureKind::Protocol, msg));
+            }
         }
         self.kick(to);
         Ok(())
+    }
+
+    pub(super) fn on_snapshot_installed(
+        &mut self,
+        node: usize,
+        inc: u64,
+        region: RegionId,
+    ) -> Result<(), SimFailure> {
+        if !self.live(node, inc) {
+            return Ok(());
+        }
+        let out = self.nodes[node].install_done(region);
+        self.record_applied(node)?;
+        self.emit(node, out)?;
+        self.kick(node);
+        Ok(())
+    }
+
+    pub(super) fn on_snapshot_status(
+        &mut self,
+        node: usize,
+        inc: u64,
+        region: RegionId,
+        to: PeerId,
+        ok: bool,
+    ) {
+        if !self.live(node, inc) {
+            return;
+        }
+        if let Some(peer) = self.nodes[node].peers.get_mut(&region) {
+            peer.report_snapshot(to, ok);
+            self.kick(node);
+        }
     }
 
     pub(super) fn on_fetched(
@@ -253,7 +430,9 @@ impl Sim {
         } else {
             Ok(self.nodes[node].wal.read_entries(region, req.low, req.high))
         };
-        let peer = self.nodes[node].peers.get_mut(&region).expect("hosted");
+        let Some(peer) = self.nodes[node].peers.get_mut(&region) else {
+            return; // removed meanwhile
+        };
         peer.on_entries_fetched(req, result);
         self.kick(node);
     }
@@ -301,9 +480,12 @@ impl Sim {
             self.respond(node, client, op, Err(GolemError::ShuttingDown), false, None);
             return;
         }
-        let hint = self.nodes[node].peers[&region]
-            .leader_id()
-            .map(|p| node_of(p.get()));
+        let Some(peer) = self.nodes[node].peers.get(&region) else {
+            let err = GolemError::RegionNotFound { region };
+            self.respond(node, client, op, Err(err), false, None);
+            return;
+        };
+        let hint = peer.leader_id().map(|p| node_of(p.get()));
         let value = match &body {
             RequestBody::Put { value, .. } => Some(value.clone()),
             RequestBody::CompareAndSwap { new_value, .. } => new_value.clone(),
@@ -333,11 +515,7 @@ impl Sim {
         if let Err(m) = self.nodes[node].start() {
             return Err(self.failure(FailureKind::Recovery, m));
         }
-        let regions: Vec<RegionId> = self.nodes[node].regions().collect();
-        for region in regions {
-            let from = self.nodes[node].store.persisted_applied(region).get();
-            self.applied.restarted(node, region, from);
-        }
+        self.note_recovered(node);
         self.nodes[node].started_ms = self.q.now_ms();
         let inc = self.nodes[node].incarnation;
         let first = self.rng.gen_range(0..self.nodes[node].tick_ms.max(1));
@@ -346,18 +524,32 @@ impl Sim {
         Ok(())
     }
 
+    /// `node` (re)started: each replica's next apply follows its recovered
+    /// applied index (the store's durable one, or the region's initial
+    /// index).
+    pub(super) fn note_recovered(&mut self, node: usize) {
+        for (region, peer) in &self.nodes[node].peers {
+            self.applied
+                .restarted(node, *region, peer.applied_index().get());
+        }
+    }
+
     /// The `GlobalMin` policy's log start for `region`: the lowest durable
     /// applied index over all nodes, and the current leader's retention
     /// floor (its view of its followers can lag what they hold, and it
     /// probes from that view: a follower's durable state alone is not
     /// enough).
     fn global_log_floor(&mut self, region: RegionId) -> golem_wire::LogIndex {
+        // Over the nodes hosting an initialized replica (a replica added
+        // later comes up by snapshot; a down node counts by its store).
         let mut at = self
             .nodes
             .iter_mut()
+            .filter(|n| !n.up || n.peers.get(&region).is_some_and(|p| p.is_initialized()))
+            .filter(|n| n.up || !n.wal.region_records(region).is_empty())
             .map(|n| n.store.persisted_applied(region))
             .min()
-            .expect("nodes");
+            .unwrap_or(golem_wire::LogIndex(u64::MAX));
         for n in &self.nodes {
             if let Some(floor) = n.peers.get(&region).and_then(|p| p.log_retention_floor()) {
                 at = at.min(golem_wire::LogIndex(floor));
@@ -368,7 +560,10 @@ impl Sim {
 
     pub(super) fn on_checkpoint(&mut self, node: usize) {
         if self.nodes[node].between_passes() {
-            let regions: Vec<RegionId> = self.nodes[node].regions().collect();
+            let regions: Vec<RegionId> = self.nodes[node]
+                .regions()
+                .filter(|&r| self.nodes[node].checkpointable(r))
+                .collect();
             let mut log_start = BTreeMap::new();
             for region in regions {
                 let at = match self.cfg.truncate {
@@ -380,7 +575,10 @@ impl Sim {
                             None => persisted,
                         }
                     }
-                    TruncatePolicy::GlobalMin => self.global_log_floor(region),
+                    TruncatePolicy::GlobalMin => {
+                        let own = self.nodes[node].store.persisted_applied(region);
+                        self.global_log_floor(region).min(own)
+                    }
                 };
                 log_start.insert(region, at.get());
             }
