@@ -1,4 +1,5 @@
-//! `golem ctl member|store|region`: admin commands answered by the PD.
+//! `golem ctl member|store|region`: admin commands answered by the PD (and
+//! `region add-peer|remove-peer|split`, sent to the region's leader).
 //!
 //! Owns the admin subcommands and their text and JSON output. It is a plain
 //! client of the PD (`PdClient`, any member; followers redirect to the
@@ -74,6 +75,18 @@ pub enum RegionCommand {
         id: u64,
         /// The store whose replica goes.
         store: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        wait_s: u64,
+    },
+    /// Split region ID at KEY: the region keeps [start, KEY), a new region
+    /// (ids from the PD) takes [KEY, end), with a replica beside each of
+    /// the region's. Prints both regions. Waits until done or --wait-s.
+    Split {
+        /// The region id.
+        id: u64,
+        /// The split key (strictly inside the region; hex with --hex).
+        key: String,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         wait_s: u64,
@@ -192,16 +205,44 @@ pub async fn run(args: &CtlArgs, c: &Codec) -> Result<Option<ExitCode>, String> 
                 None => not_found(args.json, "region"),
             }
         }
+        CtlCommand::Region(RegionCommand::Split { id, key, wait_s }) => {
+            let client = data_client(args, &endpoints).await?;
+            let regions = super::split::split(
+                &pd,
+                &client,
+                RegionId(*id),
+                c.parse(key)?,
+                std::time::Duration::from_secs(*wait_s),
+            )
+            .await?;
+            let info_json = |r: &golem_wire::RegionInfo| {
+                json!({
+                    "id": r.id.0,
+                    "start": c.show(&r.start),
+                    "end": c.show(&r.end),
+                    "epoch": { "conf_ver": r.epoch.conf_ver, "version": r.epoch.version },
+                })
+            };
+            if args.json {
+                let rs: Vec<Value> = regions.iter().map(info_json).collect();
+                println!("{}", json!({ "regions": rs }));
+            } else {
+                for r in &regions {
+                    println!(
+                        "{}\t[{:?}, {:?})\tepoch {}",
+                        r.id,
+                        c.show(&r.start),
+                        c.show(&r.end),
+                        super::split::show_epoch(r.epoch)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
         CtlCommand::Region(
             cmd @ (RegionCommand::AddPeer { .. } | RegionCommand::RemovePeer { .. }),
         ) => {
-            let mut cfg = golem_client::ClientConfig::with_pd(endpoints.clone());
-            cfg.client_name = "golem-ctl".into();
-            cfg.request_timeout_ms = args.timeout_ms;
-            cfg.connect_timeout_ms = args.timeout_ms;
-            let client = golem_client::Client::connect(cfg)
-                .await
-                .map_err(|e| format!("cannot reach the cluster through the PD: {e}"))?;
+            let client = data_client(args, &endpoints).await?;
             let outcome = match cmd {
                 RegionCommand::AddPeer {
                     id,
@@ -264,6 +305,20 @@ pub async fn run(args: &CtlArgs, c: &Codec) -> Result<Option<ExitCode>, String> 
         _ => return Ok(None),
     };
     Ok(Some(code))
+}
+
+/// A data client routed through the PD (admin requests go to leaders).
+async fn data_client(
+    args: &CtlArgs,
+    endpoints: &[std::net::SocketAddr],
+) -> Result<golem_client::Client, String> {
+    let mut cfg = golem_client::ClientConfig::with_pd(endpoints.to_vec());
+    cfg.client_name = "golem-ctl".into();
+    cfg.request_timeout_ms = args.timeout_ms;
+    cfg.connect_timeout_ms = args.timeout_ms;
+    golem_client::Client::connect(cfg)
+        .await
+        .map_err(|e| format!("cannot reach the cluster through the PD: {e}"))
 }
 
 fn not_found(json: bool, what: &str) -> ExitCode {

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod ctl;
 pub mod membership;
 pub mod playground;
+pub mod split;
 
 use crate::config::{NodeConfig, NodeSettings};
 use clap::{Args, Parser, Subcommand};

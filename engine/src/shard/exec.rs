@@ -10,7 +10,12 @@
 //! region 1) for a region this node does not host, whose key a hosted region
 //! covers, also gets `EpochNotMatch` with the covering region, so the client
 //! learns the true route in one round trip; with a real epoch an unknown
-//! region is `RegionNotFound`.
+//! region is `RegionNotFound`. After a split, a request routed with the
+//! parent's old epoch (or to the parent for a key it no longer holds) gets
+//! `EpochNotMatch` naming both the region it named and the region of this
+//! shard that now covers its key, so the client re-routes in one round
+//! trip. `Split` is served like `ChangePeers`: proposed, answered once
+//! applied.
 
 use super::region_handle::RegionHandle;
 use super::{Shard, ShardMsg};
@@ -45,19 +50,24 @@ pub async fn execute(shard: &Rc<Shard>, req: Request) -> Response {
             r.map_err(|e| leader_hint(shard, &region, e))
         }
         Ok(Route::Local(region))
-            if req.body.is_write() || matches!(req.body, RequestBody::ChangePeers { .. }) =>
+            if req.body.is_write()
+                || matches!(
+                    req.body,
+                    RequestBody::ChangePeers { .. } | RequestBody::Split { .. }
+                ) =>
         {
+            let key = request_key(&req.body).to_vec();
             let r = region.write(req.body).await;
-            r.map_err(|e| leader_hint(shard, &region, e))
+            r.map_err(|e| stale_range(shard, &region, &key, leader_hint(shard, &region, e)))
         }
-        Ok(Route::Local(_)) if matches!(req.body, RequestBody::Split { .. }) => Err(
-            GolemError::invalid("region splits are not supported by this node yet"),
-        ),
         Ok(Route::Local(region)) => match region.read_barrier().await {
             Ok(()) => region.read(&req.body),
             Err(e) => Err(e),
         }
-        .map_err(|e| leader_hint(shard, &region, e)),
+        .map_err(|e| {
+            let e = leader_hint(shard, &region, e);
+            stale_range(shard, &region, request_key(&req.body), e)
+        }),
     };
     result.into()
 }
@@ -86,7 +96,10 @@ pub fn execute_now(shard: &Rc<Shard>, req: &Request) -> Option<Response> {
         Ok(Route::Local(region)) => Some(
             region
                 .read(&req.body)
-                .map_err(|e| leader_hint(shard, &region, e))
+                .map_err(|e| {
+                    let e = leader_hint(shard, &region, e);
+                    stale_range(shard, &region, request_key(&req.body), e)
+                })
                 .into(),
         ),
     }
@@ -162,11 +175,41 @@ fn route(shard: &Rc<Shard>, req: &Request) -> Result<Route, GolemError> {
         return Err(covering_region(shard, req));
     };
     if req.epoch != region.peer.borrow().meta().epoch {
-        return Err(GolemError::EpochNotMatch {
-            current_regions: vec![region_info(shard, &region.peer.borrow())],
-        });
+        return Err(epoch_not_match(shard, &region, request_key(&req.body)));
     }
     Ok(Route::Local(region))
+}
+
+/// `EpochNotMatch` naming `region` and, when another region of this shard
+/// now covers `key` (the request's region was split), that one too.
+fn epoch_not_match(shard: &Shard, region: &RegionHandle, key: &[u8]) -> GolemError {
+    let mut current_regions = vec![region_info(shard, &region.peer.borrow())];
+    if !current_regions[0].contains(key) {
+        let regions = shard.regions.borrow();
+        let covering = regions.values().find(|r| {
+            let p = r.peer.borrow();
+            p.is_initialized() && p.meta().contains(key)
+        });
+        if let Some(r) = covering {
+            current_regions.push(region_info(shard, &r.peer.borrow()));
+        }
+    }
+    GolemError::EpochNotMatch { current_regions }
+}
+
+/// A `KeyNotInRegion` from a region of this shard whose key another region
+/// of this shard covers (a client routed with the region's range from
+/// before a split) becomes `EpochNotMatch` naming both; other errors pass.
+fn stale_range(shard: &Shard, region: &RegionHandle, key: &[u8], err: GolemError) -> GolemError {
+    match err {
+        GolemError::KeyNotInRegion { .. } => match epoch_not_match(shard, region, key) {
+            GolemError::EpochNotMatch { current_regions } if current_regions.len() == 2 => {
+                GolemError::EpochNotMatch { current_regions }
+            }
+            _ => err,
+        },
+        other => other,
+    }
 }
 
 /// The answer to a request for a region this shard does not host: for a

@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod raft_loop;
 pub mod region_handle;
 pub mod snapshot;
+pub mod split;
 pub mod transport;
 
 use crate::config::NodeConfig;
@@ -112,6 +113,8 @@ pub struct Shard {
     pub regions_gen: Cell<u64>,
     /// Snapshot streams and installs (`snapshot.rs`).
     pub snapshots: snapshot::Snapshots,
+    /// New regions of splits, and their gates after a restart (`split.rs`).
+    pub split: split::SplitBook,
     /// Wakes the raft loop.
     pub notify: Rc<LocalNotify>,
     connections: Cell<usize>,
@@ -288,6 +291,7 @@ pub async fn run(start: ShardStart) {
         stores: RefCell::new(stores),
         regions_gen: Cell::new(0),
         snapshots,
+        split: split::SplitBook::default(),
         notify: notify.clone(),
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),
@@ -413,6 +417,7 @@ async fn open(
         }
         shard.insert_region(shard.handle(peer));
     }
+    split::after_recovery(shard, &mut wal, &tombstoned);
     if !tombstoned.is_empty() {
         tracing::info!(shard = %shard.id, regions = ?tombstoned, "removed replicas stay removed");
     }

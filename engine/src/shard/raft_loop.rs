@@ -113,9 +113,11 @@ pub async fn run(
         }
         let is_installing =
             |r: &Rc<RegionHandle>| installing.iter().any(|(h, _, _)| Rc::ptr_eq(h, r));
-        let busy = regions
-            .iter()
-            .any(|r| r.peer.borrow().has_ready() && !is_installing(r));
+        let busy = regions.iter().any(|r| {
+            r.peer.borrow().has_ready()
+                && !is_installing(r)
+                && !shard.split.is_gated(&shard, r.peer.borrow().meta().id)
+        });
         if stopping() && handover_deadline.is_none() {
             handover_deadline = Some(Instant::now() + LEADER_HANDOVER_TIMEOUT);
             for r in &regions {
@@ -162,7 +164,9 @@ pub async fn run(
                 appended: &mut appended,
             };
             for r in &regions {
-                if installing.iter().any(|(h, _, _)| Rc::ptr_eq(h, r)) {
+                if installing.iter().any(|(h, _, _)| Rc::ptr_eq(h, r))
+                    || shard.split.is_gated(&shard, r.peer.borrow().meta().id)
+                {
                     continue;
                 }
                 r.request_reads();
@@ -228,12 +232,18 @@ pub async fn run(
                 stalled |= peer.is_stalled();
                 let fetches = peer.take_fetch_requests();
                 let wants_snapshot = peer.take_snapshot_request();
+                let split = (peer.take_split_regions(), peer.is_leader());
                 let meta = (!out.messages.is_empty()).then(|| peer.meta().clone());
                 let id = peer.meta().id;
                 if peer.is_removed() {
                     removed.push(id);
                 }
                 drop(peer);
+                if !split.0.is_empty() {
+                    // Before the parent's next metadata record (split.rs).
+                    super::split::create_regions(&shard, &mut shell.wal, split.0, split.1);
+                    shard.announce(id);
+                }
                 if wants_snapshot {
                     shard.snapshots.prepare(&r, &mut store);
                 }

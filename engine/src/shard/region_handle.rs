@@ -123,7 +123,9 @@ impl RegionHandle {
         };
         let peer = self.peer.borrow();
         let now = Instant::now();
-        if !peer.is_leader() || peer.term().get() != term || now >= until {
+        // No lease while this leader's split is in flight (the new region
+        // may take writes elsewhere once the split commits).
+        if !peer.is_leader() || peer.term().get() != term || now >= until || peer.is_splitting() {
             return false;
         }
         if until - now < self.lease_duration / 2 && !self.read_batch_used.get() {

@@ -27,6 +27,10 @@
 //! store is behind (the crash came between the WAL records and the LSM's
 //! manifest), and deletes it otherwise.
 //!
+//! A snapshot whose range overlaps another initialized region of the shard
+//! is refused (a split's new region reached here before the parent applied
+//! the split; the split creates the replica).
+//!
 //! Invariants: memory per stream is bounded by one chunk on each side plus
 //! the writer thread's buffer; a stream's keys strictly increase and lie in
 //! the region's range (checked before the file is used); at most one
@@ -441,6 +445,15 @@ async fn receive(shard: &Rc<Shard>, chunk: SnapshotChunk) -> Result<(), String> 
     {
         return Err("the snapshot message does not match its stream".into());
     }
+    if let Some(other) = overlapping_region(shard, &meta) {
+        // A split's new region whose parent here has not applied the split
+        // yet (TiKV refuses such snapshots too): the parent still serves
+        // that range, and its replay of older writes would land on top of
+        // the snapshot. The parent's split creates the replica instead.
+        return Err(format!(
+            "the snapshot's range overlaps region {other} of this shard"
+        ));
+    }
     let (reply, rx) = oneshot::channel();
     tx.try_send(WriterCmd::Finish {
         start: meta.start.clone(),
@@ -457,6 +470,23 @@ async fn receive(shard: &Rc<Shard>, chunk: SnapshotChunk) -> Result<(), String> 
     }
     super::transport::deliver(shard, vec![last]);
     Ok(())
+}
+
+/// Another initialized region of this shard whose range overlaps `meta`'s.
+fn overlapping_region(shard: &Shard, meta: &RegionMeta) -> Option<RegionId> {
+    let overlaps = |m: &RegionMeta| {
+        (meta.end.is_empty() || m.start < meta.end) && (m.end.is_empty() || meta.start < m.end)
+    };
+    shard
+        .regions
+        .borrow()
+        .iter()
+        .filter(|(id, _)| **id != meta.id)
+        .find(|(_, r)| {
+            let p = r.peer.borrow();
+            p.is_initialized() && overlaps(p.meta())
+        })
+        .map(|(id, _)| *id)
 }
 
 /// Leader: streams the snapshot in `msg` (a `MsgSnapshot` of region

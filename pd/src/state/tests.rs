@@ -228,6 +228,27 @@ fn split_then_lookup() {
 }
 
 #[test]
+fn split_reported_right_half_first() {
+    // The new region's leader reports before the parent's: the parent's
+    // old range is dropped, then its shrunk range at version 2 comes back,
+    // and a late report of the old range is refused.
+    let mut s = bootstrapped();
+    s.apply(&hb(region(3, b"m", b"", 1, 2), 1)).unwrap();
+    assert_eq!(s.get_region(b"z").unwrap().unwrap().region.id, RegionId(3));
+    assert!(s.get_region(b"a").unwrap().is_none());
+    assert_eq!(
+        s.apply(&hb(region(2, b"", b"", 1, 1), 1))
+            .unwrap_err()
+            .code(),
+        306
+    );
+    s.apply(&hb(region(2, b"", b"m", 1, 2), 1)).unwrap();
+    assert_eq!(s.get_region(b"a").unwrap().unwrap().region.id, RegionId(2));
+    assert_eq!(s.scan_regions(b"", b"", 10).unwrap().len(), 2);
+    s.routing().check_invariants().unwrap();
+}
+
+#[test]
 fn leader_from_older_term_does_not_win() {
     let mut s = bootstrapped();
     let mut r = region(2, b"", b"", 1, 1);

@@ -64,8 +64,7 @@ pub fn split_meta(
     new_peers: &[PeerId],
 ) -> Result<(RegionMeta, RegionMeta), String> {
     let region = meta.id;
-    if split_key <= meta.start.as_slice() || (!meta.end.is_empty() && split_key >= &meta.end[..])
-    {
+    if split_key <= meta.start.as_slice() || (!meta.end.is_empty() && split_key >= &meta.end[..]) {
         return Err(format!(
             "split key {split_key:?} is not strictly inside region {region} [{:?}, {:?})",
             meta.start, meta.end
@@ -316,8 +315,14 @@ mod tests {
     fn halves_share_the_range_and_the_placement() {
         let m = meta(b"b", b"x");
         let (l, r) = split_meta(&m, b"m", RegionId(9), &[PeerId(10), PeerId(11)]).unwrap();
-        assert_eq!((l.start.as_slice(), l.end.as_slice()), (&b"b"[..], &b"m"[..]));
-        assert_eq!((r.start.as_slice(), r.end.as_slice()), (&b"m"[..], &b"x"[..]));
+        assert_eq!(
+            (l.start.as_slice(), l.end.as_slice()),
+            (&b"b"[..], &b"m"[..])
+        );
+        assert_eq!(
+            (r.start.as_slice(), r.end.as_slice()),
+            (&b"m"[..], &b"x"[..])
+        );
         let want = RegionEpoch {
             conf_ver: 4,
             version: 8,
@@ -336,8 +341,8 @@ mod tests {
             ]
         );
         // The whole key space: the right half runs to its end.
-        let (_, r) = split_meta(&meta(b"", b""), b"a", RegionId(9), &[PeerId(3), PeerId(4)])
-            .unwrap();
+        let (_, r) =
+            split_meta(&meta(b"", b""), b"a", RegionId(9), &[PeerId(3), PeerId(4)]).unwrap();
         assert!(r.end.is_empty());
     }
 

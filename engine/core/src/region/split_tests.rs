@@ -197,11 +197,17 @@ impl Cluster {
         }
     }
 
-    fn propose(&mut self, region: RegionId, body: RequestBody) -> Result<ProposalToken, GolemError> {
+    fn propose(
+        &mut self,
+        region: RegionId,
+        body: RequestBody,
+    ) -> Result<ProposalToken, GolemError> {
         let token = self.next_token;
         self.next_token += 1;
         let leader = self.leader(region);
-        self.peer(leader, region).propose(body, token).map(|()| token)
+        self.peer(leader, region)
+            .propose(body, token)
+            .map(|()| token)
     }
 
     fn request(&mut self, region: RegionId, body: RequestBody) -> Answer {
@@ -257,8 +263,14 @@ fn a_split_applies_on_every_replica_and_both_halves_serve() {
         assert_eq!(c.request(PARENT, put(k, v)), Ok(ResponseBody::Put));
     }
     let (left, right) = c.split(b"m");
-    assert_eq!((left.start.as_slice(), left.end.as_slice()), (&b""[..], &b"m"[..]));
-    assert_eq!((right.start.as_slice(), right.end.as_slice()), (&b"m"[..], &b""[..]));
+    assert_eq!(
+        (left.start.as_slice(), left.end.as_slice()),
+        (&b""[..], &b"m"[..])
+    );
+    assert_eq!(
+        (right.start.as_slice(), right.end.as_slice()),
+        (&b"m"[..], &b""[..])
+    );
     assert_eq!((left.epoch, right.epoch), (version(2), version(2)));
     let stores: Vec<u64> = right.peers.iter().map(|p| p.store.get()).collect();
     assert_eq!(stores, vec![1, 2, 3]);
@@ -267,9 +279,11 @@ fn a_split_applies_on_every_replica_and_both_halves_serve() {
     // The parent's leader campaigned for the new region at once.
     assert_eq!(c.leader(CHILD), 1);
     // Each half serves its keys, and only its keys; the data did not move.
-    let value = |v: &str| Ok(ResponseBody::Get {
-        value: Some(v.as_bytes().to_vec()),
-    });
+    let value = |v: &str| {
+        Ok(ResponseBody::Get {
+            value: Some(v.as_bytes().to_vec()),
+        })
+    };
     assert_eq!(c.get(PARENT, "k"), value("2"));
     assert_eq!(c.get(CHILD, "m"), value("3"));
     assert_eq!(c.get(CHILD, "z"), value("4"));
@@ -283,7 +297,12 @@ fn a_split_applies_on_every_replica_and_both_halves_serve() {
     let data: Vec<Vec<(Vec<u8>, Vec<u8>)>> = c
         .nodes
         .values()
-        .map(|n| n.store.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+        .map(|n| {
+            n.store
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect()
+        })
         .collect();
     assert!(data.iter().all(|d| d == &data[0]));
     // The next split of the left half makes version 3.
@@ -432,7 +451,10 @@ fn a_restarted_replica_catches_up_in_both_regions() {
     }
     c.tick(3);
     let data = |n: &Node| -> Vec<(Vec<u8>, Vec<u8>)> {
-        n.store.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+        n.store
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
     };
     assert_eq!(data(&c.nodes[&3]), data(&c.nodes[&1]));
     assert_eq!(c.agreed(PARENT).epoch, version(2));
