@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 /// Default base address: shard `i` of a node listens on port `7400 + i`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+/// Most regions `--initial-regions` creates.
+pub const INITIAL_REGIONS_MAX: u32 = 1_000_000;
 /// Most shards one node may run.
 pub const SHARDS_MAX: u16 = 256;
 
@@ -93,6 +95,16 @@ pub struct NodeSettings {
     /// snapshot) [default: 10000].
     #[arg(long)]
     pub raft_log_retain_entries: Option<u64>,
+    /// Stand-alone only, first start: split the key space into this many
+    /// regions (by their first 4 key bytes), spread over the shards (region
+    /// i on shard (i-1) mod shards). For benchmarks of many regions
+    /// [default: 1].
+    #[arg(long)]
+    pub initial_regions: Option<u32>,
+    /// Idle regions stop ticking and heartbeating until traffic arrives
+    /// [default: true].
+    #[arg(long)]
+    pub hibernate_regions: Option<bool>,
     /// Placement Driver members (ip:port,…): register with the PD and report
     /// to it. Without it the node runs stand-alone (one region, no PD).
     #[arg(long, value_delimiter = ',')]
@@ -123,6 +135,8 @@ impl NodeSettings {
             raft_log_retain_entries: self
                 .raft_log_retain_entries
                 .or(other.raft_log_retain_entries),
+            hibernate_regions: self.hibernate_regions.or(other.hibernate_regions),
+            initial_regions: self.initial_regions.or(other.initial_regions),
             pd: self.pd.or(other.pd),
         }
     }
@@ -174,6 +188,10 @@ pub struct NodeConfig {
     pub memtable_bytes: usize,
     /// Applied entries each replica keeps for lagging followers.
     pub raft_log_retain_entries: u64,
+    /// Whether idle regions hibernate.
+    pub hibernate_regions: bool,
+    /// Regions a stand-alone node creates at its first start.
+    pub initial_regions: u32,
     /// PD members; empty: stand-alone mode.
     pub pd_endpoints: Vec<SocketAddr>,
 }
@@ -272,6 +290,19 @@ impl NodeConfig {
         if !(1..=10_000_000).contains(&raft_log_retain_entries) {
             return Err(invalid("raft-log-retain-entries", "must be 1..=10000000"));
         }
+        let initial_regions = s.initial_regions.unwrap_or(1);
+        if !(1..=INITIAL_REGIONS_MAX).contains(&initial_regions) {
+            return Err(invalid(
+                "initial-regions",
+                format!("must be 1..={INITIAL_REGIONS_MAX}"),
+            ));
+        }
+        if initial_regions > 1 && s.pd.is_some() {
+            return Err(invalid(
+                "initial-regions",
+                "only for a stand-alone node (with --pd the PD creates regions)",
+            ));
+        }
         Ok(NodeConfig {
             data_dir,
             listen,
@@ -289,6 +320,8 @@ impl NodeConfig {
             wal_sync: s.wal_sync.unwrap_or(WalSyncMode::Fdatasync),
             memtable_bytes: memtable_kib << 10,
             raft_log_retain_entries,
+            hibernate_regions: s.hibernate_regions.unwrap_or(true),
+            initial_regions,
             pd_endpoints: s.pd.unwrap_or_default(),
         })
     }

@@ -120,8 +120,9 @@ pub enum RequestBody {
     },
     /// Admin: changes the replicas of the region holding `key` (one Raft
     /// membership change; several changes go through joint consensus).
-    /// Answered once the change is applied by the leader (and the joint
-    /// configuration, if any, is left). At most `PEER_CHANGES_MAX` changes.
+    /// Answered once the leader applied the change's entry (for several
+    /// changes: the entry entering the joint configuration, which raft
+    /// leaves by itself right after). At most `PEER_CHANGES_MAX` changes.
     ChangePeers {
         key: Vec<u8>,
         changes: Vec<PeerChange>,

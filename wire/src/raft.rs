@@ -157,7 +157,8 @@ pub struct SnapshotChunk {
     pub last: Option<RegionMessage>,
 }
 
-/// Answer to a `SnapshotChunk`: written durably (`ok`), or refused with
+/// Answer to a `SnapshotChunk`: taken (`ok`; for the last chunk: the whole
+/// snapshot is durable on the receiver and its message stepped), or refused with
 /// the reason (the sender stops the stream and reports the failure to
 /// raft, which tries again later).
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

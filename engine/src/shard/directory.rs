@@ -4,7 +4,7 @@
 //! shard keeps its own copy (nothing is shared between shards but
 //! messages): a shard that creates, removes or re-ranges a region updates
 //! its copy and sends the change to every other shard's inbox
-//! (`ShardMsg::Placement`). A copy may lag by one inbox hop; a request
+//! (`ShardMsg::Placements`, batched per raft-loop pass, never dropped). A copy may lag by one inbox hop; a request
 //! forwarded on a stale copy is answered by the receiving shard
 //! (`RegionNotFound` or `EpochNotMatch`), never served by the wrong region.
 //!

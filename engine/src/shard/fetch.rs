@@ -47,6 +47,7 @@ pub fn spawn_fetches(
         spawn_local(async move {
             let result = read_entries(&dir, &runs, req.low, req.high).await;
             region.peer.borrow_mut().on_entries_fetched(req, result);
+            region.poke();
             notify.notify();
         })
         .detach();

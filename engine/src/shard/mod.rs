@@ -61,7 +61,7 @@ pub enum ShardMsg {
     Raft(Vec<golem_wire::raft::RegionMessage>),
     /// Another shard placed, re-ranged (`Some`) or dropped (`None`) one of
     /// this node's regions.
-    Placement(RegionId, Option<directory::Placement>),
+    Placements(Vec<PlacementChange>),
 }
 
 /// Store id → the address of its shard 0 (shard `j` listens on that port
@@ -87,6 +87,9 @@ pub struct RegionReport {
     /// (from block indexes: no data is read).
     pub bytes: u64,
 }
+
+/// A placement change for other shards' directories.
+pub type PlacementChange = (RegionId, Option<directory::Placement>);
 
 /// Sending side of a shard's inbox.
 pub type Inbox = mpsc::Sender<ShardMsg>;
@@ -117,6 +120,14 @@ pub struct Shard {
     pub split: split::SplitBook,
     /// Wakes the raft loop.
     pub notify: Rc<LocalNotify>,
+    /// Replicas removed from this shard: region → the removed peer id.
+    /// Messages to that peer are dropped (never re-created); the WAL keeps
+    /// a `Tombstone` record of each (re-written before old segments go).
+    pub tombstones: RefCell<HashMap<RegionId, golem_wire::PeerId>>,
+    /// Regions the raft loop visits next pass (see `RegionHandle::poke`).
+    pub active: Rc<region_handle::ActiveSet>,
+    /// Placement changes not yet sent to each shard (index: shard).
+    placement_out: RefCell<Vec<Vec<PlacementChange>>>,
     connections: Cell<usize>,
     requests: Rc<Cell<usize>>,
 }
@@ -163,6 +174,11 @@ impl Shard {
             election_ticks: self.cfg.election_ticks,
             heartbeat_ticks: self.cfg.heartbeat_ticks,
             log_retain_entries_min: self.cfg.raft_log_retain_entries,
+            hibernate_after_ticks: if self.cfg.hibernate_regions {
+                PeerConfig::HIBERNATE_AFTER_TICKS_DEFAULT
+            } else {
+                0
+            },
             ..PeerConfig::new(region, peer)
         }
     }
@@ -172,6 +188,7 @@ impl Shard {
         RegionHandle::new(
             peer,
             self.notify.clone(),
+            self.active.clone(),
             self.store.clone(),
             lease_duration(&self.cfg),
         )
@@ -213,11 +230,33 @@ impl Shard {
 
     fn broadcast(&self, id: RegionId, placement: Option<directory::Placement>) {
         self.directory.update(id, placement.clone());
-        for (i, inbox) in self.inboxes.iter().enumerate() {
+        let mut out = self.placement_out.borrow_mut();
+        for (i, pending) in out.iter_mut().enumerate() {
             if i != self.id.get() as usize {
-                // A full inbox loses the update; requests routed on the
-                // stale copy are refused by the receiving shard.
-                let _ = inbox.try_send(ShardMsg::Placement(id, placement.clone()));
+                pending.push((id, placement.clone()));
+            }
+        }
+        drop(out);
+        self.notify.notify();
+    }
+
+    /// Sends the placement changes made since the last call to the other
+    /// shards, one message per shard; a full inbox keeps its changes for
+    /// the next call (the raft loop calls this every pass), so no update
+    /// is lost and the memory is bounded by the number of regions.
+    pub fn flush_placements(&self) {
+        let mut out = self.placement_out.borrow_mut();
+        for (i, pending) in out.iter_mut().enumerate() {
+            if pending.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(pending);
+            match self.inboxes[i].try_send(ShardMsg::Placements(batch)) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(ShardMsg::Placements(b))) => {
+                    *pending = b;
+                }
+                Err(_) => {} // That shard stopped.
             }
         }
     }
@@ -293,6 +332,9 @@ pub async fn run(start: ShardStart) {
         snapshots,
         split: split::SplitBook::default(),
         notify: notify.clone(),
+        placement_out: RefCell::new(vec![Vec::new(); cfg.shards as usize]),
+        active: Rc::new(RefCell::new(std::collections::HashSet::new())),
+        tombstones: RefCell::new(HashMap::new()),
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),
     });
@@ -397,6 +439,14 @@ async fn open(
     let mut tombstoned = Vec::new();
     for (region, records) in by_region {
         if RegionPeer::is_tombstoned(&records) {
+            if let Some(peer) = records
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == RecordKind::Tombstone)
+                .and_then(|(_, p)| golem_core::region::records::decode_tombstone(p))
+            {
+                shard.tombstones.borrow_mut().insert(region, peer);
+            }
             tombstoned.push(region);
             continue;
         }
@@ -411,7 +461,13 @@ async fn open(
         .map_err(|e| format!("recovering region {region}: {e}"))?;
         if peer.is_removed() {
             // Its removal was applied before the crash, its tombstone lost.
-            wal.append(RecordKind::Tombstone, region, &[]);
+            let peer = peer.config().peer;
+            wal.append(
+                RecordKind::Tombstone,
+                region,
+                &golem_core::region::records::encode_tombstone(peer),
+            );
+            shard.tombstones.borrow_mut().insert(region, peer);
             tombstoned.push(region);
             continue;
         }
@@ -421,10 +477,14 @@ async fn open(
     if !tombstoned.is_empty() {
         tracing::info!(shard = %shard.id, regions = ?tombstoned, "removed replicas stay removed");
     }
-    let first_start = shard.id == directory::HOSTING_SHARD && wal_was_empty;
+    let presplit = !shard.identity.pd && cfg.initial_regions > 1;
+    if presplit && wal_was_empty {
+        bootstrap_presplit(shard, &mut wal).await?;
+    }
+    let first_start = shard.id == directory::HOSTING_SHARD && wal_was_empty && !presplit;
     if let Some(h) = hosted.filter(|_| first_start) {
         let meta = match initial_region {
-            Some(meta) => {
+            Some(meta) => 'pd: {
                 let ours = meta
                     .peer(h.peer)
                     .is_some_and(|p| p.store == shard.identity.store && p.shard == shard.id);
@@ -434,23 +494,23 @@ async fn open(
                         meta.id, h.peer, shard.identity.store, shard.id
                     ));
                 }
-                // A replica that never existed here may only be created
-                // with the region's first configuration: at a later epoch
-                // its peers have moved on and it would need a snapshot,
-                // which this version cannot receive.
+                // A replica that never existed here is created with the
+                // region's first configuration only: at a later epoch its
+                // peers have moved on, and its leader creates it (empty)
+                // and sends a snapshot, if it is still a member.
                 let first = RegionEpoch {
                     conf_ver: 1,
                     version: 1,
                 };
                 if meta.epoch != first {
-                    return Err(format!(
-                        "region {} is at epoch {:?} but this node's WAL has no replica of it: \
-                         it would need a snapshot to rejoin (not supported yet); \
-                         remove the store from the cluster and start with an empty data directory",
-                        meta.id, meta.epoch
-                    ));
+                    tracing::info!(
+                        region = %meta.id,
+                        epoch = ?meta.epoch,
+                        "no replica of the node's first region here; waiting for its leader's snapshot"
+                    );
+                    break 'pd None;
                 }
-                meta
+                Some(meta)
             }
             // With a PD the region's voters come from the PD: creating a
             // single-voter region here could make a second leader.
@@ -461,7 +521,7 @@ async fn open(
                     h.region
                 ))
             }
-            None => RegionMeta {
+            None => Some(RegionMeta {
                 id: h.region,
                 start: Vec::new(),
                 end: Vec::new(),
@@ -470,13 +530,15 @@ async fn open(
                     version: 1,
                 },
                 peers: vec![PeerMeta::new(h.peer, shard.identity.store, shard.id)],
-            },
+            }),
         };
-        let peer = RegionPeer::bootstrap(shard.peer_config(h.region, h.peer), meta, &mut wal)
-            .map_err(|e| format!("bootstrapping region {}: {e}", h.region))?;
-        wal.sync().await;
-        tracing::info!(shard = %shard.id, region = %h.region, "bootstrapped the first region");
-        shard.insert_region(shard.handle(peer));
+        if let Some(meta) = meta {
+            let peer = RegionPeer::bootstrap(shard.peer_config(h.region, h.peer), meta, &mut wal)
+                .map_err(|e| format!("bootstrapping region {}: {e}", h.region))?;
+            wal.sync().await;
+            tracing::info!(shard = %shard.id, region = %h.region, "bootstrapped the first region");
+            shard.insert_region(shard.handle(peer));
+        }
     }
     if wal.has_pending() {
         wal.sync().await;
@@ -492,6 +554,50 @@ async fn open(
     let listener = glommio::net::TcpListener::bind(addr)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     Ok((wal, listener, index))
+}
+
+/// A stand-alone node's first start with `--initial-regions N`: this shard
+/// creates its share of N single-voter regions splitting the key space by
+/// the first 4 key bytes (region i covers `[b(i-1), b(i))`, `b(i) = i·2³²/N`
+/// big-endian, the first from the start and the last to the end of the key
+/// space; region and peer ids are i; region i lives on shard (i-1) mod
+/// shards).
+async fn bootstrap_presplit(shard: &Rc<Shard>, wal: &mut Wal) -> Result<(), String> {
+    let n = shard.cfg.initial_regions as u64;
+    let shards = shard.cfg.shards as u64;
+    let bound = |i: u64| -> Vec<u8> {
+        if i == 0 || i == n {
+            Vec::new()
+        } else {
+            (((i << 32) / n) as u32).to_be_bytes().to_vec()
+        }
+    };
+    let mut created = 0u64;
+    for i in (1..=n).filter(|i| (i - 1) % shards == shard.id.get() as u64) {
+        let id = RegionId(i);
+        let peer = golem_wire::PeerId(i);
+        let meta = RegionMeta {
+            id,
+            start: bound(i - 1),
+            end: bound(i),
+            epoch: RegionEpoch {
+                conf_ver: 1,
+                version: 1,
+            },
+            peers: vec![PeerMeta::new(peer, shard.identity.store, shard.id)],
+        };
+        let p = RegionPeer::bootstrap(shard.peer_config(id, peer), meta, wal)
+            .map_err(|e| format!("bootstrapping region {id}: {e}"))?;
+        shard.insert_region(shard.handle(p));
+        created += 1;
+        // Bounded WAL batches.
+        if created.is_multiple_of(1024) {
+            wal.sync().await;
+        }
+    }
+    wal.sync().await;
+    tracing::info!(shard = %shard.id, regions = created, "created the initial regions");
+    Ok(())
 }
 
 /// The latest log start a region's records name (after its last
@@ -574,7 +680,11 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
             ShardMsg::Stores(book) => {
                 *shard.stores.borrow_mut() = book;
             }
-            ShardMsg::Placement(region, placement) => shard.directory.update(region, placement),
+            ShardMsg::Placements(changes) => {
+                for (region, placement) in changes {
+                    shard.directory.update(region, placement);
+                }
+            }
             ShardMsg::Raft(msgs) => transport::deliver(&shard, msgs),
         }
     }

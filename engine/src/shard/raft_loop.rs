@@ -42,6 +42,9 @@ const STALL_RETRY: Duration = Duration::from_millis(1);
 /// How long a stopping shard waits for its regions' leadership to move to
 /// other nodes before it stops anyway.
 const LEADER_HANDOVER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the loop visits every region, touched or not (a region's
+/// changes normally mark it active: `RegionHandle::poke`).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the loop considers deleting WAL segments.
 const WAL_GC_INTERVAL: Duration = Duration::from_secs(1);
 /// WAL segments kept only for the memtable beyond which the loop asks the
@@ -96,6 +99,7 @@ pub async fn run(
 ) -> Shell {
     let mut next_tick = Instant::now() + tick;
     let mut next_gc = Instant::now() + WAL_GC_INTERVAL;
+    let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
     let mut regions: Vec<Rc<RegionHandle>> = Vec::new();
     let mut regions_gen = None;
     let mut pending = Vec::new();
@@ -107,17 +111,23 @@ pub async fn run(
     // Set once stopping: until then leadership is being handed over.
     let mut handover_deadline: Option<Instant> = None;
     loop {
+        shard.flush_placements();
         if regions_gen != Some(shard.regions_gen.get()) {
             regions_gen = Some(shard.regions_gen.get());
             regions = shard.regions.borrow().values().cloned().collect();
         }
         let is_installing =
             |r: &Rc<RegionHandle>| installing.iter().any(|(h, _, _)| Rc::ptr_eq(h, r));
-        let busy = regions.iter().any(|r| {
-            r.peer.borrow().has_ready()
-                && !is_installing(r)
-                && !shard.split.is_gated(&shard, r.peer.borrow().meta().id)
-        });
+        // Only regions that are awake or were touched can have work.
+        let busy = {
+            let map = shard.regions.borrow();
+            let active = shard.active.borrow();
+            active.iter().filter_map(|id| map.get(id)).any(|r| {
+                r.peer.borrow().has_ready()
+                    && !is_installing(r)
+                    && !shard.split.is_gated(&shard, r.peer.borrow().meta().id)
+            })
+        };
         if stopping() && handover_deadline.is_none() {
             handover_deadline = Some(Instant::now() + LEADER_HANDOVER_TIMEOUT);
             for r in &regions {
@@ -151,8 +161,21 @@ pub async fn run(
             }
         }
         let now = Instant::now();
+        // The regions this pass visits: every one once per sweep (a safety
+        // net), else those awake or touched since the last pass.
+        let visit: Vec<Rc<RegionHandle>> = if now >= next_sweep {
+            next_sweep = now + SWEEP_INTERVAL;
+            regions.clone()
+        } else {
+            let map = shard.regions.borrow();
+            let active = shard.active.borrow();
+            active
+                .iter()
+                .filter_map(|id| map.get(id).cloned())
+                .collect()
+        };
         if now >= next_tick {
-            for r in &regions {
+            for r in &visit {
                 r.peer.borrow_mut().tick();
             }
             next_tick = now + tick;
@@ -163,7 +186,7 @@ pub async fn run(
                 wal: &mut shell.wal,
                 appended: &mut appended,
             };
-            for r in &regions {
+            for r in &visit {
                 if installing.iter().any(|(h, _, _)| Rc::ptr_eq(h, r))
                     || shard.split.is_gated(&shard, r.peer.borrow().meta().id)
                 {
@@ -268,9 +291,34 @@ pub async fn run(
             // Its data went with the entry that removed it; the tombstone
             // makes recovery forget its records (it rides on the next sync;
             // if lost, recovery replays the removal and writes it again).
-            shell.wal.append(RecordKind::Tombstone, id, &[]);
+            let peer = shard
+                .regions
+                .borrow()
+                .get(&id)
+                .map(|r| r.peer.borrow().config().peer)
+                .expect("a removed region is still hosted here");
+            shell.wal.append(
+                RecordKind::Tombstone,
+                id,
+                &golem_core::region::records::encode_tombstone(peer),
+            );
+            shard.tombstones.borrow_mut().insert(id, peer);
             shard.remove_region(id);
             tracing::info!(region = %id, "replica removed from this shard");
+        }
+        // Sleeping regions with nothing to do leave the active set until
+        // something touches them again.
+        {
+            let mut active = shard.active.borrow_mut();
+            for r in &visit {
+                let p = r.peer.borrow();
+                let id = p.meta().id;
+                if p.is_hibernating() && !p.has_ready() && !is_installing_id(&installing, id) {
+                    active.remove(&id);
+                } else if shard.regions.borrow().contains_key(&id) {
+                    active.insert(id);
+                }
+            }
         }
         if now >= next_gc {
             next_gc = now + WAL_GC_INTERVAL;
@@ -278,7 +326,13 @@ pub async fn run(
                 .iter()
                 .map(|(h, _, _)| h.peer.borrow().meta().id)
                 .collect();
-            collect_wal_garbage(&regions, &parked, &mut shell).await;
+            // While a snapshot is being installed, its region's only
+            // metadata records may lie in any segment (a new replica has
+            // no entries to keep them) and it writes no checkpoint: delete
+            // nothing until the install is done.
+            if parked.is_empty() {
+                collect_wal_garbage(&regions, &parked, &shard.tombstones, &mut shell).await;
+            }
             shard.snapshots.collect_garbage(|region| {
                 shard
                     .regions
@@ -291,9 +345,23 @@ pub async fn run(
     }
 }
 
+fn is_installing_id(
+    installing: &[(Rc<RegionHandle>, PendingReady, Install)],
+    id: RegionId,
+) -> bool {
+    installing
+        .iter()
+        .any(|(h, _, _)| h.peer.borrow().meta().id == id)
+}
+
 /// Deletes the WAL segments that recovery no longer needs, and asks the
 /// LSM to flush when many segments wait only for its memtable.
-async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], parked: &[RegionId], shell: &mut Shell) {
+async fn collect_wal_garbage(
+    regions: &[Rc<RegionHandle>],
+    parked: &[RegionId],
+    tombstones: &RefCell<std::collections::HashMap<RegionId, golem_wire::PeerId>>,
+    shell: &mut Shell,
+) {
     let active = shell.wal.active_segment();
     let first = shell.wal.first_segment();
     if active <= first {
@@ -337,6 +405,14 @@ async fn collect_wal_garbage(regions: &[Rc<RegionHandle>], parked: &[RegionId], 
                 continue;
             };
             peer.write_checkpoint(keep, &mut shell.wal);
+        }
+        // Tombstones outlive the segments that held them.
+        for (region, peer) in tombstones.borrow().iter() {
+            shell.wal.append(
+                RecordKind::Tombstone,
+                *region,
+                &golem_core::region::records::encode_tombstone(*peer),
+            );
         }
         shell.wal.delete_segments_before(needed).await;
         shell.index.forget_before(needed);

@@ -12,10 +12,13 @@ use golem_core::region::{ProposalToken, RegionPeer};
 use golem_lsm::Lsm;
 use golem_wire::{GolemError, RequestBody, ResponseBody};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// Regions the raft loop must visit on its next pass (by id).
+pub type ActiveSet = RefCell<HashSet<golem_wire::RegionId>>;
 
 /// Result of a request against a region.
 pub type RegionResult = Result<ResponseBody, GolemError>;
@@ -30,6 +33,11 @@ pub struct RegionHandle {
     next_token: Cell<ProposalToken>,
     /// Wakes the shard's raft loop when a proposal is made.
     raft_loop: Rc<LocalNotify>,
+    /// The shard's set of regions the raft loop must visit (awake or
+    /// touched since its last pass); see `poke`.
+    active: Rc<ActiveSet>,
+    /// This region's id (the key in `active`).
+    id: golem_wire::RegionId,
     /// The shard's store, which reads are served from.
     store: Rc<RefCell<Lsm>>,
     /// Reads waiting for a read-index round, by batch id.
@@ -72,10 +80,15 @@ impl RegionHandle {
     pub fn new(
         peer: RegionPeer,
         raft_loop: Rc<LocalNotify>,
+        active: Rc<ActiveSet>,
         store: Rc<RefCell<Lsm>>,
         lease_duration: Duration,
     ) -> Rc<RegionHandle> {
+        let id = peer.meta().id;
+        active.borrow_mut().insert(id);
         Rc::new(RegionHandle {
+            id,
+            active,
             peer: RefCell::new(peer),
             waiters: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
@@ -131,7 +144,7 @@ impl RegionHandle {
         if until - now < self.lease_duration / 2 && !self.read_batch_used.get() {
             // Keep the lease warm: the next raft-loop pass asks for a round.
             self.read_batch_used.set(true);
-            self.raft_loop.notify();
+            self.poke();
         }
         true
     }
@@ -155,8 +168,13 @@ impl RegionHandle {
                 return Ok(());
             }
             if !peer.is_leader() {
+                let region = peer.meta().id;
+                drop(peer);
+                // A client came here: a sleeping follower resumes its clock
+                // (its leader may be gone).
+                self.wake();
                 return Err(GolemError::NotLeader {
-                    region: peer.meta().id,
+                    region,
                     leader: None,
                 });
             }
@@ -166,7 +184,7 @@ impl RegionHandle {
             .borrow_mut()
             .push((self.read_batch.get(), tx));
         self.read_batch_used.set(true);
-        self.raft_loop.notify();
+        self.poke();
         rx.await.unwrap_or(Err(GolemError::ShuttingDown))
     }
 
@@ -244,8 +262,27 @@ impl RegionHandle {
         }
     }
 
+    /// Restarts a hibernating region's clock (a request arrived).
+    pub fn wake(&self) {
+        let mut peer = self.peer.borrow_mut();
+        if peer.is_hibernating() {
+            peer.wake();
+            drop(peer);
+            self.poke();
+        }
+    }
+
     /// Wakes the shard's raft loop (something changed for this region).
     pub fn wake_raft_loop(&self) {
+        self.poke();
+    }
+
+    /// Marks this region for the raft loop's next pass and wakes the loop:
+    /// every change made to the peer outside the loop goes through here
+    /// (the loop visits only marked and awake regions, plus every region
+    /// once per sweep interval).
+    pub fn poke(&self) {
+        self.active.borrow_mut().insert(self.id);
         self.raft_loop.notify();
     }
 
@@ -256,7 +293,7 @@ impl RegionHandle {
         let (tx, rx) = oneshot::channel();
         self.peer.borrow_mut().propose(body, token)?;
         self.waiters.borrow_mut().insert(token, tx);
-        self.raft_loop.notify();
+        self.poke();
         // Dropped unanswered (the shard stopped): the entry was proposed
         // and may still commit, so this is not `ShuttingDown` (which says
         // nothing happened and invites a retry) but an unknown outcome.
@@ -289,7 +326,7 @@ impl RegionHandle {
             return;
         }
         drop(peer);
-        self.raft_loop.notify();
+        self.poke();
     }
 
     /// Moves the region's leadership to its replica on `store` and waits
@@ -322,7 +359,7 @@ impl RegionHandle {
             peer.transfer_leadership_to(target);
             target
         };
-        self.raft_loop.notify();
+        self.poke();
         let deadline = Instant::now() + TRANSFER_WAIT;
         while Instant::now() < deadline {
             crate::runtime::sleep(Duration::from_millis(10)).await;

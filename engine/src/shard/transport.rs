@@ -163,6 +163,14 @@ pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
                 continue;
             }
         };
+        if shard.tombstones.borrow().get(&rm.region) == Some(&rm.to_peer)
+            && !shard.regions.borrow().contains_key(&rm.region)
+        {
+            // A removed replica is never re-created under its old id (a
+            // lagging leader may still count it): golem-sim FINDINGS.md #7.
+            tracing::debug!(region = %rm.region, peer = %rm.to_peer, "raft message to a removed replica dropped");
+            continue;
+        }
         let region = shard.regions.borrow().get(&rm.region).cloned();
         let region = match region {
             Some(r) => r,

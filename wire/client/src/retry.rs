@@ -28,8 +28,13 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
+        // The deadline is what bounds a call; the attempt cap only stops a
+        // runaway loop. It must outlast a leader failover (an election
+        // timeout or two, while every attempt may fail fast against the
+        // dead node or a follower naming it): 10 attempts did not
+        // (hibernation test).
         RetryPolicy {
-            attempts_max: 10,
+            attempts_max: 100,
             backoff_initial_ms: 10,
             backoff_max_ms: 1_000,
             jitter: true,

@@ -42,6 +42,9 @@ pub struct PeerConfig {
     /// Committed entry bytes handed to apply per `Ready` (at least one
     /// entry).
     pub apply_batch_bytes_max: u64,
+    /// A leader whose region stays quiet this many ticks hibernates
+    /// (`hibernate.rs`); 0 never.
+    pub hibernate_after_ticks: usize,
 }
 
 impl PeerConfig {
@@ -53,6 +56,8 @@ impl PeerConfig {
     pub const INFLIGHT_MSGS_MAX_DEFAULT: usize = 256;
     pub const UNCOMMITTED_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
     pub const APPLY_BATCH_BYTES_MAX_DEFAULT: u64 = 16 * 1024 * 1024;
+    /// Two election timeouts of quiet before a leader hibernates.
+    pub const HIBERNATE_AFTER_TICKS_DEFAULT: usize = 2 * Self::ELECTION_TICKS_DEFAULT;
 
     /// The defaults for `peer` of `region`.
     pub fn new(region: RegionId, peer: PeerId) -> PeerConfig {
@@ -68,6 +73,7 @@ impl PeerConfig {
             inflight_msgs_max: Self::INFLIGHT_MSGS_MAX_DEFAULT,
             uncommitted_bytes_max: Self::UNCOMMITTED_BYTES_MAX_DEFAULT,
             apply_batch_bytes_max: Self::APPLY_BATCH_BYTES_MAX_DEFAULT,
+            hibernate_after_ticks: Self::HIBERNATE_AFTER_TICKS_DEFAULT,
         }
     }
 

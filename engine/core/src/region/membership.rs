@@ -15,8 +15,9 @@
 //! - a request whose changes are all in effect already (a retry) is
 //!   answered at once with the current epoch, without a log entry;
 //! - a change is proposed only by the leader, never removes or demotes the
-//!   leader itself (move leadership first), and promotes a learner only
-//!   once it has caught up (`LEARNER_CATCH_UP_ENTRIES_MAX`);
+//!   leader itself (move leadership first), adds a new peer only as a
+//!   learner, and promotes a learner only once it holds the region and has
+//!   caught up (`LEARNER_CATCH_UP_ENTRIES_MAX`);
 //! - applying is deterministic from the entry and the metadata before it,
 //!   so every replica computes the same metadata;
 //! - a change at or below `meta_as_of` is already in the metadata and is
@@ -152,7 +153,16 @@ impl RegionPeer {
                 continue;
             }
             let change_type = match (c.kind, current) {
-                (PeerChangeKind::AddLearner, None) | (PeerChangeKind::AddVoter, None) => {
+                (PeerChangeKind::AddVoter, None) => {
+                    // A brand-new voter holds nothing and votes for no one
+                    // until its snapshot: losing the leader then could
+                    // leave no electable quorum (golem-sim FINDINGS.md #5).
+                    return Err(GolemError::invalid(format!(
+                        "peer {} is not a member of region {region}: add it as a learner first",
+                        c.peer
+                    )));
+                }
+                (PeerChangeKind::AddLearner, None) => {
                     if let Some(other) = self.meta.peer_on(c.store) {
                         return Err(GolemError::invalid(format!(
                             "region {region} already has peer {} on store {}",
@@ -160,16 +170,17 @@ impl RegionPeer {
                         )));
                     }
                     added.push(PeerMeta::new(c.peer, c.store, c.shard));
-                    if c.kind == PeerChangeKind::AddLearner {
-                        ConfChangeType::AddLearnerNode
-                    } else {
-                        ConfChangeType::AddNode
-                    }
+                    ConfChangeType::AddLearnerNode
                 }
                 (PeerChangeKind::AddVoter, Some(p)) if p.role == PeerRole::Learner => {
                     let matched = raft.prs().get(c.peer.get()).map_or(0, |pr| pr.matched);
                     let last = raft.raft_log.last_index();
-                    if matched + LEARNER_CATCH_UP_ENTRIES_MAX < last {
+                    // It must hold the region (a snapshot at least: every
+                    // log starts after the virtual entry) and be close to
+                    // the leader's last entry.
+                    if matched < super::snapshot::RAFT_INIT_LOG_INDEX
+                        || matched + LEARNER_CATCH_UP_ENTRIES_MAX < last
+                    {
                         return Err(busy());
                     }
                     ConfChangeType::AddNode

@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod error;
+pub mod hibernate;
 pub mod log_bridge;
 pub mod membership;
 pub mod meta;

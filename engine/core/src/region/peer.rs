@@ -103,6 +103,13 @@ pub struct RegionPeer {
     pub(crate) applying_snapshot: Option<(u64, u64)>,
     /// Splits proposed, and new regions for the shell (`split.rs`).
     pub(crate) split: super::split::SplitState,
+    /// The region's clock is stopped (`hibernate.rs`).
+    pub(crate) hibernating: bool,
+    /// Consecutive ticks a leader found its region quiet.
+    pub(crate) quiet_ticks: usize,
+    /// Messages made outside raft-rs (hibernation markers), sent with the
+    /// next `Ready`'s.
+    pub(crate) extra_messages: Vec<Message>,
 }
 
 impl std::fmt::Debug for RegionPeer {
@@ -156,6 +163,9 @@ impl RegionPeer {
             removed: false,
             applying_snapshot: None,
             split: Default::default(),
+            hibernating: false,
+            quiet_ticks: 0,
+            extra_messages: Vec::new(),
         })
     }
 
@@ -182,9 +192,14 @@ impl RegionPeer {
         &self.cfg
     }
 
-    /// One logical tick (elections, heartbeats, quorum checks).
+    /// One logical tick (elections, heartbeats, quorum checks); nothing
+    /// while the region hibernates (`hibernate.rs`).
     pub fn tick(&mut self) {
+        if self.hibernating || self.removed {
+            return;
+        }
         self.raw.tick();
+        self.consider_hibernating();
     }
 
     /// Starts an election now. A single voter wins at once (its `Ready`
@@ -193,6 +208,7 @@ impl RegionPeer {
     /// persisted (raft-rs requires a new leader's log to be durable; try
     /// again after `on_persisted`).
     pub fn campaign(&mut self) {
+        self.wake();
         if self.is_leader() {
             return;
         }
@@ -227,10 +243,20 @@ impl RegionPeer {
         if msg.get_msg_type() == T::MsgSnapshot {
             self.check_snapshot(msg.get_snapshot())?;
         }
+        // A leader's hibernation marker puts a member to sleep, and
+        // heartbeat answers need no awake leader; anything else wakes.
+        let marker = super::hibernate::is_marker(&msg).then_some((msg.from, msg.term));
+        if marker.is_none() && msg.get_msg_type() != T::MsgHeartbeatResponse {
+            self.wake();
+        }
         self.raw.step(msg).map_err(|source| CoreError::Raft {
             region: self.meta.id,
             source,
-        })
+        })?;
+        if let Some((from, term)) = marker {
+            self.follow_into_hibernation(from, term);
+        }
+        Ok(())
     }
 
     /// Whether this peer is the region's leader (it may still be waiting
@@ -300,6 +326,7 @@ impl RegionPeer {
     /// from `RequestBody::validate`, `InvalidArgument` for a read,
     /// `KeyNotInRegion`, `ServerBusy` when raft drops the proposal.
     pub fn propose(&mut self, body: RequestBody, token: ProposalToken) -> Result<(), GolemError> {
+        self.wake();
         if !self.is_leader() {
             return Err(self.not_leader());
         }
@@ -438,6 +465,7 @@ impl RegionPeer {
     /// proposals while the transfer runs and gives up after an election
     /// timeout.
     pub fn transfer_leadership(&mut self) -> Option<PeerId> {
+        self.wake();
         if !self.is_leader() || !self.meta.is_replicated() {
             return None;
         }
@@ -458,6 +486,7 @@ impl RegionPeer {
     /// sends it a `TimeoutNow` once its log is up to date, and gives up
     /// after an election timeout. No-op unless this peer leads.
     pub fn transfer_leadership_to(&mut self, to: PeerId) {
+        self.wake();
         if self.is_leader() && to != self.cfg.peer {
             self.raw.transfer_leader(to.get());
         }
@@ -474,6 +503,7 @@ impl RegionPeer {
     /// a heartbeat round with a quorum). The answer comes out of a later
     /// `take_ready_reads`; none comes if leadership is lost first.
     pub fn request_read(&mut self, ctx: u64) {
+        self.wake();
         self.raw.read_index(ctx.to_le_bytes().to_vec());
     }
 

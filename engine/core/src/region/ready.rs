@@ -82,6 +82,7 @@ impl RegionPeer {
     pub fn has_ready(&self) -> bool {
         self.raw.has_ready()
             || self.hs_unwritten.is_some()
+            || !self.extra_messages.is_empty()
             || !self.finished.is_empty()
             || (!self.unapplied.is_empty() && self.failed.is_none())
     }
@@ -170,6 +171,7 @@ impl RegionPeer {
                 &self.meta.encode_at(self.meta_as_of),
             );
         }
+        pending.messages.append(&mut self.extra_messages);
         // Committed entries of a Ready are already durable here (raft-rs
         // hands out at most min(commit, persisted)); their answers go out
         // after this pass's sync, with its commit index.
@@ -196,6 +198,16 @@ impl RegionPeer {
         );
         self.ready_in_flight = false;
         let mut messages = pending.messages;
+        if self.removed {
+            // This replica applied its own removal: raft-rs keeps a removed
+            // leader leading and would unwrap its missing progress
+            // (golem-sim FINDINGS.md #6). Nothing more of raft here; the
+            // shell drops the replica.
+            return PersistedOutput {
+                finished: std::mem::take(&mut self.finished),
+                messages: Vec::new(),
+            };
+        }
         if let Some(number) = pending.number {
             self.raw.on_persist_ready(number);
         }

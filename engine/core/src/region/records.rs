@@ -138,6 +138,20 @@ pub fn entries_span(bytes: &[u8]) -> Result<(u64, u64), DecodeError> {
     Ok((first.index, first.index + count as u64 - 1))
 }
 
+/// Encodes a `Tombstone` payload: the removed replica's peer id (u64 LE).
+/// Messages to that peer id are refused from then on, so a leader that
+/// still counts it cannot re-create it (golem-sim FINDINGS.md #7).
+pub fn encode_tombstone(peer: golem_wire::PeerId) -> Vec<u8> {
+    peer.get().to_le_bytes().to_vec()
+}
+
+/// Decodes a `Tombstone` payload; `None` for an empty one (written before
+/// tombstones named their peer) or any other length.
+pub fn decode_tombstone(bytes: &[u8]) -> Option<golem_wire::PeerId> {
+    let b: [u8; 8] = bytes.try_into().ok()?;
+    Some(golem_wire::PeerId(u64::from_le_bytes(b)))
+}
+
 /// Encodes a `LogStart` payload: the version byte, then the index and the
 /// term of the last entry before the log's first kept entry (u64 LE each).
 pub fn encode_log_start(index: u64, term: u64) -> Vec<u8> {
