@@ -361,7 +361,9 @@ pub enum ResponseBody {
     },
     /// The split is applied: `[left, right]`, the region as it is now (the
     /// left part) and the new region (the right part).
-    Split { regions: Vec<RegionInfo> },
+    Split {
+        regions: Vec<RegionInfo>,
+    },
 }
 
 /// A server's answer to one request.

@@ -20,7 +20,7 @@
 use crate::node::identity::HostedRegion;
 use golem_wire::{RegionId, ShardId};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The shard that hosts the node's first region.
 pub const HOSTING_SHARD: ShardId = ShardId(0);
@@ -45,6 +45,8 @@ impl Placement {
 pub struct RegionDirectory {
     hosted: Option<HostedRegion>,
     placements: RefCell<HashMap<RegionId, Placement>>,
+    /// Start key → region, for lookups by key in O(log n).
+    by_start: RefCell<BTreeMap<Vec<u8>, RegionId>>,
 }
 
 impl RegionDirectory {
@@ -54,6 +56,7 @@ impl RegionDirectory {
         RegionDirectory {
             hosted,
             placements: RefCell::new(HashMap::new()),
+            by_start: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -70,24 +73,28 @@ impl RegionDirectory {
 
     /// The region of this node whose range holds `key`, and its shard.
     pub fn covering(&self, key: &[u8]) -> Option<(RegionId, ShardId)> {
-        self.placements
-            .borrow()
-            .iter()
-            .find(|(_, p)| p.contains(key))
-            .map(|(id, p)| (*id, p.shard))
+        let by_start = self.by_start.borrow();
+        let (_, id) = by_start.range(..=key.to_vec()).next_back()?;
+        let placements = self.placements.borrow();
+        let p = placements.get(id)?;
+        p.contains(key).then_some((*id, p.shard))
     }
 
     /// Records a change: `Some` places (or re-ranges) the region, `None`
     /// forgets it.
     pub fn update(&self, region: RegionId, placement: Option<Placement>) {
         let mut map = self.placements.borrow_mut();
-        match placement {
-            Some(p) => {
-                map.insert(region, p);
+        let mut by_start = self.by_start.borrow_mut();
+        if let Some(old) = map.remove(&region) {
+            if by_start.get(&old.start) == Some(&region) {
+                by_start.remove(&old.start);
             }
-            None => {
-                map.remove(&region);
-            }
+        }
+        if let Some(p) = placement {
+            // A region that shrank or moved may still be indexed under a
+            // start another region now uses: the newest update wins.
+            by_start.insert(p.start.clone(), region);
+            map.insert(region, p);
         }
     }
 

@@ -150,16 +150,17 @@ fn route(shard: &Rc<Shard>, req: &Request) -> Result<Route, GolemError> {
         return Err(GolemError::ShuttingDown);
     }
     req.body.validate()?;
+    // A seed route (the default epoch: the client knows nothing yet) is
+    // routed by key, whatever region id it names: the shard whose region
+    // covers the key answers with that region.
+    if req.epoch == RegionEpoch::default() {
+        return match shard.directory.covering(request_key(&req.body)) {
+            Some((_, owner)) if owner != shard.id => Ok(Route::Forward(owner.get() as usize)),
+            _ => Err(covering_region(shard, req)),
+        };
+    }
     let owner = match shard.directory.owner(req.region) {
         Some(owner) => owner,
-        // Unknown here: for a seed route, the shard whose region covers
-        // the request's key answers with that region.
-        None if req.epoch == RegionEpoch::default() => {
-            match shard.directory.covering(request_key(&req.body)) {
-                Some((_, owner)) => owner,
-                None => return Err(GolemError::RegionNotFound { region: req.region }),
-            }
-        }
         None => return Err(GolemError::RegionNotFound { region: req.region }),
     };
     if owner != shard.id {
@@ -186,10 +187,15 @@ fn epoch_not_match(shard: &Shard, region: &RegionHandle, key: &[u8]) -> GolemErr
     let mut current_regions = vec![region_info(shard, &region.peer.borrow())];
     if !current_regions[0].contains(key) {
         let regions = shard.regions.borrow();
-        let covering = regions.values().find(|r| {
-            let p = r.peer.borrow();
-            p.is_initialized() && p.meta().contains(key)
-        });
+        let covering = shard
+            .directory
+            .covering(key)
+            .filter(|(_, owner)| *owner == shard.id)
+            .and_then(|(id, _)| regions.get(&id))
+            .filter(|r| {
+                let p = r.peer.borrow();
+                p.is_initialized() && p.meta().contains(key)
+            });
         if let Some(r) = covering {
             current_regions.push(region_info(shard, &r.peer.borrow()));
         }
@@ -221,10 +227,15 @@ fn covering_region(shard: &Shard, req: &Request) -> GolemError {
     }
     let key = request_key(&req.body);
     let regions = shard.regions.borrow();
-    let covering = regions.values().find(|r| {
-        let p = r.peer.borrow();
-        p.is_initialized() && p.meta().contains(key)
-    });
+    let covering = shard
+        .directory
+        .covering(key)
+        .filter(|(_, owner)| *owner == shard.id)
+        .and_then(|(id, _)| regions.get(&id))
+        .filter(|r| {
+            let p = r.peer.borrow();
+            p.is_initialized() && p.meta().contains(key)
+        });
     match covering {
         Some(r) => GolemError::EpochNotMatch {
             current_regions: vec![region_info(shard, &r.peer.borrow())],
