@@ -296,7 +296,14 @@ pub enum OperatorStep {
     PromoteLearner { peer: PeerId },
     RemovePeer { peer: PeerId },
     TransferLeader { to: PeerId },
-    Split { keys: Vec<Vec<u8>> },
+    /// Split at `key` (strictly inside the region); the new region
+    /// `[key, end)` gets `new_region` and one new peer per current peer, in
+    /// the region's peer order (ids allocated by the PD).
+    Split {
+        key: Vec<u8>,
+        new_region: RegionId,
+        new_peers: Vec<PeerId>,
+    },
     Merge { target: RegionId },
 }
 
