@@ -35,7 +35,9 @@
 //!   `ingest`; check `take_ingest_failures`.
 //! - WAL segment deletion: a WAL segment can go once every region's
 //!   entries in it are `<= persisted_applied(region)`.
-//! - Region size for split decisions: `approximate_bytes(start, end)`;
+//! - Region size for split decisions: `approximate_bytes(start, end)`,
+//!   `approximate_keys`, or both with a middle key (a split key) from
+//!   `estimate_range`, recomputed only when `segments_generation` moves;
 //!   health: `stats()` (frozen memtables, segments, write amplification).
 //! - Only `open`, `wait_idle` and `Drop` block; call them off the request
 //!   path (start-up, tests, shutdown).
@@ -57,7 +59,7 @@ mod view;
 pub use batch::{WriteBatch, WriteOp};
 pub use error::LsmError;
 pub use golem_wire::{LogIndex, RegionId};
-pub use lsm::{Lsm, LsmStats};
+pub use lsm::{Lsm, LsmStats, RangeEstimate};
 pub use options::{CrashPoint, LsmOptions, KEY_BYTES_MAX, VALUE_BYTES_MAX};
 pub use segment::{Segment, SegmentInfo, SegmentWriter};
 pub use view::{Chunks, LsmSnapshot, ScanPage};

@@ -49,6 +49,9 @@ pub struct Lsm {
     next_seq: u64,
     /// Highest applied index per region over the live segments.
     persisted: BTreeMap<RegionId, LogIndex>,
+    /// Bumped whenever the live segment set changes (flush, compaction,
+    /// ingest): estimates from segment metadata are unchanged while it is.
+    segments_generation: u64,
     ingest_failures: Vec<(PathBuf, LsmError)>,
     jobs: Sender<Job>,
     updates: Receiver<Update>,
@@ -112,6 +115,7 @@ impl Lsm {
             frozen_count: 0,
             next_seq: manifest.next_seq,
             persisted: BTreeMap::new(),
+            segments_generation: 0,
             ingest_failures: Vec::new(),
             jobs: jobs_tx,
             updates: updates_rx,
@@ -337,13 +341,74 @@ impl Lsm {
     /// counted; shadowed versions counted). For size-based region splits.
     pub fn approximate_bytes(&mut self, start: &[u8], end: &[u8]) -> u64 {
         self.poll_quiet();
-        self.layers
-            .iter()
-            .filter_map(|l| match &l.kind {
-                LayerKind::Seg(s) => Some(s.approximate_bytes(start, end)),
-                LayerKind::Mem(_) => None,
-            })
+        self.segments()
+            .map(|s| s.approximate_bytes(start, end))
             .sum()
+    }
+
+    /// Approximate point entries with keys in `[start, end)`: per live
+    /// segment, its entry count (footer) scaled by the share of its data
+    /// bytes the range's blocks hold. Memtables are not counted; shadowed
+    /// versions and tombstones are. For key-count-based region splits.
+    pub fn approximate_keys(&mut self, start: &[u8], end: &[u8]) -> u64 {
+        self.poll_quiet();
+        self.segments()
+            .map(|s| s.approximate_keys(start, end))
+            .sum()
+    }
+
+    /// Bytes, keys and a middle key of `[start, end)` in one pass over the
+    /// block indexes (no data block is read). The middle key is the last
+    /// key of the block at which half of the range's bytes are reached,
+    /// sorted over all segments' blocks (at most
+    /// `MIDDLE_KEY_SAMPLES_PER_SEGMENT` sampled runs of blocks per
+    /// segment); it lies strictly inside the range, and is `None` when no
+    /// block boundary does (less than about two blocks of data). A split
+    /// key that halves the region by size.
+    pub fn estimate_range(&mut self, start: &[u8], end: &[u8]) -> RangeEstimate {
+        /// Samples per segment: bounds the sort at a few thousand keys
+        /// (with about as many segments as a size-tiered LSM keeps).
+        const MIDDLE_KEY_SAMPLES_PER_SEGMENT: usize = 128;
+        self.poll_quiet();
+        let mut keys = 0;
+        let mut samples: Vec<(&[u8], u64)> = Vec::new();
+        for s in self.segments() {
+            keys += s.approximate_keys(start, end);
+            s.sample_blocks(start, end, MIDDLE_KEY_SAMPLES_PER_SEGMENT, &mut samples);
+        }
+        let bytes: u64 = samples.iter().map(|(_, b)| b).sum();
+        samples.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let inside = |k: &[u8]| k > start && (end.is_empty() || k < end);
+        let mut middle_key = None;
+        let mut seen = 0u64;
+        for (k, b) in samples {
+            seen += b;
+            if inside(k) {
+                middle_key = Some(k);
+                if seen * 2 >= bytes {
+                    break;
+                }
+            }
+        }
+        RangeEstimate {
+            bytes,
+            keys,
+            middle_key: middle_key.map(<[u8]>::to_vec),
+        }
+    }
+
+    /// Changes whenever the live segment set changes: an estimate of
+    /// `estimate_range` stays valid while this and its range do.
+    pub fn segments_generation(&mut self) -> u64 {
+        self.poll_quiet();
+        self.segments_generation
+    }
+
+    fn segments(&self) -> impl Iterator<Item = &Arc<Segment>> + '_ {
+        self.layers.iter().filter_map(|l| match &l.kind {
+            LayerKind::Seg(s) => Some(s),
+            LayerKind::Mem(_) => None,
+        })
     }
 
     /// The directory.
@@ -434,6 +499,7 @@ impl Lsm {
     }
 
     fn install_segments(&mut self, segments: Vec<(u64, Arc<Segment>)>) {
+        self.segments_generation += 1;
         self.persisted.clear();
         for (_, s) in &segments {
             for (r, i) in s.applied() {
@@ -461,6 +527,18 @@ impl Drop for Lsm {
             let _ = t.join();
         }
     }
+}
+
+/// Size estimates of a key range from segment metadata (see
+/// [`Lsm::estimate_range`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeEstimate {
+    /// As [`Lsm::approximate_bytes`].
+    pub bytes: u64,
+    /// As [`Lsm::approximate_keys`].
+    pub keys: u64,
+    /// A key strictly inside the range near its middle by bytes.
+    pub middle_key: Option<Vec<u8>>,
 }
 
 /// Counters of an `Lsm`.

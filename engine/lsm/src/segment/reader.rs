@@ -45,6 +45,9 @@ pub struct Segment {
     ranges: RangeTombstones,
     applied: BTreeMap<RegionId, LogIndex>,
     entry_count: u64,
+    /// Bytes of all data blocks (the sum of the index's lengths): the
+    /// denominator of `approximate_keys`.
+    data_bytes: u64,
     /// Set once no manifest names this file any more: the last `Arc` drop
     /// then deletes it (through `deleter`, off the shard thread).
     obsolete: AtomicBool,
@@ -134,9 +137,11 @@ impl Segment {
         .ok_or_else(|| corrupt(footer.bloom.offset, "bloom filter block"))?;
         let applied = decode_regions(meta(footer.regions, "regions")?)
             .ok_or_else(|| corrupt(footer.regions.offset, "regions block"))?;
+        let data_bytes = index.iter().map(|ie| u64::from(ie.len)).sum();
         Ok(Segment {
             path: path.to_path_buf(),
             map,
+            data_bytes,
             index,
             bloom,
             ranges,
@@ -147,10 +152,10 @@ impl Segment {
         })
     }
 
-    /// Bytes of the data blocks whose keys may fall in `[start, end)`
-    /// (empty `end`: unbounded): from the first block whose last key is
-    /// `>= start` through the first whose last key is `>= end`.
-    pub(crate) fn approximate_bytes(&self, start: &[u8], end: &[u8]) -> u64 {
+    /// The data blocks whose keys may fall in `[start, end)` (empty `end`:
+    /// unbounded), as index positions: from the first block whose last key
+    /// is `>= start` through the first whose last key is `>= end`.
+    fn blocks_in(&self, start: &[u8], end: &[u8]) -> Range<usize> {
         let first = self
             .index
             .partition_point(|ie| ie.last_key.as_slice() < start);
@@ -163,9 +168,51 @@ impl Segment {
                 + 1)
             .min(self.index.len())
         };
-        self.index
-            .get(first..last)
-            .map_or(0, |blocks| blocks.iter().map(|ie| u64::from(ie.len)).sum())
+        first..last.max(first)
+    }
+
+    /// Bytes of the data blocks whose keys may fall in `[start, end)`
+    /// (see `blocks_in`).
+    pub(crate) fn approximate_bytes(&self, start: &[u8], end: &[u8]) -> u64 {
+        self.index[self.blocks_in(start, end)]
+            .iter()
+            .map(|ie| u64::from(ie.len))
+            .sum()
+    }
+
+    /// Approximate point entries (tombstones included) with keys in
+    /// `[start, end)`: the footer's entry count scaled by the share of the
+    /// data bytes that `approximate_bytes` finds in the range (entries are
+    /// assumed to be of even size within a segment). At most the count.
+    pub(crate) fn approximate_keys(&self, start: &[u8], end: &[u8]) -> u64 {
+        if self.data_bytes == 0 {
+            return 0;
+        }
+        let bytes = self.approximate_bytes(start, end);
+        let keys = u128::from(self.entry_count) * u128::from(bytes) / u128::from(self.data_bytes);
+        (keys as u64).min(self.entry_count)
+    }
+
+    /// Appends at most `samples_max` (≥ 1) samples of the blocks in
+    /// `[start, end)` to `out`: `(key, bytes)` where `key` is the last key
+    /// of a run of consecutive blocks and `bytes` the run's length. Runs
+    /// are of equal block counts, so the samples' bytes add up to
+    /// `approximate_bytes(start, end)` and a sorted merge of several
+    /// segments' samples approximates the range's byte distribution.
+    pub(crate) fn sample_blocks<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+        samples_max: usize,
+        out: &mut Vec<(&'a [u8], u64)>,
+    ) {
+        let blocks = &self.index[self.blocks_in(start, end)];
+        let run = blocks.len().div_ceil(samples_max.max(1)).max(1);
+        for chunk in blocks.chunks(run) {
+            let bytes = chunk.iter().map(|ie| u64::from(ie.len)).sum();
+            let last = chunk.last().expect("chunks are not empty");
+            out.push((last.last_key.as_slice(), bytes));
+        }
     }
 
     /// Data blocks in the file.
