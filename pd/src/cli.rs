@@ -54,6 +54,30 @@ pub struct PdArgs {
     /// of the first ones (by store id). Give every member the same value.
     #[arg(long, default_value_t = 1)]
     pub initial_replicas: u8,
+    /// Replicas (voters) every region should have; the replica checker
+    /// adds and replaces replicas to keep it.
+    #[arg(long, default_value_t = 3)]
+    pub max_replicas: usize,
+    /// A region above this approximate size is split (at the key its
+    /// leader reports), in bytes.
+    #[arg(long, default_value_t = 96 * 1024 * 1024)]
+    pub split_region_bytes: u64,
+    /// A region above this approximate key count is split.
+    #[arg(long, default_value_t = 960_000)]
+    pub split_region_keys: u64,
+    /// A store silent this long counts as down: its replicas are recreated
+    /// on other stores, in milliseconds.
+    #[arg(long, default_value_t = 30 * 60 * 1000)]
+    pub max_store_down_time_ms: u64,
+    /// How often the balance schedulers run, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub schedule_interval_ms: u64,
+    /// Operators adding a replica on one store (snapshots it receives) at once, at most.
+    #[arg(long, default_value_t = 4)]
+    pub store_limit_add_peer: usize,
+    /// Create no operators on our own (admin operators still run).
+    #[arg(long)]
+    pub no_scheduling: bool,
     /// Log filter (tracing env-filter syntax), e.g. info or golem_pd=debug.
     #[arg(long, default_value = "info", env = "GOLEM_LOG")]
     pub log: String,
@@ -76,6 +100,15 @@ impl PdArgs {
         cfg.request_timeout_ms = self.request_timeout_ms;
         cfg.connections_max = self.connections_max;
         cfg.initial_replicas = self.initial_replicas;
+        cfg.store_down_after_ms = self.max_store_down_time_ms;
+        cfg.sched.enabled = !self.no_scheduling;
+        cfg.sched.max_replicas = self.max_replicas;
+        cfg.sched.split_region_bytes = self.split_region_bytes;
+        cfg.sched.split_region_keys = self.split_region_keys;
+        cfg.sched.max_store_down_time_ms = self.max_store_down_time_ms;
+        cfg.sched.store_disconnected_after_ms = cfg.store_disconnected_after_ms;
+        cfg.sched.schedule_interval_ms = self.schedule_interval_ms;
+        cfg.sched.store_limit_add_peer = self.store_limit_add_peer;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -47,6 +47,9 @@ pub struct PdConfig {
     /// Replicas of the cluster's first region: the PD bootstraps the cluster
     /// once this many stores have joined (1..=`INITIAL_REPLICAS_MAX`).
     pub initial_replicas: u8,
+    /// Scheduling thresholds and limits (`--max-replicas`,
+    /// `--split-region-bytes`, …).
+    pub sched: crate::sched::SchedConfig,
 }
 
 /// Largest group.
@@ -77,6 +80,8 @@ pub enum ConfigError {
     BadPeer(String),
     #[error("initial-replicas must be 1..={max}, got {got}")]
     InitialReplicas { got: u8, max: u8 },
+    #[error("{0}")]
+    Sched(String),
 }
 
 impl PdConfig {
@@ -99,6 +104,7 @@ impl PdConfig {
             store_disconnected_after_ms: 20_000,
             store_down_after_ms: 30 * 60 * 1000,
             initial_replicas: 1,
+            sched: crate::sched::SchedConfig::default(),
         }
     }
 
@@ -145,6 +151,7 @@ impl PdConfig {
                 max: INITIAL_REPLICAS_MAX,
             });
         }
+        self.sched.validate().map_err(ConfigError::Sched)?;
         if self.election_ticks <= self.heartbeat_ticks {
             return Err(ConfigError::ElectionNotAboveHeartbeat {
                 election: self.election_ticks,

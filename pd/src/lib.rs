@@ -17,5 +17,6 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod consensus;
+pub mod sched;
 pub mod server;
 pub mod state;

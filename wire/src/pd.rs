@@ -149,7 +149,7 @@ impl Region {
 }
 
 /// Approximate size and recent load of a region, reported by its leader.
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct RegionStats {
     pub approximate_size_bytes: u64,
@@ -160,6 +160,12 @@ pub struct RegionStats {
     pub written_bytes: u64,
     pub written_keys: u64,
     pub interval_ms: u32,
+    /// A key near the middle of the region's data (by size), strictly
+    /// inside the region, if the node knows one cheaply (from the LSM's
+    /// block indexes, never by scanning). The PD's split checker splits
+    /// an oversized region only at a key reported here; a region reported
+    /// without one is not split by size. At most `KEY_BYTES_MAX` bytes.
+    pub split_key: Option<Vec<u8>>,
 }
 
 /// A region leader's report.
@@ -288,14 +294,27 @@ pub struct PdMember {
 }
 
 /// One step a region leader should take, handed out in a heartbeat
-/// response (the schedulers of #6 produce them; #4 never does).
+/// response (the PD's operator controller, `pd/src/sched`; the contract
+/// is docs/scheduling.md "The node's side"). The PD counts a step done
+/// when a later heartbeat of the region shows its effect: the peer present
+/// (`AddLearner`), a voter (`PromoteLearner`), gone (`RemovePeer`), the
+/// leader (`TransferLeader`), or the region ending at `key` with a newer
+/// `version` (`Split`).
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub enum OperatorStep {
-    AddLearner { peer: Peer },
-    PromoteLearner { peer: PeerId },
-    RemovePeer { peer: PeerId },
-    TransferLeader { to: PeerId },
+    AddLearner {
+        peer: Peer,
+    },
+    PromoteLearner {
+        peer: PeerId,
+    },
+    RemovePeer {
+        peer: PeerId,
+    },
+    TransferLeader {
+        to: PeerId,
+    },
     /// Split at `key` (strictly inside the region); the new region
     /// `[key, end)` gets `new_region` and one new peer per current peer, in
     /// the region's peer order (ids allocated by the PD).
@@ -304,7 +323,9 @@ pub enum OperatorStep {
         new_region: RegionId,
         new_peers: Vec<PeerId>,
     },
-    Merge { target: RegionId },
+    Merge {
+        target: RegionId,
+    },
 }
 
 /// A scheduling operator for one region, valid only at `epoch`.
@@ -315,6 +336,39 @@ pub struct Operator {
     pub region: RegionId,
     pub epoch: RegionEpoch,
     pub step: OperatorStep,
+}
+
+/// What `golem ctl operator add` asks for; the PD turns it into an
+/// operator's steps (allocating peer and region ids itself).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub enum AdminOperator {
+    /// Move the leadership to the region's voter on `store`.
+    TransferLeader { store: StoreId },
+    /// Add a replica on `store` (a learner, then promoted to voter).
+    AddPeer { store: StoreId },
+    /// Remove the replica on `store` (the leadership moves first if it leads).
+    RemovePeer { store: StoreId },
+    /// Split the region at `key` (strictly inside it).
+    Split { key: Vec<u8> },
+}
+
+/// A running operator as `OperatorList` shows it.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct OperatorInfo {
+    pub id: u64,
+    pub region: RegionId,
+    /// Who made it: `admin`, `replica`, `split`, `balance-region`, `balance-leader`.
+    pub source: String,
+    /// Every step, in order.
+    pub steps: Vec<OperatorStep>,
+    /// Index in `steps` of the step being executed.
+    pub current: u32,
+    /// The region's epoch the current step is valid at.
+    pub epoch: RegionEpoch,
+    /// PD leader's clock when it was created, ms since the Unix epoch.
+    pub created_ms: u64,
 }
 
 /// A request to the PD.
@@ -383,6 +437,22 @@ pub enum PdRequestBody {
     JoinCluster {
         store: Store,
     },
+    /// The operators running on the PD leader (leader-local soft state).
+    OperatorList,
+    /// Adds an operator for `region` (fails if the region has one).
+    OperatorAdd {
+        region: RegionId,
+        op: AdminOperator,
+    },
+    /// Cancels the region's operator, if any.
+    OperatorCancel {
+        region: RegionId,
+    },
+    /// Marks a store `Offline`: its replicas are moved elsewhere, then it
+    /// becomes a `Tombstone` (its id is never reused).
+    DeleteStore {
+        store: StoreId,
+    },
 }
 
 impl PdRequestBody {
@@ -403,6 +473,10 @@ impl PdRequestBody {
             PdRequestBody::GetStores { .. } => "get_stores",
             PdRequestBody::GetMembers => "get_members",
             PdRequestBody::JoinCluster { .. } => "join_cluster",
+            PdRequestBody::OperatorList => "operator_list",
+            PdRequestBody::OperatorAdd { .. } => "operator_add",
+            PdRequestBody::OperatorCancel { .. } => "operator_cancel",
+            PdRequestBody::DeleteStore { .. } => "delete_store",
         }
     }
 
@@ -451,6 +525,42 @@ impl PdRequestBody {
                         "the leader is not a peer of the region",
                     ));
                 }
+                if let Some(key) = &heartbeat.stats.split_key {
+                    check_key_len(key)?;
+                }
+                Ok(())
+            }
+            PdRequestBody::OperatorAdd { region, op } => {
+                if region.0 == 0 {
+                    return Err(GolemError::invalid("region id 0"));
+                }
+                match op {
+                    AdminOperator::TransferLeader { store }
+                    | AdminOperator::AddPeer { store }
+                    | AdminOperator::RemovePeer { store } => {
+                        if store.0 == 0 {
+                            return Err(GolemError::invalid("store id 0"));
+                        }
+                        Ok(())
+                    }
+                    AdminOperator::Split { key } => {
+                        if key.is_empty() {
+                            return Err(GolemError::EmptyKey);
+                        }
+                        check_key_len(key)
+                    }
+                }
+            }
+            PdRequestBody::OperatorCancel { region } => {
+                if region.0 == 0 {
+                    return Err(GolemError::invalid("region id 0"));
+                }
+                Ok(())
+            }
+            PdRequestBody::DeleteStore { store } => {
+                if store.0 == 0 {
+                    return Err(GolemError::invalid("store id 0"));
+                }
                 Ok(())
             }
             PdRequestBody::AllocIds { count } => check_count(*count, PD_ALLOC_IDS_MAX),
@@ -471,7 +581,8 @@ impl PdRequestBody {
             | PdRequestBody::GetRegionById { .. }
             | PdRequestBody::GetStore { .. }
             | PdRequestBody::GetStores { .. }
-            | PdRequestBody::GetMembers => Ok(()),
+            | PdRequestBody::GetMembers
+            | PdRequestBody::OperatorList => Ok(()),
         }
     }
 }
@@ -552,6 +663,23 @@ pub enum PdResponseBody {
         /// Replicas of the first region: the candidates the PD waits for
         /// (the answering leader's `--initial-replicas`).
         initial_replicas: u32,
+    },
+    /// Appended after `JoinCluster`: variant indexes never change.
+    Operators {
+        operators: Vec<OperatorInfo>,
+    },
+    /// The operator `OperatorAdd` created.
+    OperatorAdded {
+        operator: OperatorInfo,
+    },
+    /// Whether the region had an operator (now cancelled).
+    OperatorCancelled {
+        cancelled: bool,
+    },
+    /// The store's state after `DeleteStore` (`Offline`, or `Tombstone`
+    /// if it was already).
+    StoreDeleted {
+        state: StoreState,
     },
 }
 

@@ -23,6 +23,7 @@ pub const INITIAL_REPLICAS_MAX: u8 = 5;
 
 /// What the leader does with a `JoinCluster` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived, once per join
 pub enum JoinStep {
     /// Nothing to change: answer from the applied state.
     Reply(PdResponseBody),

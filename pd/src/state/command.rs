@@ -6,8 +6,8 @@
 //! first, so a corrupt entry is a typed `CommandError`, never a panic or
 //! garbage state.
 
-use golem_wire::pd::{RegionHeartbeat, Store, StoreState};
-use golem_wire::{ClusterId, StoreId};
+use golem_wire::pd::{Region, RegionHeartbeat, RegionStats, Store, StoreState};
+use golem_wire::{ClusterId, PeerId, StoreId};
 use rkyv::util::AlignedVec;
 use rkyv::{rancor, Archive, Deserialize, Serialize};
 
@@ -33,7 +33,7 @@ pub enum PdCommand {
         state: StoreState,
     },
     RegionHeartbeat {
-        heartbeat: RegionHeartbeat,
+        heartbeat: LoggedHeartbeat,
     },
     AllocIds {
         count: u32,
@@ -54,6 +54,84 @@ pub enum PdCommand {
         cluster: ClusterId,
         initial_replicas: u8,
     },
+}
+
+/// A region heartbeat as the log keeps it: the wire's `RegionHeartbeat`
+/// in the layout it had when the log format was fixed. The log has its
+/// own type so that wire-only fields (`RegionStats::split_key`, a hint for
+/// the leader's scheduler) never change the archive of older entries.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct LoggedHeartbeat {
+    pub region: Region,
+    pub leader: PeerId,
+    pub term: u64,
+    pub stats: LoggedStats,
+}
+
+/// `RegionStats` without the wire-only fields (see `LoggedHeartbeat`).
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct LoggedStats {
+    pub approximate_size_bytes: u64,
+    pub approximate_keys: u64,
+    pub read_bytes: u64,
+    pub read_keys: u64,
+    pub written_bytes: u64,
+    pub written_keys: u64,
+    pub interval_ms: u32,
+}
+
+impl From<&RegionStats> for LoggedStats {
+    fn from(s: &RegionStats) -> Self {
+        LoggedStats {
+            approximate_size_bytes: s.approximate_size_bytes,
+            approximate_keys: s.approximate_keys,
+            read_bytes: s.read_bytes,
+            read_keys: s.read_keys,
+            written_bytes: s.written_bytes,
+            written_keys: s.written_keys,
+            interval_ms: s.interval_ms,
+        }
+    }
+}
+
+impl From<LoggedStats> for RegionStats {
+    fn from(s: LoggedStats) -> Self {
+        RegionStats {
+            approximate_size_bytes: s.approximate_size_bytes,
+            approximate_keys: s.approximate_keys,
+            read_bytes: s.read_bytes,
+            read_keys: s.read_keys,
+            written_bytes: s.written_bytes,
+            written_keys: s.written_keys,
+            interval_ms: s.interval_ms,
+            split_key: None,
+        }
+    }
+}
+
+impl From<&RegionHeartbeat> for LoggedHeartbeat {
+    fn from(hb: &RegionHeartbeat) -> Self {
+        LoggedHeartbeat {
+            region: hb.region.clone(),
+            leader: hb.leader,
+            term: hb.term,
+            stats: (&hb.stats).into(),
+        }
+    }
+}
+
+impl LoggedHeartbeat {
+    /// The heartbeat as the routing table takes it (no split key).
+    pub fn to_wire(&self) -> RegionHeartbeat {
+        RegionHeartbeat {
+            region: self.region.clone(),
+            leader: self.leader,
+            term: self.term,
+            stats: self.stats.into(),
+        }
+    }
 }
 
 /// Why an entry's data is not a command.
@@ -99,6 +177,15 @@ mod tests {
     #[test]
     fn archived_size_is_unchanged() {
         assert_eq!(std::mem::size_of::<ArchivedPdCommand>(), 128);
+    }
+
+    /// The logged heartbeat keeps the layout the wire heartbeat had before
+    /// `split_key` was added (same fields, same order: region, leader,
+    /// term, then the seven statistics).
+    #[test]
+    fn logged_heartbeat_layout_is_unchanged() {
+        assert_eq!(std::mem::size_of::<ArchivedLoggedStats>(), 56);
+        assert_eq!(std::mem::size_of::<ArchivedLoggedHeartbeat>(), 120);
     }
 
     #[test]

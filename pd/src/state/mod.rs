@@ -29,7 +29,7 @@ pub mod tso;
 mod tests;
 
 pub use bootstrap::{JoinStep, INITIAL_REPLICAS_MAX};
-pub use command::{CommandError, PdCommand};
+pub use command::{CommandError, LoggedHeartbeat, LoggedStats, PdCommand};
 pub use ids::IdAllocator;
 pub use routing::{HeartbeatEffect, RoutingTable};
 pub use snapshot::SnapshotError;
@@ -99,6 +99,11 @@ impl PdState {
         &self.stores
     }
 
+    /// The cluster id, or `NotBootstrapped`.
+    pub fn require_cluster(&self) -> Result<ClusterId, GolemError> {
+        self.require_bootstrapped()
+    }
+
     fn require_bootstrapped(&self) -> Result<ClusterId, GolemError> {
         self.cluster.ok_or(GolemError::NotBootstrapped)
     }
@@ -131,7 +136,9 @@ impl PdState {
             }
             PdCommand::RegionHeartbeat { heartbeat } => {
                 self.require_bootstrapped()?;
-                self.routing.check_heartbeat(heartbeat).map(|_| ())
+                self.routing
+                    .check_heartbeat(&heartbeat.to_wire())
+                    .map(|_| ())
             }
             PdCommand::JoinCluster {
                 store,
@@ -199,11 +206,11 @@ impl PdState {
                 let mut info = cur.clone();
                 info.state = *state;
                 self.stores.insert_unchecked(info);
-                Ok(Some(PdResponseBody::PutStore))
+                Ok(Some(PdResponseBody::StoreDeleted { state: *state }))
             }
             PdCommand::RegionHeartbeat { heartbeat } => {
                 self.require_bootstrapped()?;
-                self.routing.apply_heartbeat(heartbeat)?;
+                self.routing.apply_heartbeat(&heartbeat.to_wire())?;
                 self.ids.observe(heartbeat.region.id.get());
                 for p in &heartbeat.region.peers {
                     self.ids.observe(p.id.get());

@@ -200,7 +200,7 @@ impl RoutingTable {
         let r = &hb.region;
         let leader = r.peers.iter().copied().find(|p| p.id == hb.leader);
         if effect == HeartbeatEffect::StatsOnly {
-            self.update_stats_unchecked(r.id, hb.stats);
+            self.update_stats_unchecked(r.id, hb.stats.clone());
             return Ok(());
         }
         for other in self.overlapping(r.id, &r.start, &r.end) {
@@ -227,7 +227,7 @@ impl RoutingTable {
                 region: r.clone(),
                 leader,
                 term,
-                stats: hb.stats,
+                stats: hb.stats.clone(),
             },
         );
         Ok(())
@@ -238,7 +238,7 @@ impl RoutingTable {
     pub fn update_stats(&mut self, hb: &RegionHeartbeat) -> Result<(), GolemError> {
         match self.check_heartbeat(hb)? {
             HeartbeatEffect::StatsOnly => {
-                self.update_stats_unchecked(hb.region.id, hb.stats);
+                self.update_stats_unchecked(hb.region.id, hb.stats.clone());
                 Ok(())
             }
             HeartbeatEffect::Meta => Err(GolemError::Internal {

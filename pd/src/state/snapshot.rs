@@ -6,8 +6,9 @@
 //! state; a bad one is a typed `SnapshotError`. Soft state (statistics,
 //! heartbeat times) is included as a convenience and is not relied upon.
 
+use super::command::LoggedStats;
 use super::{PdState, StoreTimeouts};
-use golem_wire::pd::{RegionRoute, StoreInfo};
+use golem_wire::pd::{Peer, Region, RegionRoute, StoreInfo};
 use rkyv::util::AlignedVec;
 use rkyv::{rancor, Archive, Deserialize, Serialize};
 
@@ -23,9 +24,42 @@ pub struct SnapshotData {
     pub id_next: u64,
     pub tso_window_end_ms: u64,
     pub stores: Vec<StoreInfo>,
-    pub regions: Vec<RegionRoute>,
+    pub regions: Vec<SnapshotRoute>,
     /// Regions removed by overlaps and their last epochs.
     pub removed: Vec<RemovedRegion>,
+}
+
+/// A region as a snapshot keeps it: `RegionRoute` in the layout it had
+/// when the format was fixed (wire-only statistics fields left out).
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct SnapshotRoute {
+    pub region: Region,
+    pub leader: Option<Peer>,
+    pub term: u64,
+    pub stats: LoggedStats,
+}
+
+impl From<&RegionRoute> for SnapshotRoute {
+    fn from(r: &RegionRoute) -> Self {
+        SnapshotRoute {
+            region: r.region.clone(),
+            leader: r.leader,
+            term: r.term,
+            stats: (&r.stats).into(),
+        }
+    }
+}
+
+impl From<SnapshotRoute> for RegionRoute {
+    fn from(r: SnapshotRoute) -> Self {
+        RegionRoute {
+            region: r.region,
+            leader: r.leader,
+            term: r.term,
+            stats: r.stats.into(),
+        }
+    }
 }
 
 /// A region removed from the routing table by a newer overlapping one.
@@ -57,7 +91,7 @@ impl PdState {
             id_next: self.ids.next(),
             tso_window_end_ms: self.tso_window_end_ms,
             stores: self.stores.iter().cloned().collect(),
-            regions: self.routing.iter().cloned().collect(),
+            regions: self.routing.iter().map(SnapshotRoute::from).collect(),
             removed: self
                 .routing
                 .removed()
@@ -92,6 +126,7 @@ impl PdState {
             state.stores.insert_unchecked(s);
         }
         for r in data.regions {
+            let r = RegionRoute::from(r);
             if state.routing.get(r.region.id).is_some() {
                 return Err(SnapshotError::Inconsistent(format!(
                     "region {} twice",

@@ -35,12 +35,13 @@ fn region(id: u64, start: &[u8], end: &[u8], conf_ver: u64, version: u64) -> Reg
 fn hb(r: Region, term: u64) -> PdCommand {
     let leader = r.peers[0].id;
     PdCommand::RegionHeartbeat {
-        heartbeat: RegionHeartbeat {
+        heartbeat: (&RegionHeartbeat {
             region: r,
             leader,
             term,
             stats: RegionStats::default(),
-        },
+        })
+            .into(),
     }
 }
 
@@ -261,7 +262,7 @@ fn leader_from_older_term_does_not_win() {
         stats: RegionStats::default(),
     };
     s.apply(&PdCommand::RegionHeartbeat {
-        heartbeat: newer.clone(),
+        heartbeat: (&newer).into(),
     })
     .unwrap();
     newer.leader = PeerId(20);
@@ -270,8 +271,10 @@ fn leader_from_older_term_does_not_win() {
         s.region_heartbeat_local(&newer).unwrap(),
         HeartbeatEffect::StatsOnly
     );
-    s.apply(&PdCommand::RegionHeartbeat { heartbeat: newer })
-        .unwrap();
+    s.apply(&PdCommand::RegionHeartbeat {
+        heartbeat: (&newer).into(),
+    })
+    .unwrap();
     let route = s.get_region_by_id(RegionId(2)).unwrap();
     assert_eq!(route.leader.unwrap().id, PeerId(21));
     assert_eq!(route.term, 5);

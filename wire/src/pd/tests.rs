@@ -329,3 +329,84 @@ fn timestamp_composition() {
     assert_eq!(ts.logical(), 5);
     assert!(Timestamp::compose(2, 0) > Timestamp::compose(1, (1 << TSO_LOGICAL_BITS) - 1));
 }
+
+#[test]
+fn scheduling_requests_append_and_validate() {
+    let cases: [(PdRequestBody, u8); 4] = [
+        (PdRequestBody::OperatorList, 14),
+        (
+            PdRequestBody::OperatorAdd {
+                region: RegionId(2),
+                op: AdminOperator::Split { key: b"k".to_vec() },
+            },
+            15,
+        ),
+        (
+            PdRequestBody::OperatorCancel {
+                region: RegionId(2),
+            },
+            16,
+        ),
+        (PdRequestBody::DeleteStore { store: StoreId(3) }, 17),
+    ];
+    for (body, tag) in cases {
+        body.validate().unwrap();
+        let bytes = rkyv::to_bytes::<rancor::Error>(&body).unwrap();
+        assert_eq!(root_tag::<ArchivedPdRequestBody>(&bytes), tag, "{body:?}");
+        let frame = encode_pd_request(
+            RequestId(1),
+            &PdRequest {
+                timeout_ms: 0,
+                body: body.clone(),
+            },
+        )
+        .unwrap();
+        let decoded = decode_pd_request(&decode_frame(&frame).payload).unwrap();
+        assert_eq!(decoded.body, body);
+    }
+    let bad = [
+        PdRequestBody::OperatorAdd {
+            region: RegionId(2),
+            op: AdminOperator::Split { key: Vec::new() },
+        },
+        PdRequestBody::OperatorAdd {
+            region: RegionId(0),
+            op: AdminOperator::AddPeer { store: StoreId(1) },
+        },
+        PdRequestBody::OperatorAdd {
+            region: RegionId(2),
+            op: AdminOperator::TransferLeader { store: StoreId(0) },
+        },
+        PdRequestBody::OperatorCancel {
+            region: RegionId(0),
+        },
+        PdRequestBody::DeleteStore { store: StoreId(0) },
+        PdRequestBody::RegionHeartbeat {
+            heartbeat: RegionHeartbeat {
+                region: region(2, b"", b""),
+                leader: PeerId(3),
+                term: 1,
+                stats: RegionStats {
+                    split_key: Some(vec![0; KEY_BYTES_MAX + 1]),
+                    ..RegionStats::default()
+                },
+            },
+        },
+    ];
+    for body in bad {
+        assert!(body.validate().is_err(), "{body:?}");
+    }
+    let answers: [(PdResponseBody, u8); 2] = [
+        (PdResponseBody::Operators { operators: vec![] }, 13),
+        (
+            PdResponseBody::StoreDeleted {
+                state: StoreState::Offline,
+            },
+            16,
+        ),
+    ];
+    for (body, tag) in answers {
+        let bytes = rkyv::to_bytes::<rancor::Error>(&body).unwrap();
+        assert_eq!(root_tag::<ArchivedPdResponseBody>(&bytes), tag, "{body:?}");
+    }
+}

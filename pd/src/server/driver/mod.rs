@@ -31,10 +31,11 @@ use crate::consensus::convert;
 use crate::consensus::disk::{DurableLog, Recovered};
 use crate::consensus::log_bridge::raft_logger;
 use crate::consensus::storage::PdStorage;
+use crate::sched::Scheduler;
 use crate::state::{
     HeartbeatEffect, JoinStep, PdCommand, PdState, StoreTimeouts, TsoError, TsoOracle,
 };
-use golem_wire::pd::{PdMember, PdRequestBody, PdResponse, PdResponseBody};
+use golem_wire::pd::{Operator, PdMember, PdRequestBody, PdResponse, PdResponseBody, StoreState};
 use golem_wire::raft::RaftMessage;
 use golem_wire::{ClusterId, GolemError, PdMemberId};
 use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
@@ -66,6 +67,9 @@ pub enum DriverMsg {
 enum Step {
     Reply(Result<PdResponseBody, GolemError>),
     Propose(PdCommand),
+    /// A region heartbeat's metadata change; once applied, the answer
+    /// carries this operator step.
+    ProposeHeartbeat(PdCommand, Option<Operator>),
     /// Served once a ReadIndex round confirms this member still leads.
     Tso {
         count: u32,
@@ -83,7 +87,13 @@ struct TsoWait {
 struct Pending {
     reply: oneshot::Sender<PdResponse>,
     deadline_ms: u64,
+    /// The operator step a `RegionHeartbeat` answer carries.
+    operator: Option<Operator>,
 }
+
+/// Proposal token of the scheduler's id-pool `AllocIds` (client tokens
+/// start from the clock and never reach it).
+const ID_POOL_TOKEN: u64 = u64::MAX;
 
 /// Client requests handled per loop pass, at most (keeps ticks on time).
 const INBOX_BATCH_MAX: usize = 4096;
@@ -137,6 +147,8 @@ pub struct Driver<L: LogSink, O: Outbox, E: Env> {
     was_leader: bool,
     /// Snapshot messages handed to the transport in this Ready cycle.
     snapshot_reports: Vec<(u64, SnapshotStatus)>,
+    /// Operators, checkers and schedulers (leader-local soft state).
+    sched: Scheduler,
 }
 
 /// The server's driver.
@@ -224,7 +236,9 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
             .cluster
             .store(state.cluster().map_or(0, |c| c.0), Ordering::Release);
         let oracle = TsoOracle::new(cfg.tso_window_ms);
+        let sched = Scheduler::new(cfg.sched.clone(), env.now_ms());
         Ok(Driver {
+            sched,
             cfg,
             node,
             state,
@@ -306,6 +320,36 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
     pub fn tick(&mut self) {
         self.node.tick();
         self.expire_pending(self.env.now_ms());
+        self.schedule();
+    }
+
+    /// The scheduler's periodic work: its id pool's refills, balance
+    /// operators, offline stores that became empty (proposals: never
+    /// inside the Ready cycle).
+    fn schedule(&mut self) {
+        if !self.is_ready_leader() || self.state.cluster().is_none() {
+            return;
+        }
+        let now = self.env.now_ms();
+        let actions = self.sched.tick(&self.state, now);
+        if let Some(count) = actions.alloc_ids {
+            let _ = self.node.propose(
+                proposal_context(self.cfg.id, ID_POOL_TOKEN),
+                PdCommand::AllocIds { count }.encode(),
+            );
+        }
+        for store in actions.tombstones {
+            tracing::info!(store = store.0, "offline store is empty: tombstone");
+            self.propose_internal(PdCommand::SetStoreState {
+                store,
+                state: StoreState::Tombstone,
+            });
+        }
+    }
+
+    /// The scheduler (tests).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
     }
 
     /// Everything after a batch of input: ReadIndex for this pass's Tso
@@ -411,6 +455,8 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
             .store(self.node.raft.leader_id, Ordering::Release);
         if ready && !self.tso_started {
             tracing::info!(term = self.node.raft.term, "PD leader ready");
+            // A new leader starts with no operators (soft state).
+            self.sched.reset(self.env.now_ms());
             let end_ms = self
                 .oracle
                 .start(self.state.tso_window_end_ms(), self.env.now_ms());
@@ -428,6 +474,7 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
         }
         if !leader && self.was_leader {
             tracing::info!(term = self.node.raft.term, "PD member lost leadership");
+            self.sched.reset(self.env.now_ms());
             // Their entries may still commit; the outcome is unknown to the
             // client, which retries (every PD write is safe to retry).
             let e = self.redirect();

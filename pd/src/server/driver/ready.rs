@@ -105,9 +105,18 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
             // Bootstrap returns must get the new cluster id in its handshake.
             self.publish_cluster();
             if let Some((member, token)) = parse_context(&e.context) {
-                if member == self.cfg.id.0 && token != 0 {
+                if member == self.cfg.id.0 && token == ID_POOL_TOKEN {
+                    if let Ok(Some(PdResponseBody::AllocIds { first, count })) = &result {
+                        self.sched.on_ids(*first, *count);
+                    }
+                } else if member == self.cfg.id.0 && token != 0 {
                     if let Some(p) = self.pending.remove(&token) {
                         let resp = match result {
+                            Ok(Some(PdResponseBody::RegionHeartbeat { .. })) => {
+                                PdResponse::Ok(PdResponseBody::RegionHeartbeat {
+                                    operator: p.operator,
+                                })
+                            }
                             Ok(Some(body)) => PdResponse::Ok(body),
                             Ok(None) => PdResponse::Err(GolemError::Internal {
                                 reason: "command without an answer".into(),

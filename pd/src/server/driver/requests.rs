@@ -20,12 +20,13 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
         }
         let now = self.env.now_ms();
         let step = self.local_step(body, now);
-        let cmd = match step {
+        let (cmd, operator) = match step {
             Step::Reply(r) => {
                 let _ = reply.send(r.into());
                 return;
             }
-            Step::Propose(cmd) => cmd,
+            Step::Propose(cmd) => (cmd, None),
+            Step::ProposeHeartbeat(cmd, op) => (cmd, op),
             Step::Tso { count } => {
                 self.tso_queue.push(TsoWait {
                     count,
@@ -46,7 +47,14 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
             .propose(proposal_context(self.cfg.id, token), cmd.encode())
         {
             Ok(()) => {
-                self.pending.insert(token, Pending { reply, deadline_ms });
+                self.pending.insert(
+                    token,
+                    Pending {
+                        reply,
+                        deadline_ms,
+                        operator,
+                    },
+                );
             }
             Err(_) => {
                 let e = self.redirect();
@@ -89,16 +97,63 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
             ),
             PdRequestBody::Tso { count } => Step::Tso { count },
             PdRequestBody::RegionHeartbeat { heartbeat } => {
+                // A report from an older term than the known leader's
+                // gets no operator (its sender no longer leads).
+                let stale_leader = s
+                    .routing()
+                    .get(heartbeat.region.id)
+                    .is_some_and(|r| r.term > heartbeat.term);
                 match s.region_heartbeat_local(&heartbeat) {
                     Err(e) => Step::Reply(Err(e)),
-                    Ok(HeartbeatEffect::StatsOnly) => {
-                        Step::Reply(Ok(PdResponseBody::RegionHeartbeat { operator: None }))
-                    }
-                    Ok(HeartbeatEffect::Meta) => {
-                        Step::Propose(PdCommand::RegionHeartbeat { heartbeat })
+                    Ok(effect) => {
+                        let operator = if stale_leader {
+                            None
+                        } else {
+                            self.sched.on_region_heartbeat(&heartbeat, now)
+                        };
+                        match effect {
+                            HeartbeatEffect::StatsOnly => {
+                                Step::Reply(Ok(PdResponseBody::RegionHeartbeat { operator }))
+                            }
+                            HeartbeatEffect::Meta => Step::ProposeHeartbeat(
+                                PdCommand::RegionHeartbeat {
+                                    heartbeat: (&heartbeat).into(),
+                                },
+                                operator,
+                            ),
+                        }
                     }
                 }
             }
+            PdRequestBody::OperatorList => {
+                Step::Reply(s.require_cluster().map(|_| PdResponseBody::Operators {
+                    operators: self.sched.list(),
+                }))
+            }
+            PdRequestBody::OperatorAdd { region, op } => Step::Reply(
+                self.sched
+                    .admin_add(s, region, op, now)
+                    .map(|operator| PdResponseBody::OperatorAdded { operator }),
+            ),
+            PdRequestBody::OperatorCancel { region } => Step::Reply(
+                s.get_region_by_id(region)
+                    .map(|_| PdResponseBody::OperatorCancelled {
+                        cancelled: self.sched.cancel(region),
+                    }),
+            ),
+            PdRequestBody::DeleteStore { store } => match s.get_store(store, now) {
+                Err(e) => Step::Reply(Err(e)),
+                Ok(info) if matches!(info.state, StoreState::Offline | StoreState::Tombstone) => {
+                    Step::Reply(Ok(PdResponseBody::StoreDeleted { state: info.state }))
+                }
+                Ok(_) => match self.sched.check_delete(s, store, now) {
+                    Err(e) => Step::Reply(Err(e)),
+                    Ok(()) => Step::Propose(PdCommand::SetStoreState {
+                        store,
+                        state: StoreState::Offline,
+                    }),
+                },
+            },
             PdRequestBody::Bootstrap { store, region } => Step::Propose(PdCommand::Bootstrap {
                 cluster: ClusterId(self.env.random_u64() | 1),
                 store,

@@ -1,0 +1,90 @@
+//! `SchedConfig`: the scheduler's thresholds and limits, with units last.
+//!
+//! Owns every knob of the checkers, schedulers and the operator controller.
+//! Invariant: a config that passed `validate` has nonzero limits and
+//! timeouts (a zero would stall or disable a component silently; turning
+//! scheduling off is `enabled = false`).
+
+/// Thresholds and limits of the PD's scheduling (`pd/src/sched`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedConfig {
+    /// Checkers and schedulers create operators (admin operators work
+    /// either way).
+    pub enabled: bool,
+    /// Replicas (voters) every region should have.
+    pub max_replicas: usize,
+    /// A region whose approximate size exceeds this is split.
+    pub split_region_bytes: u64,
+    /// A region whose approximate key count exceeds this is split.
+    pub split_region_keys: u64,
+    /// A store silent this long has its replicas recreated elsewhere.
+    pub max_store_down_time_ms: u64,
+    /// A store silent this long gets no new replicas or leaders.
+    pub store_disconnected_after_ms: u64,
+    /// Balance schedulers and the offline-store check run this often.
+    pub schedule_interval_ms: u64,
+    /// Operators adding a replica on one store (snapshots it receives), at most.
+    pub store_limit_add_peer: usize,
+    /// Running balance-leader operators, at most.
+    pub leader_schedule_limit: usize,
+    /// Running balance-region operators, at most.
+    pub region_schedule_limit: usize,
+    /// Budget of a step that needs no snapshot (leader transfer, promote,
+    /// remove, split), from the step's start.
+    pub step_timeout_ms: u64,
+    /// Budget of an `AddLearner` step (the learner's snapshot included).
+    pub add_learner_timeout_ms: u64,
+    /// Balance moves only when the score spread exceeds this share of the
+    /// mean score, in percent (and at least two moved units).
+    pub balance_tolerance_pct: u64,
+}
+
+impl Default for SchedConfig {
+    fn default() -> Self {
+        SchedConfig {
+            enabled: true,
+            max_replicas: 3,
+            split_region_bytes: 96 * 1024 * 1024,
+            split_region_keys: 960_000,
+            max_store_down_time_ms: 30 * 60 * 1000,
+            store_disconnected_after_ms: 20_000,
+            schedule_interval_ms: 1000,
+            store_limit_add_peer: 4,
+            leader_schedule_limit: 4,
+            region_schedule_limit: 8,
+            step_timeout_ms: 30_000,
+            add_learner_timeout_ms: 10 * 60 * 1000,
+            balance_tolerance_pct: 5,
+        }
+    }
+}
+
+impl SchedConfig {
+    /// Checks the module invariant; the error names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks: [(&str, u64); 10] = [
+            ("max-replicas", self.max_replicas as u64),
+            ("split-region-bytes", self.split_region_bytes),
+            ("split-region-keys", self.split_region_keys),
+            ("max-store-down-time-ms", self.max_store_down_time_ms),
+            ("schedule-interval-ms", self.schedule_interval_ms),
+            ("store-limit-add-peer", self.store_limit_add_peer as u64),
+            ("leader-schedule-limit", self.leader_schedule_limit as u64),
+            ("region-schedule-limit", self.region_schedule_limit as u64),
+            ("step-timeout-ms", self.step_timeout_ms),
+            ("add-learner-timeout-ms", self.add_learner_timeout_ms),
+        ];
+        for (name, v) in checks {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.max_replicas > golem_wire::pd::PD_REGION_PEERS_MAX / 2 {
+            return Err(format!(
+                "max-replicas must be at most {}",
+                golem_wire::pd::PD_REGION_PEERS_MAX / 2
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,340 @@
+//! PD scheduling: operators, checkers and schedulers. No I/O, no clock:
+//! time comes in as arguments, ids from a pool the driver fills through
+//! the log.
+//!
+//! Owns `Scheduler`, the PD leader's scheduling soft state (a new leader
+//! starts with none: running operators are not replicated, as region
+//! statistics are not): the operator controller, the id pool and the
+//! cluster view, and the order in which checkers run:
+//! - on each region heartbeat (`on_region_heartbeat`): the controller
+//!   advances or ends the region's operator and hands out its current step;
+//!   with none running, the replica checker, then the split checker, may
+//!   create one;
+//! - every `schedule_interval_ms` (`tick`): operators past their budget are
+//!   cancelled, the cluster view is rebuilt, balance-region then
+//!   balance-leader create operators up to their limits, and offline stores
+//!   left with no replica are due to become tombstones.
+//!
+//! One concern per file: `operator` (the model), `controller` (running
+//! operators, limits), `ids` (the id pool), `cluster` (store health and
+//! scores), `split`, `replica`, `balance`, `balance_region`,
+//! `balance_leader`. The contract with the nodes is docs/scheduling.md.
+
+pub mod balance;
+pub mod balance_leader;
+pub mod balance_region;
+pub mod cluster;
+pub mod config;
+pub mod controller;
+pub mod ids;
+pub mod operator;
+pub mod replica;
+pub mod split;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::SchedConfig;
+
+use crate::state::PdState;
+use cluster::{placement_shard, ClusterView, Health};
+use controller::{AddError, Controller};
+use golem_wire::pd::{
+    AdminOperator, Operator, OperatorInfo, OperatorStep, Peer, PeerRole, RegionHeartbeat,
+    RegionRoute,
+};
+use golem_wire::{GolemError, PeerId, RegionId, StoreId};
+use ids::IdPool;
+use operator::{NewOp, OpSource};
+
+/// Retry hint when the id pool is empty, in ms.
+const IDS_RETRY_MS: u32 = 50;
+
+/// What the driver must do after a tick.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickActions {
+    /// Propose `AllocIds { count }` and hand the result to `on_ids`.
+    pub alloc_ids: Option<u32>,
+    /// Propose `SetStoreState { Tombstone }` for these offline, empty stores.
+    pub tombstones: Vec<StoreId>,
+}
+
+/// The PD leader's scheduler.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: SchedConfig,
+    ctl: Controller,
+    ids: IdPool,
+    view: ClusterView,
+    /// When this member became leader: stores it never heard from count
+    /// as last heard then.
+    leader_since_ms: u64,
+    /// Last balance run (0: never).
+    last_run_ms: u64,
+}
+
+impl Scheduler {
+    /// A scheduler with nothing running.
+    pub fn new(cfg: SchedConfig, now_ms: u64) -> Scheduler {
+        Scheduler {
+            cfg,
+            ctl: Controller::new(now_ms << 12),
+            ids: IdPool::default(),
+            view: ClusterView::default(),
+            leader_since_ms: now_ms,
+            last_run_ms: 0,
+        }
+    }
+
+    /// Forgets everything (this member became, or stopped being, leader).
+    pub fn reset(&mut self, now_ms: u64) {
+        *self = Scheduler::new(self.cfg.clone(), now_ms);
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SchedConfig {
+        &self.cfg
+    }
+
+    /// The operator controller (tests, metrics).
+    pub fn controller(&self) -> &Controller {
+        &self.ctl
+    }
+
+    /// Ids applied from an `AllocIds` the driver proposed for the pool.
+    pub fn on_ids(&mut self, first: u64, count: u32) {
+        self.ids.refill(first, count);
+    }
+
+    /// A region heartbeat (already checked against the routing table): the
+    /// operator step for its leader, if any.
+    pub fn on_region_heartbeat(&mut self, hb: &RegionHeartbeat, now_ms: u64) -> Option<Operator> {
+        let region = &hb.region;
+        if self.ctl.get(region.id).is_some() {
+            return self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
+        }
+        if !self.cfg.enabled || self.view.stores.is_empty() {
+            return None;
+        }
+        let op = if let Some(plan) = replica::check(region, &self.view, &self.cfg) {
+            let needs_id = matches!(plan, replica::ReplicaPlan::Add { .. });
+            let id = if needs_id {
+                Some(self.ids.take(1)?[0])
+            } else {
+                None
+            };
+            replica::operator(region, &plan, id)?
+        } else if let Some(key) = split::check(region, &hb.stats, &self.cfg) {
+            let ids = self.ids.take(1 + region.peers.len())?;
+            NewOp {
+                region: region.id,
+                epoch: region.epoch,
+                source: OpSource::Split,
+                steps: vec![OperatorStep::Split {
+                    key,
+                    new_region: RegionId(ids[0]),
+                    new_peers: ids[1..].iter().map(|&i| PeerId(i)).collect(),
+                }],
+                influence: vec![],
+            }
+        } else {
+            return None;
+        };
+        self.admit(op, now_ms).ok()?;
+        self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg)
+    }
+
+    fn admit(&mut self, op: NewOp, now_ms: u64) -> Result<OperatorInfo, AddError> {
+        let influence = op.influence.clone();
+        let info = self.ctl.add(op, &self.cfg, now_ms)?.info();
+        self.view.apply(&influence, 1);
+        Ok(info)
+    }
+
+    /// Periodic work (call every driver tick; runs every
+    /// `schedule_interval_ms`).
+    pub fn tick(&mut self, state: &PdState, now_ms: u64) -> TickActions {
+        let mut out = TickActions {
+            alloc_ids: self.ids.want(now_ms),
+            ..TickActions::default()
+        };
+        if now_ms < self.last_run_ms + self.cfg.schedule_interval_ms {
+            return out;
+        }
+        self.last_run_ms = now_ms;
+        self.ctl.expire(now_ms, &self.cfg);
+        self.view = ClusterView::build(state, &self.ctl, now_ms, self.leader_since_ms, &self.cfg);
+        let mut raw = ClusterView {
+            stores: self.view.stores.clone(),
+        };
+        for s in raw.stores.values_mut() {
+            (s.regions, s.leaders, s.weight) = (0, 0, 0);
+        }
+        raw.count(state.routing().iter(), &Controller::new(1), &self.cfg);
+        out.tombstones = raw
+            .stores
+            .values()
+            .filter(|s| s.health == Health::Offline && s.regions == 0)
+            .map(|s| s.id)
+            .collect();
+        if self.cfg.enabled {
+            let routes: Vec<&RegionRoute> = state.routing().iter().collect();
+            self.balance(&routes, now_ms);
+        }
+        out
+    }
+
+    /// Runs the balance schedulers up to their limits.
+    pub fn balance(&mut self, routes: &[&RegionRoute], now_ms: u64) {
+        while self.ctl.count(OpSource::BalanceRegion) < self.cfg.region_schedule_limit {
+            let Some(&id) = self.ids.take(1).as_ref().and_then(|v| v.first()) else {
+                break;
+            };
+            let Some(op) = balance_region::schedule(routes, &self.view, &self.ctl, &self.cfg, id)
+            else {
+                break; // the id is skipped, never reused
+            };
+            if self.admit(op, now_ms).is_err() {
+                break;
+            }
+        }
+        while self.ctl.count(OpSource::BalanceLeader) < self.cfg.leader_schedule_limit {
+            let Some(op) = balance_leader::schedule(routes, &self.view, &self.ctl, &self.cfg)
+            else {
+                break;
+            };
+            if self.admit(op, now_ms).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// The running operators.
+    pub fn list(&self) -> Vec<OperatorInfo> {
+        self.ctl.iter().map(|o| o.info()).collect()
+    }
+
+    /// Cancels the region's operator; whether it had one.
+    pub fn cancel(&mut self, region: RegionId) -> bool {
+        self.ctl.cancel(region)
+    }
+
+    /// An operator asked for by `golem ctl operator add`.
+    pub fn admin_add(
+        &mut self,
+        state: &PdState,
+        region: RegionId,
+        op: AdminOperator,
+        now_ms: u64,
+    ) -> Result<OperatorInfo, GolemError> {
+        let route = state.get_region_by_id(region)?;
+        let r = &route.region;
+        let on = |store: StoreId| r.peers.iter().find(|p| p.store == store).copied();
+        let steps = match op {
+            AdminOperator::TransferLeader { store } => match on(store) {
+                Some(p) if p.role == PeerRole::Voter => {
+                    vec![OperatorStep::TransferLeader { to: p.id }]
+                }
+                _ => return Err(GolemError::invalid("the region has no voter on that store")),
+            },
+            AdminOperator::RemovePeer { store } => {
+                let p = on(store).ok_or_else(|| {
+                    GolemError::invalid("the region has no replica on that store")
+                })?;
+                let voters = r.peers.iter().filter(|q| q.role == PeerRole::Voter).count();
+                if p.role == PeerRole::Voter && voters <= 1 {
+                    return Err(GolemError::invalid("cannot remove the region's last voter"));
+                }
+                vec![OperatorStep::RemovePeer { peer: p.id }]
+            }
+            AdminOperator::AddPeer { store } => {
+                if on(store).is_some() {
+                    return Err(GolemError::invalid(
+                        "the region already has a replica on that store",
+                    ));
+                }
+                let info = state.get_store(store, now_ms)?;
+                if matches!(
+                    info.state,
+                    golem_wire::pd::StoreState::Offline | golem_wire::pd::StoreState::Tombstone
+                ) {
+                    return Err(GolemError::invalid("the store is offline or a tombstone"));
+                }
+                let id = self.take_ids(1)?[0];
+                let peer = Peer {
+                    id: PeerId(id),
+                    store,
+                    shard: placement_shard(r, info.store.shard_count),
+                    role: PeerRole::Learner,
+                };
+                vec![
+                    OperatorStep::AddLearner { peer },
+                    OperatorStep::PromoteLearner { peer: peer.id },
+                ]
+            }
+            AdminOperator::Split { key } => {
+                let inside = key.as_slice() > r.start.as_slice()
+                    && (r.end.is_empty() || key.as_slice() < r.end.as_slice());
+                if !inside {
+                    return Err(GolemError::invalid(
+                        "the split key is not strictly inside the region",
+                    ));
+                }
+                let ids = self.take_ids(1 + r.peers.len())?;
+                vec![OperatorStep::Split {
+                    key,
+                    new_region: RegionId(ids[0]),
+                    new_peers: ids[1..].iter().map(|&i| PeerId(i)).collect(),
+                }]
+            }
+        };
+        let op = NewOp {
+            region,
+            epoch: r.epoch,
+            source: OpSource::Admin,
+            steps,
+            influence: vec![],
+        };
+        self.admit(op, now_ms).map_err(|e| match e {
+            AddError::RegionBusy { id } => GolemError::invalid(format!(
+                "region {region} already has operator {id} (cancel it first)"
+            )),
+            AddError::StoreLimit { store } => GolemError::invalid(format!(
+                "store {store} already receives {} replicas (store-limit-add-peer)",
+                self.cfg.store_limit_add_peer
+            )),
+        })
+    }
+
+    fn take_ids(&mut self, n: usize) -> Result<Vec<u64>, GolemError> {
+        self.ids.take(n).ok_or(GolemError::ServerBusy {
+            retry_after_ms: IDS_RETRY_MS,
+        })
+    }
+
+    /// Whether deleting `store` leaves enough stores for `max_replicas`
+    /// (a store holding no replica can always go).
+    pub fn check_delete(
+        &self,
+        state: &PdState,
+        store: StoreId,
+        now_ms: u64,
+    ) -> Result<(), GolemError> {
+        let holds = state.routing().peers().any(|p| p.store == store);
+        if !holds {
+            return Ok(());
+        }
+        let others = state
+            .get_stores(false, now_ms)?
+            .iter()
+            .filter(|s| s.store.id != store && s.state != golem_wire::pd::StoreState::Offline)
+            .count();
+        if others < self.cfg.max_replicas {
+            return Err(GolemError::invalid(format!(
+                "deleting store {store} would leave {others} stores for {} replicas",
+                self.cfg.max_replicas
+            )));
+        }
+        Ok(())
+    }
+}

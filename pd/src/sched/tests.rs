@@ -1,0 +1,282 @@
+//! Whole-scheduler tests on small clusters: balance converges and then
+//! stays still (no ping-pong), repair after a store goes down, drain of an
+//! offline store, splits with pool ids.
+
+use super::*;
+use crate::sched::cluster::StoreView;
+use golem_wire::pd::{Region, RegionStats};
+use golem_wire::{RegionEpoch, ShardId};
+
+fn cfg() -> SchedConfig {
+    SchedConfig {
+        store_limit_add_peer: 100,
+        leader_schedule_limit: 100,
+        region_schedule_limit: 100,
+        ..SchedConfig::default()
+    }
+}
+
+fn up_view(stores: u64) -> ClusterView {
+    let mut v = ClusterView::default();
+    for id in 1..=stores {
+        v.stores.insert(
+            StoreId(id),
+            StoreView {
+                id: StoreId(id),
+                health: Health::Up,
+                shard_count: 1,
+                regions: 0,
+                leaders: 0,
+                weight: 0,
+            },
+        );
+    }
+    v
+}
+
+/// `n` regions with 3 replicas on `stores` (cyclic from `first`), the
+/// first replica leading.
+fn routes(n: u64, stores: &[u64]) -> Vec<RegionRoute> {
+    (0..n)
+        .map(|i| {
+            let id = 1000 + i;
+            let peers: Vec<Peer> = (0..3)
+                .map(|k| {
+                    let store = stores[(i as usize + k) % stores.len()];
+                    Peer {
+                        id: PeerId(id * 10 + k as u64),
+                        store: StoreId(store),
+                        shard: ShardId(0),
+                        role: PeerRole::Voter,
+                    }
+                })
+                .collect();
+            RegionRoute {
+                leader: Some(peers[0]),
+                region: Region {
+                    id: RegionId(id),
+                    start: id.to_be_bytes().to_vec(),
+                    end: (id + 1).to_be_bytes().to_vec(),
+                    epoch: RegionEpoch {
+                        conf_ver: 1,
+                        version: 1,
+                    },
+                    peers,
+                },
+                term: 1,
+                stats: RegionStats::default(),
+            }
+        })
+        .collect()
+}
+
+/// Executes an operator's steps on a route, as a node would.
+fn execute(r: &mut RegionRoute, steps: &[OperatorStep]) {
+    for s in steps {
+        match s {
+            OperatorStep::AddLearner { peer } => r.region.peers.push(*peer),
+            OperatorStep::PromoteLearner { peer } => {
+                for p in &mut r.region.peers {
+                    if p.id == *peer {
+                        p.role = PeerRole::Voter;
+                    }
+                }
+            }
+            OperatorStep::RemovePeer { peer } => {
+                if r.leader.is_some_and(|l| l.id == *peer) {
+                    r.leader = r.region.peers.iter().copied().find(|p| p.id != *peer);
+                }
+                r.region.peers.retain(|p| p.id != *peer);
+            }
+            OperatorStep::TransferLeader { to } => {
+                r.leader = r.region.peers.iter().copied().find(|p| p.id == *to);
+                continue; // a leader change leaves the epoch alone
+            }
+            other => panic!("unexpected step {other:?}"),
+        }
+        r.region.epoch.conf_ver += 1;
+    }
+}
+
+fn counts(routes: &[RegionRoute], stores: u64) -> (Vec<i64>, Vec<i64>) {
+    let mut v = up_view(stores);
+    v.count(routes.iter(), &Controller::new(1), &cfg());
+    (
+        v.stores.values().map(|s| s.regions).collect(),
+        v.stores.values().map(|s| s.leaders).collect(),
+    )
+}
+
+/// Runs the balance schedulers, executes every operator they made and
+/// repeats; returns the rounds that made operators and the moves made.
+type Move = (RegionId, Vec<StoreId>, Vec<StoreId>);
+
+fn stores_of(r: &RegionRoute) -> Vec<StoreId> {
+    r.region.peers.iter().map(|p| p.store).collect()
+}
+
+fn run_to_rest(routes: &mut [RegionRoute], stores: u64, rounds_max: usize) -> (usize, Vec<Move>) {
+    let mut moves = Vec::new();
+    for round in 0..rounds_max {
+        let mut s = Scheduler::new(cfg(), 1);
+        s.on_ids(1_000_000 + round as u64 * 1000, 1000);
+        s.view = up_view(stores);
+        s.view.count(routes.iter(), &s.ctl, &s.cfg);
+        let refs: Vec<&RegionRoute> = routes.iter().collect();
+        s.balance(&refs, 1);
+        let ops: Vec<_> = s.ctl.iter().cloned().collect();
+        if ops.is_empty() {
+            return (round, moves);
+        }
+        for op in ops {
+            let r = routes
+                .iter_mut()
+                .find(|r| r.region.id == op.region)
+                .unwrap();
+            let before = stores_of(r);
+            execute(r, &op.steps);
+            moves.push((op.region, before, stores_of(r)));
+        }
+    }
+    panic!("no rest after {rounds_max} rounds");
+}
+
+#[test]
+fn balanced_cluster_gets_no_operators() {
+    // 30 regions over 3 stores: 30 replicas and 10 leaders each.
+    let mut rs = routes(30, &[1, 2, 3]);
+    let (rounds, moves) = run_to_rest(&mut rs, 3, 1);
+    assert_eq!((rounds, moves.len()), (0, 0));
+}
+
+#[test]
+fn adding_a_store_rebalances_then_stays_still() {
+    let mut rs = routes(40, &[1, 2, 3]);
+    let (rounds, moves) = run_to_rest(&mut rs, 4, 50);
+    assert!(rounds > 0 && !moves.is_empty());
+    let (regions, leaders) = counts(&rs, 4);
+    let spread = |v: &[i64]| v.iter().max().unwrap() - v.iter().min().unwrap();
+    assert!(spread(&regions) <= 1, "regions {regions:?}");
+    assert!(spread(&leaders) <= 1, "leaders {leaders:?}");
+    // No ping-pong: no region ever got a replica back on a store it
+    // left, and the state after the schedulers' own operators is at rest.
+    let mut left: std::collections::BTreeSet<(RegionId, StoreId)> = Default::default();
+    for (region, before, after) in &moves {
+        for s in after.iter().filter(|s| !before.contains(s)) {
+            assert!(
+                !left.contains(&(*region, *s)),
+                "region {region} moved back to {s}"
+            );
+        }
+        for s in before.iter().filter(|s| !after.contains(s)) {
+            left.insert((*region, *s));
+        }
+    }
+    let (again, more) = run_to_rest(&mut rs, 4, 1);
+    assert_eq!((again, more.len()), (0, 0));
+}
+
+#[test]
+fn leaders_rebalance_without_flapping() {
+    // Every region led from store 1.
+    let mut rs = routes(30, &[1, 2, 3]);
+    for r in &mut rs {
+        let on1 = r
+            .region
+            .peers
+            .iter()
+            .copied()
+            .find(|p| p.store == StoreId(1))
+            .unwrap();
+        r.leader = Some(on1);
+    }
+    let (_, moves) = run_to_rest(&mut rs, 3, 20);
+    let (_, leaders) = counts(&rs, 3);
+    assert_eq!(leaders, vec![10, 10, 10]);
+    assert_eq!(moves.len(), 20, "exactly the transfers needed, none undone");
+}
+
+fn heartbeat(r: &RegionRoute, stats: RegionStats) -> RegionHeartbeat {
+    RegionHeartbeat {
+        region: r.region.clone(),
+        leader: r.leader.unwrap().id,
+        term: 1,
+        stats,
+    }
+}
+
+#[test]
+fn a_down_store_is_repaired_through_heartbeats() {
+    let mut rs = routes(6, &[1, 2, 3]);
+    let mut s = Scheduler::new(cfg(), 1);
+    s.on_ids(500, 100);
+    s.view = up_view(4);
+    s.view.stores.get_mut(&StoreId(3)).unwrap().health = Health::Down;
+    s.view.count(rs.iter(), &s.ctl, &s.cfg);
+    for r in &mut rs {
+        // Heartbeat, execute the handed-out step, heartbeat again, until quiet.
+        for _ in 0..10 {
+            let Some(op) = s.on_region_heartbeat(&heartbeat(r, RegionStats::default()), 10) else {
+                break;
+            };
+            execute(r, &[op.step]);
+        }
+        let stores: Vec<u64> = r.region.peers.iter().map(|p| p.store.0).collect();
+        assert!(
+            !stores.contains(&3),
+            "region {} still on store 3: {stores:?}",
+            r.region.id
+        );
+        assert_eq!(stores.len(), 3);
+        assert!(r.region.peers.iter().all(|p| p.role == PeerRole::Voter));
+    }
+    assert_eq!(s.ctl.ended.get("finished"), Some(&6));
+}
+
+#[test]
+fn oversized_region_splits_with_pool_ids_or_waits_for_them() {
+    let rs = routes(1, &[1, 2, 3]);
+    let mut s = Scheduler::new(
+        SchedConfig {
+            split_region_keys: 100,
+            ..cfg()
+        },
+        1,
+    );
+    s.view = up_view(3);
+    s.view.count(rs.iter(), &s.ctl, &s.cfg);
+    let mut mid = rs[0].region.start.clone();
+    mid.push(0x80);
+    let stats = RegionStats {
+        approximate_keys: 101,
+        split_key: Some(mid.clone()),
+        ..RegionStats::default()
+    };
+    // No ids yet: no operator, and the pool asks for some.
+    assert_eq!(
+        s.on_region_heartbeat(&heartbeat(&rs[0], stats.clone()), 10),
+        None
+    );
+    assert!(s.ids.want(10).is_some());
+    s.on_ids(700, 10);
+    let op = s
+        .on_region_heartbeat(&heartbeat(&rs[0], stats.clone()), 10)
+        .unwrap();
+    assert_eq!(
+        op.step,
+        OperatorStep::Split {
+            key: mid.clone(),
+            new_region: RegionId(700),
+            new_peers: vec![PeerId(701), PeerId(702), PeerId(703)],
+        }
+    );
+    // Done once the region ends at the key with a newer version.
+    let mut left = rs[0].clone();
+    left.region.end = mid;
+    left.region.epoch.version += 1;
+    assert_eq!(
+        s.on_region_heartbeat(&heartbeat(&left, RegionStats::default()), 20),
+        None
+    );
+    assert_eq!(s.ctl.ended.get("finished"), Some(&1));
+}
