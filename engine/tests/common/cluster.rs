@@ -91,6 +91,9 @@ impl Cluster {
             TICK_MS.into(),
             "--initial-replicas".into(),
             "3".into(),
+            // Tests drive membership and leadership themselves; the PD's
+            // schedulers would race them.
+            "--no-scheduling".into(),
             "--data-dir".into(),
             pd_dir.path().display().to_string(),
         ]);
@@ -107,7 +110,7 @@ impl Cluster {
             addrs.push(addr);
             dirs.push(dir);
         }
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             _pd: pd,
             pd_addr,
             nodes,
@@ -118,7 +121,19 @@ impl Cluster {
         for &a in &cluster.addrs {
             wait_listening(a, Duration::from_secs(60));
         }
+        cluster.assert_running();
         cluster
+    }
+
+    /// Panics if a node exited (e.g. its port was taken: then another
+    /// process answers on it and the test would run with a node short).
+    pub fn assert_running(&mut self) {
+        std::thread::sleep(Duration::from_millis(200));
+        for (i, p) in self.nodes.iter_mut().enumerate() {
+            if let Some(status) = p.child.try_wait().expect("wait") {
+                panic!("node {i} exited during start-up: {status}");
+            }
+        }
     }
 
     /// The node whose region-1 peer answers a read (the leader), if any.

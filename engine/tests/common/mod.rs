@@ -23,13 +23,15 @@ use std::time::{Duration, Instant};
 /// Socket operations in tests give up after this long.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Finds `n` consecutive free loopback ports.
+/// Finds `n` consecutive free loopback ports, below the kernel's ephemeral
+/// range (32768 and up by default), so that no outgoing connection can
+/// take one between this check and the node's bind.
 pub fn free_ports(n: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 2_000) as u16 * 10;
+    let base = (std::process::id() % 1_200) as u16 * 10;
     loop {
         let offset = NEXT.fetch_add(n + 1, Ordering::Relaxed);
-        let start = base.wrapping_add(offset) % 40_000 + 20_000;
+        let start = base.wrapping_add(offset) % 12_000 + 20_000;
         let all_free =
             (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", start + i)).is_ok());
         if all_free {
