@@ -36,6 +36,12 @@ pub enum StoreCommand {
         /// The store id.
         id: u64,
     },
+    /// Drain a store: it goes Offline, the PD moves its replicas to other
+    /// stores, then it becomes a Tombstone.
+    Delete {
+        /// The store id.
+        id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,7 +115,10 @@ pub enum RegionCommand {
 pub async fn run(args: &CtlArgs, c: &Codec) -> Result<Option<ExitCode>, String> {
     if !matches!(
         args.command,
-        CtlCommand::Member(_) | CtlCommand::Store(_) | CtlCommand::Region(_)
+        CtlCommand::Member(_)
+            | CtlCommand::Store(_)
+            | CtlCommand::Region(_)
+            | CtlCommand::Operator(_)
     ) {
         return Ok(None);
     }
@@ -137,6 +146,10 @@ pub async fn run(args: &CtlArgs, c: &Codec) -> Result<Option<ExitCode>, String> 
         e => e.to_string(),
     };
     let code = match &args.command {
+        CtlCommand::Operator(cmd) => super::operator::run_operator(&pd, c, args.json, cmd).await?,
+        CtlCommand::Store(StoreCommand::Delete { id }) => {
+            super::operator::delete_store(&pd, args.json, *id).await?
+        }
         CtlCommand::Member(MemberCommand::List) => {
             let (members, leader) = pd.get_members().await.map_err(err)?;
             if args.json {

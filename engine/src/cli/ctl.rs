@@ -109,6 +109,9 @@ pub enum CtlCommand {
     /// Regions as the PD knows them (range, epoch, peers, leader).
     #[command(subcommand)]
     Region(super::admin::RegionCommand),
+    /// The PD's scheduling operators (admin).
+    #[command(subcommand)]
+    Operator(super::operator::OperatorCommand),
 }
 
 /// Runs a ctl command.
@@ -291,7 +294,10 @@ async fn run_async(args: &CtlArgs) -> Result<ExitCode, String> {
             print_ok(args.json);
             Ok(ExitCode::SUCCESS)
         }
-        CtlCommand::Member(_) | CtlCommand::Store(_) | CtlCommand::Region(_) => {
+        CtlCommand::Member(_)
+        | CtlCommand::Store(_)
+        | CtlCommand::Region(_)
+        | CtlCommand::Operator(_) => {
             unreachable!("admin commands are run by admin::run")
         }
     }
