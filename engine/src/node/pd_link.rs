@@ -15,9 +15,19 @@
 //! current-thread tokio runtime) refreshes the book every `STORE_BOOK_MS`
 //! (and at once) and hands a changed one to every shard
 //! (`ShardMsg::Stores`), asks every shard what it hosts over the shard
-//! inboxes, sends a store heartbeat every `STORE_HEARTBEAT_MS` and a region
-//! heartbeat for every region led here when it changes or every
-//! `REGION_HEARTBEAT_MS`.
+//! inboxes, sends a store heartbeat every `STORE_HEARTBEAT_MS` (with each
+//! shard's region and leader counts and busy time) and region heartbeats
+//! for the regions led here (size, keys and a split key from the LSM's
+//! block indexes; load since the region's last report). A region is
+//! reported at the next poll when its epoch or term changed, every
+//! `REGION_OPERATOR_HEARTBEAT_MS` while the PD hands it operator steps,
+//! every `REGION_STATS_HEARTBEAT_MS` while its load or size changes, and
+//! every `REGION_HEARTBEAT_MS` otherwise; at most
+//! `REGION_HEARTBEATS_PER_POLL_MAX` per poll, most urgent first (many
+//! regions never flood the PD: past the cap, reports only come later). An
+//! operator in a heartbeat's answer goes to the shard hosting the region
+//! (`ShardMsg::Operator`, never waiting: a full inbox drops it and the PD
+//! sends it again).
 //!
 //! Invariants: no shard thread ever waits on the PD (shards answer a
 //! `ShardMsg::Report` from memory and receive the book with `try_send`; the
@@ -29,13 +39,14 @@
 
 use super::identity::{self, HostedRegion, Identity};
 use crate::config::NodeConfig;
-use crate::shard::{Inbox, ShardMsg, ShardReport, StoreBook};
+use crate::shard::region_handle::RegionLoad;
+use crate::shard::{Inbox, RegionReport, ShardMsg, ShardReport, StoreBook};
 use golem_core::region::{PeerMeta, RegionMeta};
 use golem_pd::client::{JoinProgress, Joined, PdClient, PdClientConfig, PdClientError};
 use golem_wire::pd::{
     Peer, PeerRole, Region, RegionHeartbeat, RegionStats, ShardLoad, Store, StoreInfo, StoreStats,
 };
-use golem_wire::{ClusterId, GolemError, RegionEpoch, RegionId, StoreId};
+use golem_wire::{ClusterId, GolemError, RegionEpoch, RegionId, ShardId, StoreId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,6 +57,16 @@ use std::time::{Duration, Instant};
 pub const STORE_HEARTBEAT_MS: u64 = 5_000;
 /// A region led here is reported at least this often, in ms.
 pub const REGION_HEARTBEAT_MS: u64 = 10_000;
+/// A region whose load or approximate size changed is reported this often,
+/// in ms (the PD's load and size views lag by about this much).
+pub const REGION_STATS_HEARTBEAT_MS: u64 = 2_000;
+/// A region the PD answered with an operator step is reported this often
+/// until it answers without one, in ms: the PD sees a step done (and hands
+/// out the next) or re-sends a busy one at this pace.
+pub const REGION_OPERATOR_HEARTBEAT_MS: u64 = 1_000;
+/// Most region heartbeats per poll (each is one PD round trip; at
+/// `POLL_MS` = 500 that is at most 512 per second from one node).
+pub const REGION_HEARTBEATS_PER_POLL_MAX: usize = 256;
 /// How often the link looks for changed regions, in ms.
 pub const POLL_MS: u64 = 500;
 /// Budget of one PD call from the link, retries included, in ms.
@@ -337,11 +358,89 @@ pub fn store_book(stores: &[StoreInfo]) -> StoreBook {
 }
 
 /// What was last reported for a region.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Reported {
     epoch: RegionEpoch,
     term: u64,
     at: Instant,
+    /// The region's cumulative load then (the next report sends the
+    /// difference).
+    load: RegionLoad,
+    /// Approximate bytes and keys then.
+    size: (u64, u64),
+    /// Whether the PD answered with an operator step.
+    operator: bool,
+}
+
+impl Reported {
+    fn of(r: &RegionReport, at: Instant, operator: bool) -> Reported {
+        Reported {
+            epoch: r.meta.epoch,
+            term: r.term,
+            at,
+            load: r.load,
+            size: size_of(r),
+            operator,
+        }
+    }
+}
+
+fn size_of(r: &RegionReport) -> (u64, u64) {
+    r.estimate.as_ref().map_or((0, 0), |e| (e.bytes, e.keys))
+}
+
+/// Why a region's heartbeat is due, most urgent first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// Never reported by this link, or a new epoch or term.
+    Changed,
+    /// The PD is handing out operator steps for it.
+    Operator,
+    /// Its load or approximate size changed.
+    Stats,
+    /// `REGION_HEARTBEAT_MS` without a report.
+    Periodic,
+}
+
+/// Whether leader report `r` is due at `now`, given the last report.
+fn due(prev: Option<&Reported>, r: &RegionReport, now: Instant) -> Option<Due> {
+    let Some(p) = prev else {
+        return Some(Due::Changed);
+    };
+    if p.epoch != r.meta.epoch || p.term != r.term {
+        return Some(Due::Changed);
+    }
+    let since = now.saturating_duration_since(p.at);
+    if p.operator && since >= Duration::from_millis(REGION_OPERATOR_HEARTBEAT_MS) {
+        return Some(Due::Operator);
+    }
+    if since >= Duration::from_millis(REGION_STATS_HEARTBEAT_MS)
+        && (p.load != r.load || p.size != size_of(r))
+    {
+        return Some(Due::Stats);
+    }
+    (since >= Duration::from_millis(REGION_HEARTBEAT_MS)).then_some(Due::Periodic)
+}
+
+/// The leader reports due at `now`, most urgent (then least recently
+/// reported) first, at most `REGION_HEARTBEATS_PER_POLL_MAX`.
+fn due_reports<'a>(
+    reports: &'a [ShardReport],
+    reported: &HashMap<RegionId, Reported>,
+    now: Instant,
+) -> Vec<(ShardId, &'a RegionReport)> {
+    let mut due_now: Vec<(Due, Option<Instant>, ShardId, &RegionReport)> = reports
+        .iter()
+        .flat_map(|s| s.regions.iter().map(move |r| (s.shard, r)))
+        .filter(|(_, r)| r.is_leader)
+        .filter_map(|(shard, r)| {
+            let prev = reported.get(&r.meta.id);
+            due(prev, r, now).map(|d| (d, prev.map(|p| p.at), shard, r))
+        })
+        .collect();
+    due_now.sort_by_key(|(d, at, _, _)| (*d, *at));
+    due_now.truncate(REGION_HEARTBEATS_PER_POLL_MAX);
+    due_now.into_iter().map(|(_, _, s, r)| (s, r)).collect()
 }
 
 impl PdLink {
@@ -413,6 +512,7 @@ async fn heartbeats(
     stop: &AtomicBool,
 ) {
     let mut reported: HashMap<RegionId, Reported> = HashMap::new();
+    let mut last_store_hb = StoreHbState::default();
     let mut next_store_hb = Instant::now();
     let mut next_book = Instant::now();
     let mut failing = false;
@@ -446,54 +546,43 @@ async fn heartbeats(
             Vec::new()
         };
         if result.is_ok() && now >= next_store_hb {
-            let stats = store_stats(cfg, &reports);
+            let stats = store_stats(cfg, &reports, &mut last_store_hb);
             result = client.store_heartbeat(identity.store, stats).await;
             if result.is_ok() {
                 next_store_hb = now + Duration::from_millis(STORE_HEARTBEAT_MS);
             }
         }
-        for shard in &reports {
-            if result.is_err() {
-                break;
-            }
-            for r in shard.regions.iter().filter(|r| r.is_leader) {
-                let due = reported.get(&r.meta.id).is_none_or(|p| {
-                    p.epoch != r.meta.epoch
-                        || p.term != r.term
-                        || now.duration_since(p.at) >= Duration::from_millis(REGION_HEARTBEAT_MS)
-                });
-                if !due {
-                    continue;
-                }
-                let hb = region_heartbeat(r);
+        if result.is_ok() {
+            for (shard, r) in due_reports(&reports, &reported, now) {
+                let hb = region_heartbeat(r, reported.get(&r.meta.id), now);
                 match client.region_heartbeat(hb).await {
-                    Ok(_operator) => {
-                        reported.insert(
-                            r.meta.id,
-                            Reported {
-                                epoch: r.meta.epoch,
-                                term: r.term,
-                                at: now,
-                            },
-                        );
+                    Ok(operator) => {
+                        let has_operator = operator.is_some();
+                        if let Some(op) = operator {
+                            deliver_operator(inboxes, shard, op);
+                        }
+                        reported.insert(r.meta.id, Reported::of(r, now, has_operator));
                     }
                     Err(PdClientError::Server(e)) => {
                         // A stale epoch or a refused report: log, try later.
                         tracing::warn!(region = %r.meta.id, error = %e, "region heartbeat refused");
-                        reported.insert(
-                            r.meta.id,
-                            Reported {
-                                epoch: r.meta.epoch,
-                                term: r.term,
-                                at: now,
-                            },
-                        );
+                        reported.insert(r.meta.id, Reported::of(r, now, false));
                     }
                     Err(e) => {
                         result = Err(e);
                         break;
                     }
                 }
+            }
+            // Forget regions no longer led here (all shards answered).
+            if reports.len() == inboxes.len() && reported.len() > REGION_HEARTBEATS_PER_POLL_MAX {
+                let led: std::collections::HashSet<RegionId> = reports
+                    .iter()
+                    .flat_map(|s| s.regions.iter())
+                    .filter(|r| r.is_leader)
+                    .map(|r| r.meta.id)
+                    .collect();
+                reported.retain(|id, _| led.contains(id));
             }
         }
         match result {
@@ -516,7 +605,8 @@ async fn heartbeats(
     }
 }
 
-/// Asks every shard what it hosts (shards answer from memory).
+/// Asks every shard what it hosts (shards answer from memory and the
+/// LSM's block indexes).
 async fn collect(inboxes: &[Inbox]) -> Vec<ShardReport> {
     let mut out = Vec::with_capacity(inboxes.len());
     for inbox in inboxes {
@@ -532,7 +622,19 @@ async fn collect(inboxes: &[Inbox]) -> Vec<ShardReport> {
     out
 }
 
-fn region_heartbeat(r: &crate::shard::RegionReport) -> RegionHeartbeat {
+/// Hands an operator to the shard hosting its region, never waiting: a
+/// full or closed inbox drops it (the PD sends it again).
+fn deliver_operator(inboxes: &[Inbox], shard: ShardId, op: golem_wire::pd::Operator) {
+    let Some(inbox) = inboxes.get(shard.get() as usize) else {
+        return;
+    };
+    let (id, region) = (op.id, op.region);
+    if inbox.try_send(ShardMsg::Operator(op)).is_err() {
+        tracing::debug!(operator = id, %region, %shard, "shard inbox full; operator dropped (the PD re-sends it)");
+    }
+}
+
+fn region_heartbeat(r: &RegionReport, prev: Option<&Reported>, now: Instant) -> RegionHeartbeat {
     let region = Region {
         id: r.meta.id,
         start: r.meta.start.clone(),
@@ -560,31 +662,101 @@ fn region_heartbeat(r: &crate::shard::RegionReport) -> RegionHeartbeat {
         region,
         leader: r.peer,
         term: r.term,
-        stats: RegionStats {
-            approximate_size_bytes: r.bytes,
-            ..RegionStats::default()
-        },
+        stats: region_stats(r, prev, now),
     }
 }
 
-fn store_stats(cfg: &NodeConfig, reports: &[ShardReport]) -> StoreStats {
+/// A region's stats: its size estimate, and its load since the previous
+/// report (none in a first report: `interval_ms` 0).
+fn region_stats(r: &RegionReport, prev: Option<&Reported>, now: Instant) -> RegionStats {
+    let (load, interval_ms) = match prev {
+        Some(p) => (
+            r.load.since(&p.load),
+            now.saturating_duration_since(p.at)
+                .as_millis()
+                .min(u32::MAX as u128) as u32,
+        ),
+        None => (RegionLoad::default(), 0),
+    };
+    let (approximate_size_bytes, approximate_keys) = size_of(r);
+    RegionStats {
+        approximate_size_bytes,
+        approximate_keys,
+        read_bytes: load.read_bytes,
+        read_keys: load.read_keys,
+        written_bytes: load.written_bytes,
+        written_keys: load.written_keys,
+        interval_ms,
+        split_key: r.estimate.as_ref().and_then(|e| e.middle_key.clone()),
+    }
+}
+
+/// What the previous store heartbeat saw: each shard's CPU time, and the
+/// store's total load.
+#[derive(Default)]
+struct StoreHbState {
+    cpu: HashMap<ShardId, (u64, Instant)>,
+    load: Option<(RegionLoad, Instant)>,
+}
+
+/// Busy time in thousandths of the wall time between two CPU readings.
+fn busy_permille(before: (u64, Instant), after: (u64, Instant)) -> u16 {
+    let wall = after.1.saturating_duration_since(before.1).as_nanos();
+    if wall == 0 {
+        return 0;
+    }
+    let busy = u128::from(after.0.saturating_sub(before.0));
+    (busy * 1000 / wall).min(1000) as u16
+}
+
+fn store_stats(cfg: &NodeConfig, reports: &[ShardReport], last: &mut StoreHbState) -> StoreStats {
     let shards: Vec<ShardLoad> = reports
         .iter()
-        .map(|s| ShardLoad {
-            shard: s.shard,
-            region_count: s.regions.len() as u32,
-            leader_count: s.regions.iter().filter(|r| r.is_leader).count() as u32,
-            busy_permille: 0,
+        .map(|s| {
+            let now = (s.cpu_ns, s.at);
+            let busy = last
+                .cpu
+                .insert(s.shard, now)
+                .map_or(0, |before| busy_permille(before, now));
+            ShardLoad {
+                shard: s.shard,
+                region_count: s.regions.len() as u32,
+                leader_count: s.regions.iter().filter(|r| r.is_leader).count() as u32,
+                busy_permille: busy,
+            }
         })
         .collect();
+    // The store's load: the sum over its regions' counters (a region that
+    // left takes its counts with it; the difference then undercounts).
+    let total =
+        reports
+            .iter()
+            .flat_map(|s| s.regions.iter())
+            .fold(RegionLoad::default(), |mut t, r| {
+                t.read_bytes += r.load.read_bytes;
+                t.written_bytes += r.load.written_bytes;
+                t
+            });
+    let now = Instant::now();
+    let (read_bytes_per_sec, written_bytes_per_sec) = match last.load.replace((total, now)) {
+        Some((before, at)) => {
+            let ms = now.saturating_duration_since(at).as_millis().max(1) as u64;
+            let per_sec = |now: u64, then: u64| now.saturating_sub(then).saturating_mul(1000) / ms;
+            (
+                per_sec(total.read_bytes, before.read_bytes),
+                per_sec(total.written_bytes, before.written_bytes),
+            )
+        }
+        None => (0, 0),
+    };
     let (capacity_bytes, available) = disk_space(&cfg.data_dir).unwrap_or((0, 0));
     StoreStats {
         capacity_bytes,
         used_bytes: capacity_bytes.saturating_sub(available),
         region_count: shards.iter().map(|s| s.region_count).sum(),
         leader_count: shards.iter().map(|s| s.leader_count).sum(),
-        read_bytes_per_sec: 0,
-        written_bytes_per_sec: 0,
+        read_bytes_per_sec,
+        written_bytes_per_sec,
         shards,
     }
 }
@@ -604,3 +776,6 @@ fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
     let frsize = st.f_frsize as u64;
     Some((st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize))
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@
 pub mod directory;
 pub mod exec;
 pub mod fetch;
+pub mod operator;
 pub mod raft_loop;
 pub mod region_handle;
 pub mod snapshot;
@@ -62,6 +63,10 @@ pub enum ShardMsg {
     /// Another shard placed, re-ranged (`Some`) or dropped (`None`) one of
     /// this node's regions.
     Placements(Vec<PlacementChange>),
+    /// The PD's operator for a region of this shard (from the PD link,
+    /// which got it in a region heartbeat's answer): run its step if this
+    /// shard leads the region at the operator's epoch (`operator.rs`).
+    Operator(golem_wire::pd::Operator),
 }
 
 /// Store id → the address of its shard 0 (shard `j` listens on that port
@@ -73,6 +78,10 @@ pub type StoreBook = HashMap<golem_wire::StoreId, std::net::SocketAddr>;
 pub struct ShardReport {
     pub shard: ShardId,
     pub regions: Vec<RegionReport>,
+    /// CPU time the shard's thread has used since it started, in ns (its
+    /// busy time: the executor parks when idle), and when it was read.
+    pub cpu_ns: u64,
+    pub at: std::time::Instant,
 }
 
 /// One hosted region as its peer sees it.
@@ -83,9 +92,12 @@ pub struct RegionReport {
     pub peer: golem_wire::PeerId,
     pub is_leader: bool,
     pub term: u64,
-    /// Approximate bytes of the region's data in the shard's segments
-    /// (from block indexes: no data is read).
-    pub bytes: u64,
+    /// A leader's size estimate of the region's data in the shard's
+    /// segments (block indexes only, cached between segment changes);
+    /// `None` for a follower (the PD hears from leaders only).
+    pub estimate: Option<Arc<golem_lsm::RangeEstimate>>,
+    /// Load served as leader, cumulative (see `RegionLoad`).
+    pub load: region_handle::RegionLoad,
 }
 
 /// A placement change for other shards' directories.
@@ -126,6 +138,8 @@ pub struct Shard {
     pub tombstones: RefCell<HashMap<RegionId, golem_wire::PeerId>>,
     /// Regions the raft loop visits next pass (see `RegionHandle::poke`).
     pub active: Rc<region_handle::ActiveSet>,
+    /// The PD's operator steps running on this shard's regions.
+    pub operators: operator::Operators,
     /// Placement changes not yet sent to each shard (index: shard).
     placement_out: RefCell<Vec<Vec<PlacementChange>>>,
     connections: Cell<usize>,
@@ -209,6 +223,7 @@ impl Shard {
         self.regions.borrow_mut().remove(&id);
         self.regions_gen.set(self.regions_gen.get() + 1);
         self.snapshots.forget(id);
+        self.operators.forget(id);
         self.broadcast(id, None);
     }
 
@@ -334,6 +349,7 @@ pub async fn run(start: ShardStart) {
         notify: notify.clone(),
         placement_out: RefCell::new(vec![Vec::new(); cfg.shards as usize]),
         active: Rc::new(RefCell::new(std::collections::HashSet::new())),
+        operators: operator::Operators::default(),
         tombstones: RefCell::new(HashMap::new()),
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),
@@ -649,34 +665,9 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
                 .detach();
             }
             ShardMsg::Report { reply } => {
-                let mut store = shard.store.borrow_mut();
-                let regions = shard
-                    .regions
-                    .borrow()
-                    .values()
-                    .filter(|r| r.peer.borrow().is_initialized())
-                    .map(|r| {
-                        let p = r.peer.borrow();
-                        let meta = p.meta();
-                        RegionReport {
-                            meta: meta.clone(),
-                            peer: p.config().peer,
-                            is_leader: p.is_leader(),
-                            term: p.term().0,
-                            bytes: golem_lsm::Lsm::approximate_bytes(
-                                &mut store,
-                                &meta.start,
-                                &meta.end,
-                            ),
-                        }
-                    })
-                    .collect();
-                drop(store);
-                let _ = reply.send(ShardReport {
-                    shard: shard.id,
-                    regions,
-                });
+                let _ = reply.send(report(&shard));
             }
+            ShardMsg::Operator(op) => operator::start(&shard, op),
             ShardMsg::Stores(book) => {
                 *shard.stores.borrow_mut() = book;
             }
@@ -688,4 +679,48 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
             ShardMsg::Raft(msgs) => transport::deliver(&shard, msgs),
         }
     }
+}
+
+/// What this shard hosts, from memory and the LSM's block indexes (for
+/// leaders, recomputed only when its segments or the region changed).
+fn report(shard: &Shard) -> ShardReport {
+    let mut store = shard.store.borrow_mut();
+    let regions = shard
+        .regions
+        .borrow()
+        .values()
+        .filter(|r| r.peer.borrow().is_initialized())
+        .map(|r| {
+            let (meta, peer, is_leader, term) = {
+                let p = r.peer.borrow();
+                (p.meta().clone(), p.config().peer, p.is_leader(), p.term().0)
+            };
+            RegionReport {
+                meta,
+                peer,
+                is_leader,
+                term,
+                estimate: is_leader.then(|| r.estimate(&mut store)),
+                load: r.load(),
+            }
+        })
+        .collect();
+    ShardReport {
+        shard: shard.id,
+        regions,
+        cpu_ns: thread_cpu_ns(),
+        at: std::time::Instant::now(),
+    }
+}
+
+/// CPU time of the calling thread, in ns (0 if the clock is unavailable).
+fn thread_cpu_ns() -> u64 {
+    // SAFETY: timespec is plain data; zeroed is a valid value.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid out pointer for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

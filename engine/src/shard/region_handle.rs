@@ -23,6 +23,35 @@ pub type ActiveSet = RefCell<HashSet<golem_wire::RegionId>>;
 /// Result of a request against a region.
 pub type RegionResult = Result<ResponseBody, GolemError>;
 
+/// Load a leader served for the PD's schedulers: cumulative since the
+/// handle was created (the PD link reports differences).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegionLoad {
+    pub read_bytes: u64,
+    pub read_keys: u64,
+    pub written_bytes: u64,
+    pub written_keys: u64,
+}
+
+impl RegionLoad {
+    /// The load since `earlier` (a counter below its earlier value comes
+    /// from a new handle: all of it is new).
+    pub fn since(&self, earlier: &RegionLoad) -> RegionLoad {
+        let d = |now: u64, then: u64| if now >= then { now - then } else { now };
+        RegionLoad {
+            read_bytes: d(self.read_bytes, earlier.read_bytes),
+            read_keys: d(self.read_keys, earlier.read_keys),
+            written_bytes: d(self.written_bytes, earlier.written_bytes),
+            written_keys: d(self.written_keys, earlier.written_keys),
+        }
+    }
+}
+
+/// A size estimate of the region's data, valid while the LSM's segment
+/// set and the region's range are what they were: `(segments generation,
+/// epoch version, estimate)`.
+type CachedEstimate = (u64, u64, std::sync::Arc<golem_lsm::RangeEstimate>);
+
 /// A read waiting for its batch's read-index round.
 type ReadWaiter = (u64, oneshot::Sender<Result<(), GolemError>>);
 
@@ -65,6 +94,10 @@ pub struct RegionHandle {
     /// grants no vote, since it may have acknowledged a leader's lease
     /// round before a crash and no longer remembers it.
     started: Instant,
+    /// Reads served and writes proposed here (a few adds per request).
+    load: Cell<RegionLoad>,
+    /// The last size estimate (see `estimate`).
+    estimate: RefCell<Option<CachedEstimate>>,
 }
 
 impl std::fmt::Debug for RegionHandle {
@@ -102,6 +135,8 @@ impl RegionHandle {
             lease_duration,
             learned: RefCell::new(HashMap::new()),
             started: Instant::now(),
+            load: Cell::new(RegionLoad::default()),
+            estimate: RefCell::new(None),
         })
     }
 
@@ -286,12 +321,40 @@ impl RegionHandle {
         self.raft_loop.notify();
     }
 
+    /// Load counted since this handle was created.
+    pub fn load(&self) -> RegionLoad {
+        self.load.get()
+    }
+
+    /// Bytes, keys and a middle key of the region's data in the shard's
+    /// segments (`Lsm::estimate_range`: block indexes only), recomputed
+    /// only when the segment set or the region's range changed.
+    pub fn estimate(&self, store: &mut Lsm) -> std::sync::Arc<golem_lsm::RangeEstimate> {
+        let generation = store.segments_generation();
+        let peer = self.peer.borrow();
+        let meta = peer.meta();
+        let version = meta.epoch.version;
+        if let Some((g, v, e)) = &*self.estimate.borrow() {
+            if *g == generation && *v == version {
+                return e.clone();
+            }
+        }
+        let e = std::sync::Arc::new(store.estimate_range(&meta.start, &meta.end));
+        *self.estimate.borrow_mut() = Some((generation, version, e.clone()));
+        e
+    }
+
     /// Proposes a write and waits until it is durable and applied.
     pub async fn write(&self, body: RequestBody) -> RegionResult {
         let token = self.next_token.get();
         self.next_token.set(token + 1);
         let (tx, rx) = oneshot::channel();
+        let (keys, bytes) = written(&body);
         self.peer.borrow_mut().propose(body, token)?;
+        let mut load = self.load.get();
+        load.written_keys += keys;
+        load.written_bytes += bytes;
+        self.load.set(load);
         self.waiters.borrow_mut().insert(token, tx);
         self.poke();
         // Dropped unanswered (the shard stopped): the entry was proposed
@@ -302,7 +365,15 @@ impl RegionHandle {
 
     /// Serves a read from the applied state.
     pub fn read(&self, body: &RequestBody) -> RegionResult {
-        self.peer.borrow().read(body, &mut *self.store.borrow_mut())
+        let result = self.peer.borrow().read(body, &mut *self.store.borrow_mut());
+        if let Ok(resp) = &result {
+            let (keys, bytes) = read(body, resp);
+            let mut load = self.load.get();
+            load.read_keys += keys;
+            load.read_bytes += bytes;
+            self.load.set(load);
+        }
+        result
     }
 
     /// Steps a Raft message from another peer into this region's peer, if
@@ -378,5 +449,47 @@ impl RegionHandle {
             // The requester may have gone (connection closed): nothing to do.
             let _ = tx.send(result);
         }
+    }
+}
+
+/// Keys and bytes (keys and values) a write request writes.
+fn written(body: &RequestBody) -> (u64, u64) {
+    let len = |v: &[u8]| v.len() as u64;
+    match body {
+        RequestBody::Put { key, value } => (1, len(key) + len(value)),
+        RequestBody::Delete { key } => (1, len(key)),
+        RequestBody::CompareAndSwap { key, new_value, .. } => {
+            (1, len(key) + new_value.as_deref().map_or(0, len))
+        }
+        RequestBody::BatchWrite { ops } => (
+            ops.len() as u64,
+            ops.iter()
+                .map(|op| match op {
+                    golem_wire::WriteOp::Put { key, value } => len(key) + len(value),
+                    golem_wire::WriteOp::Delete { key } => len(key),
+                })
+                .sum(),
+        ),
+        _ => (0, 0),
+    }
+}
+
+/// Keys and bytes (keys and values) a read returned.
+fn read(body: &RequestBody, resp: &ResponseBody) -> (u64, u64) {
+    let len = |v: &[u8]| v.len() as u64;
+    match (body, resp) {
+        (RequestBody::Get { key }, ResponseBody::Get { value }) => {
+            (1, len(key) + value.as_deref().map_or(0, len))
+        }
+        (RequestBody::Scan { .. }, ResponseBody::Scan { pairs, .. }) => (
+            pairs.len() as u64,
+            pairs.iter().map(|p| len(&p.key) + len(&p.value)).sum(),
+        ),
+        (RequestBody::BatchGet { keys }, ResponseBody::BatchGet { values }) => (
+            keys.len() as u64,
+            keys.iter().map(|k| len(k)).sum::<u64>()
+                + values.iter().flatten().map(|v| len(v)).sum::<u64>(),
+        ),
+        _ => (0, 0),
     }
 }
