@@ -79,11 +79,19 @@ impl Cluster {
 
     /// A cluster whose nodes all get `extra` flags too.
     pub fn start_with(extra: &[&str]) -> Cluster {
+        // Tests drive membership and leadership themselves; the PD's
+        // schedulers would race them.
+        Cluster::start_scheduling(&["--no-scheduling"], extra)
+    }
+
+    /// A cluster whose PD gets `pd_extra` flags (without
+    /// `--no-scheduling`, its schedulers run) and whose nodes get `extra`.
+    pub fn start_scheduling(pd_extra: &[&str], extra: &[&str]) -> Cluster {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let pd_port = free_ports(1);
         let pd_addr = format!("127.0.0.1:{pd_port}");
         let pd_dir = tempfile::tempdir().unwrap();
-        let pd = Proc::spawn(vec![
+        let mut pd_args: Vec<String> = vec![
             "pd".into(),
             "--listen".into(),
             pd_addr.clone(),
@@ -91,12 +99,11 @@ impl Cluster {
             TICK_MS.into(),
             "--initial-replicas".into(),
             "3".into(),
-            // Tests drive membership and leadership themselves; the PD's
-            // schedulers would race them.
-            "--no-scheduling".into(),
             "--data-dir".into(),
             pd_dir.path().display().to_string(),
-        ]);
+        ];
+        pd_args.extend(pd_extra.iter().map(|s| s.to_string()));
+        let pd = Proc::spawn(pd_args);
         let mut dirs = vec![pd_dir];
         let mut nodes = Vec::new();
         let mut addrs = Vec::new();
