@@ -108,6 +108,10 @@ pub struct RegionMessage {
     pub from_peer: PeerId,
     pub to_peer: PeerId,
     pub message: RaftMessage,
+    /// Set by a current member, at `epoch`, answering a peer that is no
+    /// longer in the region: the receiving replica is stale and destroys
+    /// itself (`message` is then empty and not stepped).
+    pub gc: bool,
 }
 
 /// Node shard → node shard: region Raft messages, batched per destination

@@ -136,6 +136,18 @@ pub struct Shard {
     /// Messages to that peer are dropped (never re-created); the WAL keeps
     /// a `Tombstone` record of each (re-written before old segments go).
     pub tombstones: RefCell<HashMap<RegionId, golem_wire::PeerId>>,
+    /// Stale-replica notices to send (store, shard, message): see
+    /// `transport::deliver`.
+    pub gc_notices: RefCell<
+        Vec<(
+            golem_wire::StoreId,
+            ShardId,
+            golem_wire::raft::RegionMessage,
+        )>,
+    >,
+    /// Replicas told they are no longer members: the raft loop destroys
+    /// them (data range deleted, tombstone written).
+    pub doomed: RefCell<std::collections::HashSet<RegionId>>,
     /// Regions the raft loop visits next pass (see `RegionHandle::poke`).
     pub active: Rc<region_handle::ActiveSet>,
     /// The PD's operator steps running on this shard's regions.
@@ -351,6 +363,8 @@ pub async fn run(start: ShardStart) {
         active: Rc::new(RefCell::new(std::collections::HashSet::new())),
         operators: operator::Operators::default(),
         tombstones: RefCell::new(HashMap::new()),
+        gc_notices: RefCell::new(Vec::new()),
+        doomed: RefCell::new(std::collections::HashSet::new()),
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),
     });

@@ -112,6 +112,7 @@ pub async fn run(
     let mut handover_deadline: Option<Instant> = None;
     loop {
         shard.flush_placements();
+        shell.transport.send_gc_notices();
         if regions_gen != Some(shard.regions_gen.get()) {
             regions_gen = Some(shard.regions_gen.get());
             regions = shard.regions.borrow().values().cloned().collect();
@@ -286,6 +287,35 @@ pub async fn run(
                     shard.announce(id);
                 }
             }
+        }
+        // Replicas a member told they were removed while they were away:
+        // delete their range, then the same tombstone as below.
+        let doomed: Vec<RegionId> = shard.doomed.borrow_mut().drain().collect();
+        for id in doomed {
+            if is_installing_id(&installing, id) {
+                shard.doomed.borrow_mut().insert(id);
+                continue;
+            }
+            let Some(r) = shard.regions.borrow().get(&id).cloned() else {
+                continue;
+            };
+            let p = r.peer.borrow();
+            if p.is_initialized() {
+                let mut batch = golem_lsm::WriteBatch::new();
+                batch.delete_range(p.meta().start.clone(), p.meta().end.clone());
+                let at = (id, p.applied_index());
+                match shell.store.borrow_mut().apply(batch, at) {
+                    Ok(()) => {}
+                    Err(golem_lsm::LsmError::WriteStall { .. }) => {
+                        shard.doomed.borrow_mut().insert(id);
+                        stalled = true;
+                        continue;
+                    }
+                    Err(e) => fail_stop("deleting a stale replica's data", &e.to_string()),
+                }
+            }
+            drop(p);
+            removed.push(id);
         }
         for id in removed {
             // Its data went with the entry that removed it; the tombstone

@@ -575,6 +575,7 @@ async fn stream(
             to_shard: to.shard,
             from_store: shard.identity.store,
             from_shard: shard.id,
+            gc: false,
             from_peer: PeerId(msg.from),
             to_peer: to.id,
             message: message_to_wire(msg),

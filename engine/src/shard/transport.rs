@@ -40,6 +40,9 @@ use std::time::Duration;
 /// Regions (initialized or not) one shard hosts at most: a message for a
 /// new region beyond it creates nothing.
 pub const REGIONS_PER_SHARD_MAX: usize = 1_000_000;
+/// Stale-replica notices queued per raft-loop pass at most (stale peers
+/// retry, so dropping more is harmless).
+pub const GC_NOTICES_MAX: usize = 1024;
 /// Messages queued for one destination shard at most; more are dropped.
 pub const QUEUE_MESSAGES_MAX: usize = 8192;
 /// Encoded message bytes per `RaftBatch` frame at most (one message may
@@ -106,6 +109,7 @@ impl Transport {
                 to_shard: to.shard,
                 from_store: me,
                 from_shard: self.shard.id,
+                gc: false,
                 from_peer: PeerId(m.from),
                 to_peer: to.id,
                 message: message_to_wire(&m),
@@ -123,6 +127,20 @@ impl Transport {
         }
         for (shard, batch) in other_shards {
             forward(&self.shard, shard, batch);
+        }
+    }
+
+    /// Sends the stale-replica notices `deliver` queued (see `deliver`).
+    pub fn send_gc_notices(self: &Rc<Self>) {
+        let notices = std::mem::take(&mut *self.shard.gc_notices.borrow_mut());
+        for (store, to_shard, rm) in notices {
+            if store != self.shard.identity.store {
+                self.enqueue(store, to_shard, rm);
+            } else if to_shard == self.shard.id {
+                deliver(&self.shard, vec![rm]);
+            } else {
+                forward(&self.shard, to_shard, vec![rm]);
+            }
         }
     }
 
@@ -148,7 +166,13 @@ impl Transport {
     }
 }
 
-/// Steps messages addressed to this shard's peers. A leader's message to
+/// Steps messages addressed to this shard's peers. A message from a peer
+/// that is no longer a member (its epoch's `conf_ver` is older than ours
+/// and our metadata does not list it) is answered with a `gc` notice
+/// (TiKV's tombstone message): a removed replica that never applied its
+/// removal learns it and destroys itself. A `gc` notice from a member at a
+/// newer `conf_ver` marks the addressed replica for destruction (the raft
+/// loop deletes its data and writes its tombstone). A leader's message to
 /// a region this shard does not host yet (a heartbeat of a peer it has not
 /// replicated anything to, or a snapshot) creates an uninitialized replica
 /// (`RegionPeer::uninitialized`), which then receives a snapshot; other
@@ -171,7 +195,47 @@ pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
             tracing::debug!(region = %rm.region, peer = %rm.to_peer, "raft message to a removed replica dropped");
             continue;
         }
+        if rm.gc {
+            let doomed = shard.regions.borrow().get(&rm.region).is_some_and(|r| {
+                let p = r.peer.borrow();
+                p.config().peer == rm.to_peer
+                    && (!p.is_initialized() || p.meta().epoch.conf_ver < rm.epoch.conf_ver)
+            });
+            if doomed {
+                tracing::info!(region = %rm.region, peer = %rm.to_peer, from = %rm.from_peer, conf_ver = rm.epoch.conf_ver, "this replica is no longer a member: destroying it");
+                shard.doomed.borrow_mut().insert(rm.region);
+                shard.notify.notify();
+            }
+            continue;
+        }
         let region = shard.regions.borrow().get(&rm.region).cloned();
+        if let Some(r) = &region {
+            let p = r.peer.borrow();
+            if p.is_initialized()
+                && p.meta().peer(rm.from_peer).is_none()
+                && rm.epoch.conf_ver < p.meta().epoch.conf_ver
+            {
+                // A stale peer of a removed replica: tell it.
+                let notice = RegionMessage {
+                    region: rm.region,
+                    epoch: p.meta().epoch,
+                    to_shard: rm.from_shard,
+                    from_store: shard.identity.store,
+                    from_shard: shard.id,
+                    from_peer: p.config().peer,
+                    to_peer: rm.from_peer,
+                    message: Default::default(),
+                    gc: true,
+                };
+                drop(p);
+                let mut notices = shard.gc_notices.borrow_mut();
+                if notices.len() < GC_NOTICES_MAX {
+                    notices.push((rm.from_store, rm.from_shard, notice));
+                }
+                shard.notify.notify();
+                continue;
+            }
+        }
         let region = match region {
             Some(r) => r,
             None if rm.to_shard == shard.id
