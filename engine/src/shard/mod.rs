@@ -100,6 +100,14 @@ pub struct RegionReport {
     pub load: region_handle::RegionLoad,
 }
 
+/// How long a vote request for a region not hosted yet is kept.
+pub const PENDING_VOTE_TTL: Duration = Duration::from_secs(2);
+/// Regions with kept vote requests at most.
+pub const PENDING_VOTE_REGIONS_MAX: usize = 4096;
+
+/// Vote requests kept per region until it is created here.
+type PendingVotes = HashMap<RegionId, (std::time::Instant, Vec<golem_wire::raft::RegionMessage>)>;
+
 /// A placement change for other shards' directories.
 pub type PlacementChange = (RegionId, Option<directory::Placement>);
 
@@ -136,6 +144,9 @@ pub struct Shard {
     /// Messages to that peer are dropped (never re-created); the WAL keeps
     /// a `Tombstone` record of each (re-written before old segments go).
     pub tombstones: RefCell<HashMap<RegionId, golem_wire::PeerId>>,
+    /// Vote requests for regions not hosted yet, by region: (first seen,
+    /// messages). See `stash_vote`.
+    pending_votes: RefCell<PendingVotes>,
     /// Stale-replica notices to send (store, shard, message): see
     /// `transport::deliver`.
     pub gc_notices: RefCell<
@@ -228,6 +239,34 @@ impl Shard {
         self.regions_gen.set(self.regions_gen.get() + 1);
         self.announce(id);
         self.notify.notify();
+        let stashed = self.pending_votes.borrow_mut().remove(&id);
+        if let Some((at, msgs)) = stashed {
+            if at.elapsed() < PENDING_VOTE_TTL {
+                transport::deliver(self, msgs);
+            }
+        }
+    }
+
+    /// Keeps a vote request for a region not hosted here yet (bounded:
+    /// `PENDING_VOTE_REGIONS_MAX` regions, 4 messages each, dropped after
+    /// `PENDING_VOTE_TTL`).
+    pub fn stash_vote(&self, rm: golem_wire::raft::RegionMessage) {
+        let mut pending = self.pending_votes.borrow_mut();
+        if pending.len() >= PENDING_VOTE_REGIONS_MAX {
+            pending.retain(|_, (at, _)| at.elapsed() < PENDING_VOTE_TTL);
+            if pending.len() >= PENDING_VOTE_REGIONS_MAX {
+                return;
+            }
+        }
+        let entry = pending
+            .entry(rm.region)
+            .or_insert_with(|| (std::time::Instant::now(), Vec::new()));
+        if entry.0.elapsed() >= PENDING_VOTE_TTL {
+            *entry = (std::time::Instant::now(), Vec::new());
+        }
+        if entry.1.len() < 4 {
+            entry.1.push(rm);
+        }
     }
 
     /// Drops a region from this shard and tells every shard.
@@ -364,6 +403,7 @@ pub async fn run(start: ShardStart) {
         operators: operator::Operators::default(),
         tombstones: RefCell::new(HashMap::new()),
         gc_notices: RefCell::new(Vec::new()),
+        pending_votes: RefCell::new(HashMap::new()),
         doomed: RefCell::new(std::collections::HashSet::new()),
         connections: Cell::new(0),
         requests: Rc::new(Cell::new(0)),

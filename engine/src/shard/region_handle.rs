@@ -93,7 +93,7 @@ pub struct RegionHandle {
     /// When this replica started on this process: for one lease duration it
     /// grants no vote, since it may have acknowledged a leader's lease
     /// round before a crash and no longer remembers it.
-    started: Instant,
+    started: Cell<Instant>,
     /// Reads served and writes proposed here (a few adds per request).
     load: Cell<RegionLoad>,
     /// The last size estimate (see `estimate`).
@@ -134,10 +134,19 @@ impl RegionHandle {
             lease: Cell::new(None),
             lease_duration,
             learned: RefCell::new(HashMap::new()),
-            started: Instant::now(),
+            started: Cell::new(Instant::now()),
             load: Cell::new(RegionLoad::default()),
             estimate: RefCell::new(None),
         })
+    }
+
+    /// For a replica created while the node runs (by a split or by its
+    /// leader's message): it never acknowledged a lease round in an earlier
+    /// life, so it may vote at once (a split's new region elects its first
+    /// leader without waiting a lease).
+    pub fn allow_votes_now(&self) {
+        // `started` only gates votes: move it back by one lease.
+        self.started.set(Instant::now() - self.lease_duration);
     }
 
     /// Notes where the sender of a message lives, while this replica does
@@ -381,7 +390,7 @@ impl RegionHandle {
     pub fn step(&self, to: golem_wire::PeerId, msg: raft::eraftpb::Message) {
         use raft::eraftpb::MessageType::{MsgRequestPreVote, MsgRequestVote};
         if matches!(msg.get_msg_type(), MsgRequestVote | MsgRequestPreVote)
-            && self.started.elapsed() < self.lease_duration
+            && self.started.get().elapsed() < self.lease_duration
         {
             // Might be inside a lease this replica granted before a
             // restart: no vote until any such lease has run out.

@@ -113,6 +113,7 @@ pub fn create_regions(
             shard.remove_region(id);
         }
         let handle: Rc<RegionHandle> = shard.handle(peer);
+        handle.allow_votes_now();
         if parent_leads || !handle.peer.borrow().meta().is_replicated() {
             handle.peer.borrow_mut().campaign();
         }

@@ -248,6 +248,7 @@ pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
                     Ok(peer) => {
                         tracing::info!(region = %rm.region, peer = %rm.to_peer, "replica created by its leader; waiting for a snapshot");
                         let handle = shard.handle(peer);
+                        handle.allow_votes_now();
                         shard.insert_region(handle.clone());
                         handle
                     }
@@ -256,6 +257,15 @@ pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
                         continue;
                     }
                 }
+            }
+            None if rm.to_shard == shard.id
+                && matches!(msg.get_msg_type(), T::MsgRequestPreVote | T::MsgRequestVote) =>
+            {
+                // Likely a split's new region electing before this replica
+                // applied the split: kept briefly, stepped once the split
+                // creates the region here (`Shard::insert_region`).
+                shard.stash_vote(rm);
+                continue;
             }
             None => {
                 tracing::debug!(region = %rm.region, "raft message for a region not hosted here dropped");
