@@ -77,7 +77,7 @@ for n in "${counts[@]}"; do
     dirs+=("$case_logs")
     pd_port=$((base + 90))
     d="$(mktemp -d -t golem-perf-rr-pd-XXXXXX)"; dirs+=("$d")
-    "$bin/golem" pd --listen "127.0.0.1:${pd_port}" --data-dir "$d" --initial-replicas 3 \
+    "$bin/golem" pd --listen "127.0.0.1:${pd_port}" --data-dir "$d" --initial-replicas 3 --no-scheduling \
       >"$case_logs/pd.log" 2>&1 &
     pd_pid=$!; pids+=("$pd_pid")
     node_pids=()

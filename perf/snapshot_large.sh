@@ -54,7 +54,7 @@ logs="$(mktemp -d -t golem-perf-snap-logs-XXXXXX)"; dirs+=("$logs")
 pd_port=$((base + 90))
 pd="127.0.0.1:${pd_port}"
 d="$(mktemp -d -t golem-perf-snap-pd-XXXXXX)"; dirs+=("$d")
-"$bin/golem" pd --listen "$pd" --data-dir "$d" --initial-replicas 3 >"$logs/pd.log" 2>&1 &
+"$bin/golem" pd --listen "$pd" --data-dir "$d" --initial-replicas 3 --no-scheduling >"$logs/pd.log" 2>&1 &
 pids+=($!)
 node_pids=()
 node_dirs=()

@@ -150,8 +150,13 @@ async fn split_one(ctx: &Ctx, w: &Work) -> Result<[Work; 2], String> {
             .await
         {
             Ok(ResponseBody::Split { regions }) => {
-                if !regions.iter().any(|r| r.id == new_region && r.start == split_key) {
-                    return Err(format!("split answered without the new region: {regions:?}"));
+                if !regions
+                    .iter()
+                    .any(|r| r.id == new_region && r.start == split_key)
+                {
+                    return Err(format!(
+                        "split answered without the new region: {regions:?}"
+                    ));
                 }
                 return Ok(halves);
             }
