@@ -1,0 +1,215 @@
+//! Replica repair after a node loss, on real processes.
+//!
+//! A PD with its schedulers on and a short `--max-store-down-time-ms`, and
+//! four nodes: three hold the first region, the fourth joins empty. Keys
+//! are written past a small split threshold, so the one region splits into
+//! several. Then one of the original three nodes is killed with SIGKILL:
+//! once the PD counts its store `Down`, the replica checker recreates each
+//! of its replicas on a live store (add learner, promote, remove the dead
+//! peer). The test waits until every region is back to three voters, all on
+//! live stores, the regions still tiling the key space, and reads every key
+//! back through a client that knows only live nodes. It prints the time from
+//! the kill to full repair.
+
+mod common;
+
+use common::cluster::Cluster;
+use golem_client::{Client, ClientConfig};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const KEYS: u32 = 1500;
+/// The PD's `--max-store-down-time-ms`: repair starts this long after the
+/// kill at the earliest.
+const DOWN_MS: u64 = 3000;
+
+fn key(i: u32) -> Vec<u8> {
+    format!("k{i:05}").into_bytes()
+}
+
+fn value(i: u32) -> Vec<u8> {
+    let mut v = format!("v{i}-").into_bytes();
+    v.resize(100, b'x');
+    v
+}
+
+async fn client(addrs: &[SocketAddr]) -> Client {
+    let mut cfg = ClientConfig::new(addrs.to_vec());
+    cfg.request_timeout_ms = 30_000;
+    cfg.attempt_timeout_ms = 2_000;
+    Client::connect(cfg).await.expect("connect")
+}
+
+/// The PD's regions as `region list --json` shows them.
+fn regions(cluster: &Cluster) -> Vec<serde_json::Value> {
+    let (ok, out) = cluster.ctl(&["--json", "region", "list"]);
+    assert!(ok, "region list: {out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    v["regions"].as_array().expect("regions").clone()
+}
+
+/// Polls the PD's regions every 100 ms until `want` holds; returns them and
+/// how long it took.
+fn wait_regions(
+    cluster: &Cluster,
+    limit: Duration,
+    what: &str,
+    want: impl Fn(&[serde_json::Value]) -> bool,
+) -> (Vec<serde_json::Value>, Duration) {
+    let started = Instant::now();
+    loop {
+        let rs = regions(cluster);
+        if want(&rs) {
+            return (rs, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}: {rs:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stores_of(r: &serde_json::Value) -> Vec<u64> {
+    r["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| p["store"].as_u64().unwrap())
+        .collect()
+}
+
+fn voters_on_live_stores(r: &serde_json::Value, dead: u64) -> usize {
+    r["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .filter(|p| p["role"] == "voter" && p["store"].as_u64() != Some(dead))
+        .count()
+}
+
+/// Whether the regions tile the key space (sorted by start: the first
+/// starts at the beginning, each ends where the next starts, the last runs
+/// to the end).
+fn tile(rs: &[serde_json::Value]) -> bool {
+    let mut ranges: Vec<(String, String)> = rs
+        .iter()
+        .map(|r| {
+            (
+                r["start"].as_str().unwrap().to_string(),
+                r["end"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ranges.sort();
+    ranges.first().is_some_and(|f| f.0.is_empty())
+        && ranges.last().is_some_and(|l| l.1.is_empty())
+        && ranges.windows(2).all(|w| w[0].1 == w[1].0)
+}
+
+/// Whether every region is exactly three voters, none on `dead`.
+fn repaired(rs: &[serde_json::Value], dead: u64) -> bool {
+    tile(rs)
+        && rs.iter().all(|r| {
+            let stores = stores_of(r);
+            stores.len() == 3 && !stores.contains(&dead) && voters_on_live_stores(r, dead) == 3
+        })
+}
+
+#[test]
+fn every_region_gets_back_to_three_voters_after_a_node_is_killed() {
+    let down = DOWN_MS.to_string();
+    let mut cluster = Cluster::start_scheduling(
+        &[
+            "--split-region-bytes",
+            "32768",
+            "--schedule-interval-ms",
+            "500",
+            "--max-store-down-time-ms",
+            &down,
+        ],
+        &["--memtable-kib", "16"],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    cluster.wait_leader(&[], Duration::from_secs(30));
+    let fourth = cluster.add_node();
+
+    // ~150 KiB of keys and values: about five times the split threshold.
+    let c = rt.block_on(client(&cluster.addrs));
+    rt.block_on(async {
+        for i in 0..KEYS {
+            c.put(key(i), value(i))
+                .await
+                .unwrap_or_else(|e| panic!("put {i}: {e}"));
+        }
+    });
+    drop(c);
+    let (rs, split_wait) = wait_regions(
+        &cluster,
+        Duration::from_secs(30),
+        "splitting into at least 2 regions",
+        |rs| rs.len() >= 2 && tile(rs),
+    );
+    println!("{} regions {split_wait:?} after the writes", rs.len());
+
+    // Kill a node of the original three: it holds a replica of every region
+    // that has not been moved to the fourth node.
+    let victim = 0;
+    let dead = cluster.store_of(victim);
+    assert_ne!(cluster.store_of(fourth), dead);
+    let before = regions(&cluster);
+    let on_dead = before
+        .iter()
+        .filter(|r| stores_of(r).contains(&dead))
+        .count();
+    assert!(on_dead > 0, "store {dead} holds no replica: {before:#?}");
+    let killed = Instant::now();
+    cluster.nodes[victim].kill9();
+
+    let (rs, repair) = wait_regions(
+        &cluster,
+        Duration::from_secs(60),
+        "every region back to three live voters",
+        |rs| repaired(rs, dead),
+    );
+    assert!(
+        repair >= Duration::from_millis(DOWN_MS),
+        "repaired in {repair:?}, before the store could count as down ({DOWN_MS} ms)"
+    );
+    println!(
+        "{on_dead} of {} regions had a replica on the killed store {dead}; \
+         all {} regions at three live voters {:?} after the kill \
+         ({DOWN_MS} ms of it the down-time threshold)",
+        before.len(),
+        rs.len(),
+        killed.elapsed(),
+    );
+
+    // Every key reads back through the live nodes only.
+    let live: Vec<SocketAddr> = cluster
+        .addrs
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != victim)
+        .map(|(_, &a)| a)
+        .collect();
+    let c = rt.block_on(client(&live));
+    let read_back = Instant::now();
+    rt.block_on(async {
+        for i in 0..KEYS {
+            let got = c
+                .get(key(i))
+                .await
+                .unwrap_or_else(|e| panic!("get {i} after the repair: {e}"));
+            assert_eq!(got, Some(value(i)), "key {i} after the repair");
+        }
+    });
+    println!(
+        "read all {KEYS} keys back in {:?}",
+        read_back.elapsed()
+    );
+}
