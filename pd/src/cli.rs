@@ -65,6 +65,10 @@ pub struct PdArgs {
     /// A region above this approximate key count is split.
     #[arg(long, default_value_t = 960_000)]
     pub split_region_keys: u64,
+    /// A region serving at least this many requests per second is split
+    /// at a key that divides its load (sampled request keys); 0: never.
+    #[arg(long, default_value_t = 3000)]
+    pub split_region_qps: u64,
     /// A store silent this long counts as down: its replicas are recreated
     /// on other stores, in milliseconds.
     #[arg(long, default_value_t = 30 * 60 * 1000)]
@@ -105,6 +109,7 @@ impl PdArgs {
         cfg.sched.max_replicas = self.max_replicas;
         cfg.sched.split_region_bytes = self.split_region_bytes;
         cfg.sched.split_region_keys = self.split_region_keys;
+        cfg.sched.split_region_qps = self.split_region_qps;
         cfg.sched.max_store_down_time_ms = self.max_store_down_time_ms;
         cfg.sched.store_disconnected_after_ms = cfg.store_disconnected_after_ms;
         cfg.sched.schedule_interval_ms = self.schedule_interval_ms;

@@ -166,7 +166,14 @@ pub struct RegionStats {
     /// an oversized region only at a key reported here; a region reported
     /// without one is not split by size. At most `KEY_BYTES_MAX` bytes.
     pub split_key: Option<Vec<u8>>,
+    /// Keys of requests served since the last report, sampled uniformly
+    /// (reservoir), at most `PD_SAMPLED_KEYS_MAX`: the PD's load-based
+    /// split picks a key that divides them evenly.
+    pub sampled_keys: Vec<Vec<u8>>,
 }
+
+/// Most sampled keys in one `RegionStats`.
+pub const PD_SAMPLED_KEYS_MAX: usize = 32;
 
 /// A region leader's report.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -528,6 +535,14 @@ impl PdRequestBody {
                 if let Some(key) = &heartbeat.stats.split_key {
                     check_key_len(key)?;
                 }
+                if heartbeat.stats.sampled_keys.len() > PD_SAMPLED_KEYS_MAX {
+                    return Err(GolemError::invalid("too many sampled keys"));
+                }
+                heartbeat
+                    .stats
+                    .sampled_keys
+                    .iter()
+                    .try_for_each(|k| check_key_len(k))?;
                 Ok(())
             }
             PdRequestBody::OperatorAdd { region, op } => {

@@ -688,6 +688,7 @@ fn region_stats(r: &RegionReport, prev: Option<&Reported>, now: Instant) -> Regi
         written_keys: load.written_keys,
         interval_ms,
         split_key: r.estimate.as_ref().and_then(|e| e.middle_key.clone()),
+        sampled_keys: r.sampled_keys.clone(),
     }
 }
 

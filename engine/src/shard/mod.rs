@@ -98,6 +98,8 @@ pub struct RegionReport {
     pub estimate: Option<Arc<golem_lsm::RangeEstimate>>,
     /// Load served as leader, cumulative (see `RegionLoad`).
     pub load: region_handle::RegionLoad,
+    /// Keys of requests served since the last report, sampled (taken).
+    pub sampled_keys: Vec<Vec<u8>>,
 }
 
 /// How long a vote request for a region not hosted yet is kept.
@@ -756,6 +758,7 @@ fn report(shard: &Shard) -> ShardReport {
                 term,
                 estimate: is_leader.then(|| r.estimate(&mut store)),
                 load: r.load(),
+                sampled_keys: r.take_sampled_keys(),
             }
         })
         .collect();

@@ -96,6 +96,8 @@ pub struct RegionHandle {
     started: Cell<Instant>,
     /// Reads served and writes proposed here (a few adds per request).
     load: Cell<RegionLoad>,
+    /// Keys of requests served since the last report (load-based split).
+    samples: RefCell<KeySampler>,
     /// The last size estimate (see `estimate`).
     estimate: RefCell<Option<CachedEstimate>>,
 }
@@ -136,6 +138,7 @@ impl RegionHandle {
             learned: RefCell::new(HashMap::new()),
             started: Cell::new(Instant::now()),
             load: Cell::new(RegionLoad::default()),
+            samples: RefCell::new(KeySampler::new(id.get())),
             estimate: RefCell::new(None),
         })
     }
@@ -353,12 +356,20 @@ impl RegionHandle {
         e
     }
 
+    /// The keys sampled since the last call (see `KeySampler`).
+    pub fn take_sampled_keys(&self) -> Vec<Vec<u8>> {
+        self.samples.borrow_mut().take()
+    }
+
     /// Proposes a write and waits until it is durable and applied.
     pub async fn write(&self, body: RequestBody) -> RegionResult {
         let token = self.next_token.get();
         self.next_token.set(token + 1);
         let (tx, rx) = oneshot::channel();
         let (keys, bytes) = written(&body);
+        if let Some(k) = sample_key(&body) {
+            self.samples.borrow_mut().offer(k);
+        }
         self.peer.borrow_mut().propose(body, token)?;
         let mut load = self.load.get();
         load.written_keys += keys;
@@ -377,6 +388,9 @@ impl RegionHandle {
         let result = self.peer.borrow().read(body, &mut *self.store.borrow_mut());
         if let Ok(resp) = &result {
             let (keys, bytes) = read(body, resp);
+            if let Some(k) = sample_key(body) {
+                self.samples.borrow_mut().offer(k);
+            }
             let mut load = self.load.get();
             load.read_keys += keys;
             load.read_bytes += bytes;
@@ -500,5 +514,93 @@ fn read(body: &RequestBody, resp: &ResponseBody) -> (u64, u64) {
                 + values.iter().flatten().map(|v| len(v)).sum::<u64>(),
         ),
         _ => (0, 0),
+    }
+}
+
+/// The key a request is routed by (what a load-based split divides).
+fn sample_key(body: &RequestBody) -> Option<&[u8]> {
+    match body {
+        RequestBody::Get { key }
+        | RequestBody::Put { key, .. }
+        | RequestBody::Delete { key }
+        | RequestBody::CompareAndSwap { key, .. } => Some(key),
+        RequestBody::Scan { start, .. } => Some(start),
+        RequestBody::BatchGet { keys } => keys.first().map(Vec::as_slice),
+        RequestBody::BatchWrite { ops } => ops.first().map(|o| o.key()),
+        _ => None,
+    }
+}
+
+/// A uniform sample of at most `PD_SAMPLED_KEYS_MAX` request keys since
+/// the last `take` (reservoir sampling, Algorithm R; xorshift randomness
+/// seeded by the region id: a few integer operations per request, a key
+/// copy only when it is kept).
+#[derive(Debug)]
+pub struct KeySampler {
+    seen: u64,
+    keys: Vec<Vec<u8>>,
+    rng: u64,
+}
+
+impl KeySampler {
+    pub fn new(seed: u64) -> KeySampler {
+        KeySampler {
+            seen: 0,
+            keys: Vec::new(),
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    /// Considers one request's key.
+    pub fn offer(&mut self, key: &[u8]) {
+        let max = golem_wire::pd::PD_SAMPLED_KEYS_MAX;
+        self.seen += 1;
+        if self.keys.len() < max {
+            self.keys.push(key.to_vec());
+            return;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let slot = self.rng % self.seen;
+        if (slot as usize) < max {
+            self.keys[slot as usize] = key.to_vec();
+        }
+    }
+
+    /// The sample so far; starts a new one.
+    pub fn take(&mut self) -> Vec<Vec<u8>> {
+        self.seen = 0;
+        std::mem::take(&mut self.keys)
+    }
+}
+
+#[cfg(test)]
+mod sampler_tests {
+    use super::KeySampler;
+
+    #[test]
+    fn the_sample_is_bounded_and_roughly_uniform() {
+        let mut s = KeySampler::new(7);
+        let mut low = 0;
+        for round in 0..200 {
+            for i in 0..1000u32 {
+                s.offer(&i.to_be_bytes());
+            }
+            let keys = s.take();
+            assert_eq!(
+                keys.len(),
+                golem_wire::pd::PD_SAMPLED_KEYS_MAX,
+                "round {round}"
+            );
+            low += keys
+                .iter()
+                .filter(|k| u32::from_be_bytes(k.as_slice().try_into().unwrap()) < 500)
+                .count();
+        }
+        // Half the keys are below 500: about half the samples too.
+        let share = low as f64 / (200.0 * golem_wire::pd::PD_SAMPLED_KEYS_MAX as f64);
+        assert!((0.45..0.55).contains(&share), "share {share}");
+        assert!(s.take().is_empty());
     }
 }

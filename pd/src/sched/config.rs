@@ -17,6 +17,10 @@ pub struct SchedConfig {
     pub split_region_bytes: u64,
     /// A region whose approximate key count exceeds this is split.
     pub split_region_keys: u64,
+    /// A region serving at least this many requests per second (reads and
+    /// writes, from its leader's last report) is split at a key dividing
+    /// its sampled request keys evenly; 0: no load-based split.
+    pub split_region_qps: u64,
     /// A store silent this long has its replicas recreated elsewhere.
     pub max_store_down_time_ms: u64,
     /// A store silent this long gets no new replicas or leaders.
@@ -46,6 +50,7 @@ impl Default for SchedConfig {
             max_replicas: 3,
             split_region_bytes: 96 * 1024 * 1024,
             split_region_keys: 960_000,
+            split_region_qps: 3000,
             max_store_down_time_ms: 30 * 60 * 1000,
             store_disconnected_after_ms: 20_000,
             schedule_interval_ms: 1000,

@@ -1,4 +1,5 @@
-//! The split checker: regions above the size or key-count threshold.
+//! The split checker: regions above the size or key-count threshold, and
+//! hot regions (load-based split, as TiKV's).
 //!
 //! Owns the decision to split one region from its leader's heartbeat:
 //! approximate size above `split_region_bytes` or approximate keys above
@@ -6,6 +7,14 @@
 //! split key is the one the heartbeat carries (`RegionStats::split_key`,
 //! from the LSM's indexes). Guards: no key, or a key not strictly inside
 //! the region (stale after an earlier split), means no split.
+//!
+//! Load: a region whose leader served at least `split_region_qps`
+//! requests per second over its last report's interval is split at the
+//! sampled request key that best balances the samples on both sides
+//! (`RegionStats::sampled_keys`). Guards: at least `LOAD_SAMPLES_MIN`
+//! samples, an interval of at least `LOAD_INTERVAL_MS_MIN`, and each side
+//! holding at least a quarter of the samples — a single hot key (or a
+//! narrow hot range) is never split, so hot regions do not split forever.
 
 use super::config::SchedConfig;
 use golem_wire::pd::{Region, RegionStats};
@@ -15,18 +24,108 @@ pub fn check(region: &Region, stats: &RegionStats, cfg: &SchedConfig) -> Option<
     let due = stats.approximate_size_bytes > cfg.split_region_bytes
         || stats.approximate_keys > cfg.split_region_keys;
     if !due {
-        return None;
+        return check_load(region, stats, cfg);
     }
     let key = stats.split_key.as_ref()?;
-    let inside = key.as_slice() > region.start.as_slice()
-        && (region.end.is_empty() || key.as_slice() < region.end.as_slice());
-    inside.then(|| key.clone())
+    inside(region, key).then(|| key.clone())
+}
+
+/// Fewest sampled keys a load-based split decides on.
+pub const LOAD_SAMPLES_MIN: usize = 8;
+/// Shortest report interval a load-based split trusts, in ms.
+pub const LOAD_INTERVAL_MS_MIN: u32 = 500;
+
+fn inside(region: &Region, key: &[u8]) -> bool {
+    key > region.start.as_slice() && (region.end.is_empty() || key < region.end.as_slice())
+}
+
+/// The load-based split key, if the region is hot and its load divides.
+fn check_load(region: &Region, stats: &RegionStats, cfg: &SchedConfig) -> Option<Vec<u8>> {
+    if cfg.split_region_qps == 0
+        || stats.interval_ms < LOAD_INTERVAL_MS_MIN
+        || stats.sampled_keys.len() < LOAD_SAMPLES_MIN
+    {
+        return None;
+    }
+    let requests = stats.read_keys + stats.written_keys;
+    let qps = requests * 1000 / stats.interval_ms as u64;
+    if qps < cfg.split_region_qps {
+        return None;
+    }
+    let mut keys: Vec<&[u8]> = stats.sampled_keys.iter().map(Vec::as_slice).collect();
+    keys.sort_unstable();
+    let n = keys.len();
+    // The candidate splitting the samples most evenly: samples below it go
+    // left, samples at or above it go right.
+    let mut best: Option<(usize, &[u8])> = None;
+    for k in &keys {
+        let left = keys.partition_point(|x| x < k);
+        let imbalance = left.abs_diff(n - left);
+        if inside(region, k) && best.is_none_or(|(b, _)| imbalance < b) {
+            best = Some((imbalance, k));
+        }
+    }
+    let (_, key) = best?;
+    let left = keys.partition_point(|x| *x < key);
+    (left * 4 >= n && (n - left) * 4 >= n).then(|| key.to_vec())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use golem_wire::{RegionEpoch, RegionId};
+
+    #[test]
+    fn splits_hot_regions_at_a_key_dividing_their_load() {
+        let cfg = SchedConfig {
+            split_region_qps: 1000,
+            ..SchedConfig::default()
+        };
+        let region = Region {
+            id: RegionId(1),
+            start: b"b".to_vec(),
+            end: b"x".to_vec(),
+            epoch: RegionEpoch::default(),
+            peers: vec![],
+        };
+        let stats = |requests: u64, interval_ms: u32, keys: &[&str]| RegionStats {
+            read_keys: requests / 2,
+            written_keys: requests - requests / 2,
+            interval_ms,
+            sampled_keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            ..RegionStats::default()
+        };
+        let spread = ["c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
+        let hot_key = ["q"; 10];
+        let narrow = ["q", "q", "q", "q", "q", "q", "q", "q", "r", "s"];
+        // (stats, split key expected)
+        let table: Vec<(RegionStats, Option<&[u8]>)> = vec![
+            (stats(2000, 1000, &spread), Some(b"h")), // 2000 qps, even spread: the middle
+            (stats(999, 1000, &spread), None),        // below the threshold
+            (stats(2000, 2000, &spread), Some(b"h")), // 1000 qps: at the threshold
+            (stats(2000, 100, &spread), None),        // interval too short to trust
+            (stats(2000, 1000, &spread[..7]), None),  // too few samples
+            (stats(5000, 1000, &hot_key), None),      // one hot key: never split
+            (stats(5000, 1000, &narrow), None),       // a side would hold < 1/4
+            (
+                stats(
+                    5000,
+                    1000,
+                    &["a", "a", "a", "a", "a", "y", "y", "y", "y", "y"],
+                ),
+                None,
+            ), // samples outside the range (stale): no key inside
+        ];
+        for (i, (s, want)) in table.into_iter().enumerate() {
+            assert_eq!(check(&region, &s, &cfg).as_deref(), want, "row {i}");
+        }
+        // Off when the threshold is 0.
+        let off = SchedConfig {
+            split_region_qps: 0,
+            ..cfg
+        };
+        assert_eq!(check(&region, &stats(99_999, 1000, &spread), &off), None);
+    }
 
     #[test]
     fn splits_only_big_regions_with_a_key_inside() {

@@ -202,7 +202,7 @@ impl Conn {
         let wait = Duration::from_millis(timeout_ms.into());
         let (reply, rx) = oneshot::channel();
         let msg = DriverMsg::Client {
-            body: req.body,
+            body: Box::new(req.body),
             deadline_ms: super::driver::seams::system_now_ms() + u64::from(timeout_ms),
             reply,
         };

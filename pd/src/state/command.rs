@@ -107,6 +107,7 @@ impl From<LoggedStats> for RegionStats {
             written_keys: s.written_keys,
             interval_ms: s.interval_ms,
             split_key: None,
+            sampled_keys: Vec::new(),
         }
     }
 }

@@ -280,7 +280,14 @@ impl RouteTable {
                     self.update(info.clone());
                 }
             }
-            GolemError::RegionNotFound { region } => self.invalidate(*region),
+            GolemError::RegionNotFound { region } => {
+                // The node asked does not host it (replicas move, and not
+                // every node holds every region): forget the route and try
+                // the next seed endpoint, or the same node would answer the
+                // seed route the same way forever.
+                self.invalidate(*region);
+                self.seed_index = (self.seed_index + 1) % self.endpoints.len();
+            }
             GolemError::KeyNotInRegion {
                 region, start, end, ..
             } => {

@@ -27,6 +27,7 @@ fn report(id: u64, leader: bool) -> RegionReport {
             middle_key: Some(b"m".to_vec()),
         })),
         load: RegionLoad::default(),
+        sampled_keys: Vec::new(),
     }
 }
 

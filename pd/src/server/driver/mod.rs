@@ -52,7 +52,8 @@ use tokio::sync::{mpsc, oneshot};
 pub enum DriverMsg {
     /// A validated client request.
     Client {
-        body: PdRequestBody,
+        /// Boxed: heartbeats carry sampled keys, other requests are small.
+        body: Box<PdRequestBody>,
         /// Ms since the Unix epoch (`Env::now_ms`).
         deadline_ms: u64,
         reply: oneshot::Sender<PdResponse>,
@@ -295,7 +296,7 @@ impl<L: LogSink, O: Outbox, E: Env> Driver<L, O, E> {
                         body,
                         deadline_ms,
                         reply,
-                    } => self.on_client(body, deadline_ms, reply),
+                    } => self.on_client(*body, deadline_ms, reply),
                 }
             }
             let now = Instant::now();
