@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 const KEYS: u32 = 1500;
 /// The PD's `--max-store-down-time-ms`: repair starts this long after the
 /// kill at the earliest.
-const DOWN_MS: u64 = 3000;
+/// Above two store-heartbeat periods (`pd_link::STORE_HEARTBEAT_MS`, 5 s):
+/// a shorter one makes live stores look down between their heartbeats
+/// and the PD moves replicas off them.
+const DOWN_MS: u64 = 11_000;
 
 fn key(i: u32) -> Vec<u8> {
     format!("k{i:05}").into_bytes()
@@ -156,9 +159,24 @@ fn every_region_gets_back_to_three_voters_after_a_node_is_killed() {
     );
     println!("{} regions {split_wait:?} after the writes", rs.len());
 
-    // Kill a node of the original three: it holds a replica of every region
-    // that has not been moved to the fourth node.
-    let victim = 0;
+    // Let every region go idle (hibernate: no ticks, no heartbeats), then
+    // kill the node of the original three that leads the most regions: its
+    // regions' sleeping followers must be woken (the PD reports the store
+    // silent) to elect new leaders before the PD can repair them.
+    std::thread::sleep(Duration::from_secs(3));
+    let leaders_on = |store: u64| {
+        regions(&cluster)
+            .iter()
+            .filter(|r| r["leader"]["store"].as_u64() == Some(store))
+            .count()
+    };
+    let victim = (0..3)
+        .max_by_key(|&i| leaders_on(cluster.store_of(i)))
+        .expect("three nodes");
+    println!(
+        "killing node {victim}, which leads {} regions",
+        leaders_on(cluster.store_of(victim))
+    );
     let dead = cluster.store_of(victim);
     assert_ne!(cluster.store_of(fourth), dead);
     let before = regions(&cluster);
@@ -208,8 +226,5 @@ fn every_region_gets_back_to_three_voters_after_a_node_is_killed() {
             assert_eq!(got, Some(value(i)), "key {i} after the repair");
         }
     });
-    println!(
-        "read all {KEYS} keys back in {:?}",
-        read_back.elapsed()
-    );
+    println!("read all {KEYS} keys back in {:?}", read_back.elapsed());
 }

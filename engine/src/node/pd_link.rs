@@ -535,6 +535,27 @@ async fn heartbeats(
                 Ok(stores) => {
                     books.update(store_book(&stores));
                     books.deliver(inboxes);
+                    // Regions asleep under a leader on a silent store elect
+                    // no new leader by themselves (hibernation): wake them.
+                    let silent: std::collections::HashSet<StoreId> = stores
+                        .iter()
+                        .filter(|s| {
+                            s.store.id != identity.store
+                                && matches!(
+                                    s.state,
+                                    golem_wire::pd::StoreState::Disconnected
+                                        | golem_wire::pd::StoreState::Down
+                                )
+                        })
+                        .map(|s| s.store.id)
+                        .collect();
+                    if !silent.is_empty() {
+                        let silent = Arc::new(silent);
+                        for inbox in inboxes {
+                            // A full inbox gets it at the next refresh.
+                            let _ = inbox.try_send(ShardMsg::WakeLedBy(silent.clone()));
+                        }
+                    }
                     next_book = now + Duration::from_millis(STORE_BOOK_MS);
                 }
                 Err(e) => result = Err(e),

@@ -60,6 +60,10 @@ pub enum ShardMsg {
     /// Raft messages for regions of this shard (from another shard's
     /// connection or raft loop).
     Raft(Vec<golem_wire::raft::RegionMessage>),
+    /// Stores the PD sees as silent (disconnected or down): regions asleep
+    /// under a leader on one of them wake up and elect a new leader
+    /// (hibernating followers never time their leader out by themselves).
+    WakeLedBy(Arc<std::collections::HashSet<golem_wire::StoreId>>),
     /// Another shard placed, re-ranged (`Some`) or dropped (`None`) one of
     /// this node's regions.
     Placements(Vec<PlacementChange>),
@@ -726,6 +730,28 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
             ShardMsg::Operator(op) => operator::start(&shard, op),
             ShardMsg::Stores(book) => {
                 *shard.stores.borrow_mut() = book;
+            }
+            ShardMsg::WakeLedBy(silent) => {
+                let regions: Vec<Rc<RegionHandle>> =
+                    shard.regions.borrow().values().cloned().collect();
+                let mut woken = 0usize;
+                for r in regions {
+                    let led_by_silent = {
+                        let p = r.peer.borrow();
+                        p.is_hibernating()
+                            && !p.is_leader()
+                            && p.leader_id()
+                                .and_then(|l| p.meta().peer(l))
+                                .is_some_and(|l| silent.contains(&l.store))
+                    };
+                    if led_by_silent {
+                        r.wake();
+                        woken += 1;
+                    }
+                }
+                if woken > 0 {
+                    tracing::info!(shard = %shard.id, regions = woken, stores = ?silent, "woke regions whose leader's store is silent");
+                }
             }
             ShardMsg::Placements(changes) => {
                 for (region, placement) in changes {
