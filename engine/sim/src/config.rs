@@ -127,6 +127,22 @@ pub struct SimConfig {
     /// promoted before their snapshot is in. Off by default: FINDINGS.md
     /// #5.
     pub membership_new_voters: bool,
+    /// A simulated PD (`src/sim/pd.rs`) takes store and region heartbeats
+    /// and runs golem-pd's scheduler (splits by key count, replica repair,
+    /// balance); its operator steps run on region leaders.
+    pub pd: bool,
+    /// The PD splits a region holding more keys than this.
+    pub pd_split_keys: u64,
+    /// The PD recreates the replicas of a store silent this long.
+    pub pd_down_ms: u64,
+    /// At this time node 0 dies for good (0: never).
+    pub kill_at_ms: u64,
+    /// The last node joins the cluster empty at this time (0: it is a
+    /// member from the start).
+    pub join_at_ms: u64,
+    /// No crashes, partitions or clock changes (the network still drops,
+    /// duplicates and delays): for scenarios whose faults are scripted.
+    pub calm: bool,
 }
 
 impl Default for SimConfig {
@@ -156,6 +172,12 @@ impl Default for SimConfig {
             lin_steps_max: 2_000_000,
             membership_interval_ms_mean: 1_000,
             membership_new_voters: false,
+            pd: false,
+            pd_split_keys: 1_000_000,
+            pd_down_ms: 3_000,
+            kill_at_ms: 0,
+            join_at_ms: 0,
+            calm: false,
         }
     }
 }
@@ -215,6 +237,22 @@ pub struct SimArgs {
     /// Let the operator add voters that hold nothing yet (FINDINGS.md #5).
     #[arg(long)]
     pub membership_new_voters: bool,
+    /// Run the simulated PD's scheduler (splits, repair, balance).
+    #[arg(long)]
+    pub pd: bool,
+    #[arg(long, default_value_t = SimConfig::default().pd_split_keys)]
+    pub pd_split_keys: u64,
+    #[arg(long, default_value_t = SimConfig::default().pd_down_ms)]
+    pub pd_down_ms: u64,
+    /// Node 0 dies for good at this time (0: never).
+    #[arg(long, default_value_t = SimConfig::default().kill_at_ms)]
+    pub kill_at_ms: u64,
+    /// The last node joins empty at this time (0: from the start).
+    #[arg(long, default_value_t = SimConfig::default().join_at_ms)]
+    pub join_at_ms: u64,
+    /// No crashes, partitions or clock changes.
+    #[arg(long)]
+    pub calm: bool,
 }
 
 impl From<SimArgs> for SimConfig {
@@ -244,6 +282,12 @@ impl From<SimArgs> for SimConfig {
             lin_steps_max: a.lin_steps_max,
             membership_interval_ms_mean: a.membership_interval_ms_mean,
             membership_new_voters: a.membership_new_voters,
+            pd: a.pd,
+            pd_split_keys: a.pd_split_keys,
+            pd_down_ms: a.pd_down_ms,
+            kill_at_ms: a.kill_at_ms,
+            join_at_ms: a.join_at_ms,
+            calm: a.calm,
         }
     }
 }
@@ -308,6 +352,10 @@ impl SimConfig {
             self.membership_interval_ms_mean,
             d.membership_interval_ms_mean,
         );
+        num("pd-split-keys", self.pd_split_keys, d.pd_split_keys);
+        num("pd-down-ms", self.pd_down_ms, d.pd_down_ms);
+        num("kill-at-ms", self.kill_at_ms, d.kill_at_ms);
+        num("join-at-ms", self.join_at_ms, d.join_at_ms);
         if self.reads != d.reads {
             out.extend(["--reads".to_owned(), value_name(self.reads)]);
         }
@@ -325,6 +373,12 @@ impl SimConfig {
         }
         if self.membership_new_voters {
             out.push("--membership-new-voters".to_owned());
+        }
+        if self.pd {
+            out.push("--pd".to_owned());
+        }
+        if self.calm {
+            out.push("--calm".to_owned());
         }
         out
     }
@@ -358,6 +412,19 @@ impl SimConfig {
         }
         if self.keys > 1000 || self.clients == 0 || self.tick_ms == 0 {
             return Err("keys ≤ 1000, at least one client, tick_ms ≥ 1".into());
+        }
+        if self.pd_split_keys == 0 || self.pd_down_ms == 0 {
+            return Err("pd-split-keys and pd-down-ms must be at least 1".into());
+        }
+        if self.join_at_ms > 0 && self.replicas >= self.nodes {
+            return Err("a joining node needs the replicas on the other nodes".into());
+        }
+        if self.kill_at_ms > 0
+            && (!self.pd || self.nodes - 1 - usize::from(self.join_at_ms > 0) < self.replicas)
+        {
+            return Err(
+                "killing a node for good needs --pd and enough other nodes for the replicas".into(),
+            );
         }
         Ok(())
     }
@@ -398,6 +465,12 @@ mod tests {
             replicas: 4,
             membership_interval_ms_mean: 0,
             membership_new_voters: true,
+            pd: true,
+            pd_split_keys: 9,
+            pd_down_ms: 77,
+            kill_at_ms: 5,
+            join_at_ms: 6,
+            calm: true,
             ..SimConfig::default()
         };
         assert_eq!(parse(&cfg.to_args()), cfg);

@@ -47,6 +47,18 @@ pub enum Event {
         region: RegionId,
         msg: Message,
         snap: Option<SnapshotData>,
+        /// The sender's `conf_ver` (the shell's `RegionMessage::epoch`):
+        /// a member answers a non-member at an older one with a `Gc`.
+        conf_ver: u64,
+    },
+    /// A member's notice to peer `to_peer` of `region` on `to` that it is
+    /// no longer a member (TiKV's tombstone message): sent at `conf_ver`.
+    Gc {
+        from: usize,
+        to: usize,
+        region: RegionId,
+        to_peer: PeerId,
+        conf_ver: u64,
     },
     /// A node's snapshot data is in its store: the parked `Ready` of
     /// `region` finishes.
@@ -133,6 +145,16 @@ pub enum Event {
     EndFaults,
     /// Clients start no new operation.
     EndClients,
+    /// The simulated PD's heartbeat round and scheduler tick.
+    PdTick,
+    /// A node dies for good.
+    Kill {
+        node: usize,
+    },
+    /// A new node joins, empty.
+    Join {
+        node: usize,
+    },
 }
 
 impl Event {
@@ -143,6 +165,7 @@ impl Event {
             Event::Pass { .. } => "pass",
             Event::SyncDone { .. } => "sync",
             Event::Raft { .. } => "raft",
+            Event::Gc { .. } => "gc",
             Event::Fetched { .. } => "fetched",
             Event::SnapshotInstalled { .. } => "snapshot-installed",
             Event::SnapshotStatus { .. } => "snapshot-status",
@@ -161,6 +184,9 @@ impl Event {
             Event::Checkpoint { .. } => "checkpoint",
             Event::EndFaults => "end-faults",
             Event::EndClients => "end-clients",
+            Event::PdTick => "pd-tick",
+            Event::Kill { .. } => "kill",
+            Event::Join { .. } => "join",
         }
     }
 }

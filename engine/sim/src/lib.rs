@@ -11,7 +11,11 @@
 //! WAL tail); restarts through `RegionPeer::recover`; skewed clocks; store
 //! flushes and WAL checkpoints with truncation; clients issuing
 //! Put/Get/Delete/CAS with timeouts; crashes aimed mid snapshot install
-//! and around removals. Checkers: one leader per (region, term), applied
+//! and around removals; region splits (new replicas created when the
+//! parent applies the split, restart gates) and stale replicas told of
+//! their removal (gc notices); a simulated PD (`--pd`: golem-pd's state
+//! machine and scheduler at simulated time, its operator steps run on
+//! region leaders) with scripted node loss and join. Checkers: one leader per (region, term), applied
 //! entries never change, epochs only grow, replicas agree at equal
 //! `conf_ver`, ranges never overlap, current members converge, and
 //! per-key linearizability. A failing seed prints the command that replays it.

@@ -100,6 +100,18 @@ fn main() {
                                 r.replicas_removed,
                                 r.digest
                             );
+                            if r.regions > 1 || !r.pd_operators_ended.is_empty() {
+                                println!(
+                                    "seed {seed}: {} regions ({} split replicas created), replicas per node {:?}, leaders per node {:?}, split latencies ms {:?}, repair ms {:?}, PD operators ended {:?}",
+                                    r.regions,
+                                    r.split_replicas_created,
+                                    r.replicas_per_node,
+                                    r.leaders_per_node,
+                                    r.split_latencies_ms,
+                                    r.repair_ms,
+                                    r.pd_operators_ended
+                                );
+                            }
                             if r.keys_inconclusive > 0 {
                                 println!("seed {seed}: {} keys inconclusive", r.keys_inconclusive);
                             }

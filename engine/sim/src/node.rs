@@ -111,6 +111,9 @@ pub struct PassOutput {
     pub removed: Vec<(RegionId, PeerId)>,
     /// Snapshots prepared as a leader: `(region, index)`.
     pub prepared: Vec<(RegionId, u64)>,
+    /// New regions of applied splits whose replica this pass created here
+    /// (their metadata as the split made it).
+    pub split_created: Vec<RegionMeta>,
 }
 
 /// A region's reads waiting for a ReadIndex round, batched like the
@@ -191,6 +194,17 @@ pub struct SimNode {
     pub started_ms: u64,
     waiters: BTreeMap<ProposalToken, Waiter>,
     next_token: ProposalToken,
+    /// New regions held back after a restart: new region → (parent, split
+    /// index). The new region collects no `Ready` until its parent here has
+    /// applied the split again or is gone (the shell's `SplitBook::gate`).
+    gates: BTreeMap<RegionId, (RegionId, u64)>,
+    /// New regions of splits applied in this pass, created once every
+    /// collected `Ready` is persisted: `(metadata, the parent's replica
+    /// here leads)`.
+    split_queue: Vec<(RegionMeta, bool)>,
+    /// Replicas a member told they are no longer members (a `Gc`
+    /// notice): destroyed by the next pass (the shell's `Shard::doomed`).
+    doomed: BTreeSet<RegionId>,
 }
 
 /// The peer on `store` named by the latest `RegionMeta` record after the
@@ -264,6 +278,9 @@ impl SimNode {
             started_ms: 0,
             waiters: BTreeMap::new(),
             next_token: 1,
+            gates: BTreeMap::new(),
+            split_queue: Vec::new(),
+            doomed: BTreeSet::new(),
         };
         for meta in metas {
             let Some(me) = meta.peer_on(store_of(id)) else {
@@ -342,6 +359,23 @@ impl SimNode {
             }
             self.peers.insert(region, peer);
         }
+        // The shell's `split::after_recovery`: new regions of splits that
+        // recovery applied again (their records were lost) are created,
+        // and new regions whose parent's split the store does not hold
+        // durably wait for the parent to replay it.
+        let parents: Vec<RegionId> = self.peers.keys().copied().collect();
+        for parent in parents {
+            let peer = self.peers.get_mut(&parent).expect("recovered");
+            let created = peer.take_split_regions();
+            for (child, index) in peer.take_split_replay_gates() {
+                self.gates.insert(child, (parent, index));
+            }
+            for meta in created {
+                self.split_queue.push((meta, false));
+            }
+        }
+        let mut created = Vec::new();
+        self.create_split_regions(&mut created);
         // The shell syncs what recovery appended before serving.
         self.wal.mark_durable(self.wal.len());
         // Received snapshots the store holds (or that lost to a newer
@@ -410,6 +444,9 @@ impl SimNode {
         self.sync_in_flight = None;
         self.pass_scheduled = false;
         self.waiters.clear();
+        self.gates.clear();
+        self.split_queue.clear();
+        self.doomed.clear();
         self.wal.crash(wal_tail);
         self.store.mem.crash();
     }
@@ -419,8 +456,101 @@ impl SimNode {
     pub fn has_work(&self) -> bool {
         self.peers
             .iter()
-            .any(|(r, p)| !self.installing.contains_key(r) && p.has_ready())
+            .any(|(r, p)| !self.installing.contains_key(r) && !self.is_gated(*r) && p.has_ready())
             || self.reads.values().any(|r| r.batch_used)
+            || !self.doomed.is_empty()
+    }
+
+    /// Marks `region`'s replica for destruction by the next pass.
+    pub fn doom(&mut self, region: RegionId) {
+        self.doomed.insert(region);
+    }
+
+    /// Destroys the doomed replicas not installing a snapshot (the raft
+    /// loop's `doomed` handling): the range's data deleted (for an
+    /// initialized replica), a tombstone appended (riding on the next
+    /// sync), the replica dropped.
+    fn destroy_doomed(&mut self, out: &mut PassOutput) {
+        for region in std::mem::take(&mut self.doomed) {
+            if self.installing.contains_key(&region) {
+                self.doomed.insert(region);
+                continue;
+            }
+            let Some(peer) = self.peers.get(&region) else {
+                continue;
+            };
+            let id = peer.config().peer;
+            if peer.is_initialized() {
+                let meta = peer.meta();
+                let mut batch = WriteBatch::new();
+                batch.delete_range(meta.start.clone(), meta.end.clone());
+                let at = peer.applied_index();
+                self.store
+                    .mem
+                    .write(batch, region, at)
+                    .expect("the simulated store never stalls");
+            }
+            self.peers.remove(&region);
+            self.reads.remove(&region);
+            self.prepared.retain(|(r, _), _| *r != region);
+            self.gates.remove(&region);
+            self.wal.append(
+                RecordKind::Tombstone,
+                region,
+                &golem_core::region::records::encode_tombstone(id),
+            );
+            self.tombstoned.insert(id);
+            out.removed.push((region, id));
+        }
+    }
+
+    /// Whether `region` is a new region held back until its parent here
+    /// has applied its split again (or is gone).
+    pub fn is_gated(&self, region: RegionId) -> bool {
+        let Some(&(parent, index)) = self.gates.get(&region) else {
+            return false;
+        };
+        self.peers
+            .get(&parent)
+            .is_some_and(|p| p.applied_index().get() < index)
+    }
+
+    /// Creates this node's replica of each new region in `split_queue`
+    /// (the shell's `split::create_regions`): never a region hosted here
+    /// initialized already (a replayed split), never a replica removed
+    /// from here (tombstoned); an uninitialized replica a faster new
+    /// leader's heartbeat made is replaced. The replica is bootstrapped
+    /// into the WAL (synced by the next pass, before it sends anything)
+    /// and campaigns at once if its parent here leads (or it is alone).
+    fn create_split_regions(&mut self, out: &mut Vec<RegionMeta>) {
+        for (meta, parent_leads) in std::mem::take(&mut self.split_queue) {
+            let id = meta.id;
+            if self.peers.get(&id).is_some_and(|p| p.is_initialized()) {
+                continue;
+            }
+            let me = *meta.peer_on(store_of(self.id)).unwrap_or_else(|| {
+                panic!(
+                    "node {}: split region {id} has no replica on this store: {meta:?}",
+                    self.id
+                )
+            });
+            if self.tombstoned.contains(&me.id) {
+                continue;
+            }
+            if self.peers.remove(&id).is_some() {
+                self.reads.remove(&id);
+                self.installing.remove(&id);
+                self.prepared.retain(|(r, _), _| *r != id);
+            }
+            let pc = self.peer_config(id, me.id);
+            let mut peer = RegionPeer::bootstrap(pc, meta.clone(), &mut self.wal)
+                .unwrap_or_else(|e| panic!("node {} region {id}: bootstrap: {e}", self.id));
+            if parent_leads || !meta.is_replicated() {
+                peer.campaign();
+            }
+            self.peers.insert(id, peer);
+            out.push(meta);
+        }
     }
 
     /// Whether a snapshot install is under way (for targeted crashes).
@@ -434,8 +564,15 @@ impl SimNode {
     pub fn collect(&mut self, now_ms: u64) -> bool {
         assert!(self.pending.is_empty() && self.sync_in_flight.is_none());
         let mut must_sync = false;
+        let gated: Vec<RegionId> = self
+            .gates
+            .keys()
+            .copied()
+            .filter(|&r| self.is_gated(r))
+            .collect();
+        self.gates.retain(|r, _| gated.contains(r));
         for (region, peer) in self.peers.iter_mut() {
-            if self.installing.contains_key(region) {
+            if self.installing.contains_key(region) || gated.contains(region) {
                 continue;
             }
             if let Some(r) = self.reads.get_mut(region) {
@@ -470,6 +607,10 @@ impl SimNode {
             regions.push(region);
             self.finish(region, p, &mut out);
         }
+        let mut created = Vec::new();
+        self.create_split_regions(&mut created);
+        out.split_created = created;
+        self.destroy_doomed(&mut out);
         for region in regions {
             if self.peers.contains_key(&region) {
                 self.release_reads(region, &mut out.reads);
@@ -494,6 +635,9 @@ impl SimNode {
         self.write_snapshot(region, &meta.start, &meta.end, index, &pairs);
         out.installed.push((region, index));
         self.finish(region, p, &mut out);
+        let mut created = Vec::new();
+        self.create_split_regions(&mut created);
+        out.split_created = created;
         if self.peers.contains_key(&region) {
             self.release_reads(region, &mut out.reads);
         }
@@ -515,6 +659,10 @@ impl SimNode {
         }
         out.fetches
             .extend(peer.take_fetch_requests().into_iter().map(|r| (region, r)));
+        let leads = peer.is_leader();
+        for meta in peer.take_split_regions() {
+            self.split_queue.push((meta, leads));
+        }
         if peer.take_snapshot_request() {
             if let Some((index, _term)) = peer.prepare_snapshot() {
                 let meta = peer.meta();

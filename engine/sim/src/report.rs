@@ -38,6 +38,21 @@ pub struct SimReport {
     /// Crashes aimed mid snapshot install or right after a removal.
     pub targeted_crashes: u64,
     pub keys_inconclusive: usize,
+    /// Regions at the end (the initial ones and those splits made), and
+    /// replicas of split-made regions created on nodes.
+    pub regions: usize,
+    pub split_replicas_created: u64,
+    /// Per node at the end (0 for a node that is down): replicas that are
+    /// current members of their region, and region leaders.
+    pub replicas_per_node: Vec<usize>,
+    pub leaders_per_node: Vec<usize>,
+    /// With the simulated PD: time from a region's first report over the
+    /// split threshold to its split, per split; time from the node's
+    /// death to every region having its voters on live nodes; operators
+    /// ended by outcome.
+    pub split_latencies_ms: Vec<u64>,
+    pub repair_ms: Option<u64>,
+    pub pd_operators_ended: Vec<(String, u64)>,
     /// A hash of every event: two runs of one seed and config agree.
     pub digest: u64,
 }

@@ -14,11 +14,14 @@
 //!   down while its applied index does not (a restarted replica replays
 //!   from its store's durable index, with the metadata as of that index,
 //!   so only a replay may show an older epoch);
-//! - **agreement at equal `conf_ver`**: every replica of a region that is
-//!   at one `conf_ver` has the same peers with the same roles (and
-//!   placement), the same `version` and the same range;
+//! - **agreement at equal epoch**: every replica of a region that is at
+//!   one `(conf_ver, version)` has the same peers with the same roles (and
+//!   placement) and the same range (a split moves `version` at the same
+//!   `conf_ver`, so the range is compared at equal epochs);
 //! - **no overlap**: the ranges of the regions' newest metadata are
-//!   disjoint (trivially true until splits exist; kept general).
+//!   disjoint (a split's new region takes the range its parent gives up:
+//!   the parent's newer metadata must shrink before or when the new
+//!   region's appears).
 
 use golem_core::region::{PeerRole, RegionMeta};
 use golem_wire::{PeerId, RegionEpoch, RegionId, StoreId};
@@ -53,7 +56,9 @@ pub fn overlaps(a0: &[u8], a1: &[u8], b0: &[u8], b1: &[u8]) -> bool {
 #[derive(Debug, Default)]
 pub struct MetaChecker {
     last: BTreeMap<(usize, PeerId), (u64, RegionEpoch)>,
-    at_conf_ver: BTreeMap<(RegionId, u64), (AtConfVer, usize)>,
+    at_conf_ver: BTreeMap<(RegionId, u64, u64), (AtConfVer, usize)>,
+    /// `(region, conf_ver)` pairs seen.
+    seen_conf_vers: std::collections::BTreeSet<(RegionId, u64)>,
     newest: BTreeMap<RegionId, (RegionEpoch, Vec<u8>, Vec<u8>)>,
     /// Distinct `(region, conf_ver)` pairs seen.
     conf_vers: u64,
@@ -91,18 +96,20 @@ impl MetaChecker {
             end: meta.end.clone(),
             members: members(meta),
         };
-        match self.at_conf_ver.get(&(meta.id, epoch.conf_ver)) {
+        let at = (meta.id, epoch.conf_ver, epoch.version);
+        match self.at_conf_ver.get(&at) {
             Some((first, by)) if *first != now => {
                 return Err(format!(
-                    "region {} at conf_ver {}: node {node} has {now:?} but node {by} had {first:?}",
-                    meta.id, epoch.conf_ver
+                    "region {} at conf_ver {} version {}: node {node} has {now:?} but node {by} had {first:?}",
+                    meta.id, epoch.conf_ver, epoch.version
                 ));
             }
             Some(_) => {}
             None => {
-                self.conf_vers += 1;
-                self.at_conf_ver
-                    .insert((meta.id, epoch.conf_ver), (now, node));
+                if self.seen_conf_vers.insert((meta.id, epoch.conf_ver)) {
+                    self.conf_vers += 1;
+                }
+                self.at_conf_ver.insert(at, (now, node));
             }
         }
         let newer = self

@@ -42,7 +42,7 @@ impl Sim {
             let keys = self.keys.len();
             self.clients[client].draw(&mut self.rng, keys)
         };
-        let region = self.key_region[key];
+        let region = self.region_of_key(key);
         let nodes = self.nodes.len();
         let c = &mut self.clients[client];
         let op = c.next_op_id();
@@ -101,7 +101,7 @@ impl Sim {
         if f.op != op {
             return Ok(());
         }
-        let region = self.key_region[f.key];
+        let region = self.region_of_key(f.key);
         let nodes = self.nodes.len();
         match result {
             Ok(body) => {
@@ -143,15 +143,14 @@ impl Sim {
 
     pub(super) fn on_retry(&mut self, client: usize, op: u64) {
         let nodes = self.nodes.len();
-        let key_region = &self.key_region;
-        let c = &mut self.clients[client];
-        let Some(f) = c.in_flight.as_ref() else {
+        let Some(f) = self.clients[client].in_flight.as_ref() else {
             return;
         };
         if f.op != op {
             return;
         }
-        let region = key_region[f.key];
+        let region = self.region_of_key(f.key);
+        let c = &mut self.clients[client];
         let node = c.target(&mut self.rng, region, nodes);
         c.in_flight.as_mut().expect("checked").node = node;
         self.send_attempt(client);

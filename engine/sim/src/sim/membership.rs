@@ -78,7 +78,8 @@ impl Sim {
     /// The first step, if membership changes are on.
     pub(super) fn start_operator(&mut self) {
         let mean = self.cfg.membership_interval_ms_mean;
-        if mean > 0 {
+        // With the simulated PD, membership is the PD's alone.
+        if mean > 0 && !self.cfg.pd {
             let first = around(&mut self.rng, mean);
             self.operator_after(first);
         }
@@ -102,7 +103,7 @@ impl Sim {
         if self.phase != Phase::Faults || self.operator.in_flight.is_some() {
             return;
         }
-        let region = self.metas[self.rng.gen_range(0..self.metas.len())].id;
+        let region = self.regions[self.rng.gen_range(0..self.regions.len())];
         // The leader of the highest term among live initialized replicas.
         let leader = self
             .nodes
@@ -153,7 +154,7 @@ impl Sim {
             // Like the PD, wait until the learner holds the region (its
             // snapshot is in): golem-core would promote one that holds
             // nothing yet (FINDINGS.md #5).
-            let node = &self.nodes[node_of(learner.get())];
+            let node = &self.nodes[self.node_of_peer(learner)];
             let ready = node.up
                 && node.peers.get(&region).is_some_and(|p| {
                     p.config().peer == learner
@@ -229,7 +230,7 @@ impl Sim {
                     self.trace(|| {
                         format!(
                             "operator: region {region} leadership to node {}",
-                            node_of(to.get())
+                            self.node_of_peer(to)
                         )
                     });
                     let peer = self.nodes[leader_node]
@@ -243,11 +244,10 @@ impl Sim {
                 }
             }
         };
-        let key = self
-            .key_region
-            .iter()
-            .position(|&r| r == region)
-            .expect("every region has a key");
+        let Some(key) = (0..self.keys.len()).find(|&k| self.region_of_key(k) == region) else {
+            self.operator_after(REPLAN_MS);
+            return;
+        };
         self.operator.next_op += 1;
         let op = self.operator.next_op;
         self.operator.in_flight = Some(op);

@@ -34,6 +34,7 @@ mod clients;
 mod faulting;
 mod membership;
 mod nodes;
+mod pd;
 
 use crate::check::applied::AppliedChecker;
 use crate::check::converge::{compare, Replica};
@@ -50,9 +51,10 @@ use crate::network::Network;
 use crate::node::{node_of, peer_meta, SimNode};
 use crate::report::{FailureKind, SimFailure, SimReport};
 use golem_core::region::{PeerRole, RegionMeta, RegionPeer};
-use golem_wire::{RegionEpoch, RegionId};
+use golem_wire::{PeerId, RegionEpoch, RegionId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -83,6 +85,8 @@ struct Stats {
     partitions: u64,
     checkpoints: u64,
     fetches: u64,
+    /// Replicas of split-made regions created.
+    splits_created: u64,
 }
 
 /// Runs one seed. See the module documentation.
@@ -144,9 +148,21 @@ pub(crate) struct Sim {
     /// Events processed; also the history's clock.
     event_no: u64,
     nodes: Vec<SimNode>,
-    metas: Vec<RegionMeta>,
+    /// Every region known so far (the initial ones, then those splits
+    /// made), ascending.
+    regions: Vec<RegionId>,
+    /// The newest metadata of each region seen on any replica (highest
+    /// `(version, conf_ver)`): their ranges never overlap (`check::epochs`),
+    /// so a key's region is the one whose range holds it.
+    routes: BTreeMap<RegionId, RegionMeta>,
+    /// The node of every peer id not minted by `peer_id` (the PD's ids:
+    /// split regions' peers and the replicas it adds).
+    peer_nodes: BTreeMap<PeerId, usize>,
+    /// Nodes never restarted: killed for good, or not joined yet.
+    absent: Vec<bool>,
+    /// The simulated PD, with `cfg.pd`.
+    pd: Option<pd::SimPd>,
     keys: Vec<Vec<u8>>,
-    key_region: Vec<RegionId>,
     net: Network,
     clients: Vec<Client>,
     history: History,
@@ -203,11 +219,15 @@ impl Sim {
         let keys: Vec<Vec<u8>> = (0..cfg.keys)
             .map(|i| format!("k{i:03}").into_bytes())
             .collect();
+        let mut plan = plan;
+        if cfg.calm {
+            plan.crash_weight = 0;
+            plan.crash_many_weight = 0;
+            plan.isolate_weight = 0;
+            plan.split_weight = 0;
+            plan.skew_weight = 0;
+        }
         let metas = region_metas(&keys, cfg.regions, cfg.nodes, cfg.replicas);
-        let key_region = keys
-            .iter()
-            .map(|k| metas.iter().find(|m| m.contains(k)).expect("covered").id)
-            .collect();
         let mut sim = Sim {
             seed,
             cfg: cfg.clone(),
@@ -217,9 +237,12 @@ impl Sim {
             q: Queue::default(),
             event_no: 0,
             nodes: Vec::new(),
-            metas,
+            regions: metas.iter().map(|m| m.id).collect(),
+            routes: metas.iter().map(|m| (m.id, m.clone())).collect(),
+            peer_nodes: BTreeMap::new(),
+            absent: vec![false; cfg.nodes],
+            pd: None,
             keys,
-            key_region,
             clients: (0..cfg.clients).map(Client::new).collect(),
             history: History::default(),
             leaders: LeaderChecker::default(),
@@ -234,8 +257,8 @@ impl Sim {
             digest: Fnv::default(),
         };
         for n in 0..cfg.nodes {
-            let node = SimNode::new(n, &sim.metas, cfg)
-                .map_err(|m| sim.failure(FailureKind::Recovery, m))?;
+            let node =
+                SimNode::new(n, &metas, cfg).map_err(|m| sim.failure(FailureKind::Recovery, m))?;
             sim.nodes.push(node);
             sim.note_recovered(n);
             sim.nodes[n].tick_ms = sim.skewed_tick_ms();
@@ -256,6 +279,19 @@ impl Sim {
         if sim.plan.weight_total() > 0 {
             let first = around(&mut sim.rng, sim.plan.fault_interval_ms_mean);
             sim.q.after(first, Event::Fault);
+        }
+        if cfg.join_at_ms > 0 {
+            // The last node is not part of the cluster until it joins.
+            let last = cfg.nodes - 1;
+            sim.nodes[last].crash(0);
+            sim.absent[last] = true;
+            sim.q.after(cfg.join_at_ms, Event::Join { node: last });
+        }
+        if cfg.kill_at_ms > 0 {
+            sim.q.after(cfg.kill_at_ms, Event::Kill { node: 0 });
+        }
+        if cfg.pd {
+            sim.start_pd(&metas[0]);
         }
         sim.start_operator();
         sim.q.after(cfg.fault_phase_ms, Event::EndFaults);
@@ -313,7 +349,16 @@ impl Sim {
             .history
             .check(self.cfg.lin_steps_max)
             .map_err(|m| self.failure(FailureKind::NotLinearizable, m))?;
+        let (replicas_per_node, leaders_per_node) = self.placement();
+        let pd = self.pd.as_ref();
         Ok(SimReport {
+            regions: self.regions.len(),
+            split_replicas_created: self.stats.splits_created,
+            replicas_per_node,
+            leaders_per_node,
+            split_latencies_ms: pd.map(|p| p.split_latencies_ms.clone()).unwrap_or_default(),
+            repair_ms: pd.and_then(|p| Some(p.repaired_at_ms? - p.killed_at_ms?)),
+            pd_operators_ended: pd.map(|p| p.ended()).unwrap_or_default(),
             seed: self.seed,
             plan: self.plan.clone(),
             events: self.event_no,
@@ -349,7 +394,15 @@ impl Sim {
                 region,
                 msg,
                 snap,
-            } => self.on_raft(from, to, region, msg, snap)?,
+                conf_ver,
+            } => self.on_raft(from, to, region, msg, snap, conf_ver)?,
+            Event::Gc {
+                from,
+                to,
+                region,
+                to_peer,
+                conf_ver,
+            } => self.on_gc(from, to, region, to_peer, conf_ver),
             Event::SnapshotInstalled { node, inc, region } => {
                 self.on_snapshot_installed(node, inc, region)?
             }
@@ -397,6 +450,9 @@ impl Sim {
             Event::Flush { node } => self.on_flush(node),
             Event::Checkpoint { node } => self.on_checkpoint(node),
             Event::EndFaults => self.on_end_faults(),
+            Event::PdTick => self.on_pd_tick(),
+            Event::Kill { node } => self.on_kill(node),
+            Event::Join { node } => self.on_join(node)?,
             Event::EndClients => self.phase = Phase::Drain,
         }
         Ok(())
@@ -503,6 +559,13 @@ impl Sim {
                 if let Err(m) = self.metas_seen.observe(n.id, id, applied, peer.meta()) {
                     return Err(self.failure(FailureKind::Metadata, m));
                 }
+                let meta = peer.meta();
+                let newer = self.routes.get(&meta.id).is_none_or(|r| {
+                    (meta.epoch.version, meta.epoch.conf_ver) > (r.epoch.version, r.epoch.conf_ver)
+                });
+                if newer {
+                    self.routes.insert(meta.id, meta.clone());
+                }
             }
         }
         Ok(())
@@ -531,7 +594,7 @@ impl Sim {
             if !matches!(p.role, PeerRole::Voter | PeerRole::Learner) {
                 return None;
             }
-            let n = node_of(p.id.get());
+            let n = self.node_of_peer(p.id);
             let node = &self.nodes[n];
             let peer = node.peers.get(&region).filter(|q| {
                 node.up
@@ -548,19 +611,19 @@ impl Sim {
     /// Whether, in every region, one leader's whole log is committed and
     /// applied by every current member.
     fn converged(&self) -> bool {
-        self.metas.iter().all(|m| {
-            let Some((_, leader)) = self.leader_of(m.id) else {
+        self.regions.iter().all(|&region| {
+            let Some((_, leader)) = self.leader_of(region) else {
                 return false;
             };
             let leaders = self
                 .nodes
                 .iter()
-                .filter(|n| n.up && n.peers.get(&m.id).is_some_and(|p| p.is_leader()))
+                .filter(|n| n.up && n.peers.get(&region).is_some_and(|p| p.is_leader()))
                 .count();
             let last = leader.last_index();
             leaders == 1
                 && leader.commit_index() == last
-                && self.members(m.id).is_some_and(|members| {
+                && self.members(region).is_some_and(|members| {
                     members
                         .iter()
                         .all(|(_, p)| p.last_index() == last && p.applied_index() == last)
@@ -569,8 +632,9 @@ impl Sim {
     }
 
     fn check_convergence(&mut self) -> Result<(), SimFailure> {
-        for m in &self.metas {
-            let members = self.members(m.id).expect("converged");
+        for &region in &self.regions {
+            let m = self.leader_of(region).expect("converged").1.meta().clone();
+            let members = self.members(region).expect("converged");
             let replicas: Vec<Replica> = members
                 .iter()
                 .map(|(n, p)| Replica {
@@ -587,7 +651,8 @@ impl Sim {
     /// Every replica's state, for liveness reports.
     fn describe_cluster(&self) -> String {
         let mut s = String::new();
-        for m in &self.metas {
+        for &id in &self.regions {
+            let m = &self.routes[&id];
             let leader = self
                 .nodes
                 .iter()
@@ -624,7 +689,7 @@ impl Sim {
                     p.is_initialized(),
                     p.applying_snapshot(),
                     p.is_leader(),
-                    p.leader_id().map(|l| node_of(l.get())),
+                    p.leader_id().map(|l| self.node_of_peer(l)),
                     p.term(),
                     p.commit_index(),
                     p.applied_index(),
@@ -657,6 +722,75 @@ impl Sim {
                 self.q.after(0, Event::Restart { node: n });
             }
         }
+    }
+
+    /// Per node: replicas that are current members of their region (per
+    /// its leader), and region leaders.
+    fn placement(&self) -> (Vec<usize>, Vec<usize>) {
+        let mut replicas = vec![0; self.nodes.len()];
+        let mut leaders = vec![0; self.nodes.len()];
+        for &r in &self.regions {
+            if let Some((n, p)) = self.leader_of(r) {
+                leaders[n] += 1;
+                for q in &p.meta().peers {
+                    replicas[q.store.get() as usize - 1] += 1;
+                }
+            }
+        }
+        (replicas, leaders)
+    }
+
+    /// The node hosting peer `id`.
+    fn node_of_peer(&self, id: PeerId) -> usize {
+        self.peer_nodes
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| node_of(id.get()))
+    }
+
+    /// Notes where the peers of `meta` live (a split's new region, or a
+    /// replica the PD adds).
+    fn note_peers(&mut self, meta: &RegionMeta) {
+        for p in &meta.peers {
+            self.peer_nodes.insert(p.id, p.store.get() as usize - 1);
+        }
+    }
+
+    /// The region whose newest range holds key `key`, or `RegionId(0)`
+    /// (no region) in the window where a split's parent has applied it
+    /// but its new region is not created yet (the shell creates it after
+    /// the pass's sync, as the simulator does): clients then route at
+    /// random and the nodes route by key.
+    fn region_of_key(&self, key: usize) -> RegionId {
+        let k = &self.keys[key];
+        self.routes
+            .values()
+            .find(|m| m.contains(k))
+            .map_or(RegionId(0), |m| m.id)
+    }
+
+    /// Node 0 dies for good (the scenario's node loss).
+    fn on_kill(&mut self, node: usize) {
+        self.absent[node] = true;
+        if self.nodes[node].up {
+            self.trace(|| format!("node {node} dies for good"));
+            self.nodes[node].crash(0);
+            self.stats.crashes += 1;
+        }
+        if let Some(pd) = self.pd.as_mut() {
+            pd.killed_at_ms = Some(self.q.now_ms());
+        }
+    }
+
+    /// `node` joins the cluster, empty.
+    fn on_join(&mut self, node: usize) -> Result<(), SimFailure> {
+        self.absent[node] = false;
+        self.trace(|| format!("node {node} joins"));
+        self.on_restart(node)?;
+        if let Some(pd) = self.pd.as_mut() {
+            pd.join(node, self.q.now_ms());
+        }
+        Ok(())
     }
 
     fn on_flush(&mut self, node: usize) {

@@ -29,7 +29,7 @@ use super::{Phase, Sim, FETCH_MS_MAX};
 use crate::config::{PlantedBug, ReadMode, TruncatePolicy};
 use crate::event::{Event, SnapshotData};
 use crate::faults::around;
-use crate::node::{node_of, PassOutput, Waiter};
+use crate::node::{PassOutput, Waiter};
 use crate::report::{FailureKind, SimFailure};
 use crate::wal::entry_id;
 use golem_core::command::Command;
@@ -182,7 +182,7 @@ impl Sim {
     fn emit(&mut self, node: usize, out: PassOutput) -> Result<(), SimFailure> {
         let inc = self.nodes[node].incarnation;
         for (region, msg) in out.messages {
-            let to = node_of(msg.to);
+            let to = self.node_of_peer(PeerId(msg.to));
             let snap = if msg.get_msg_type() == MessageType::MsgSnapshot {
                 let index = msg.get_snapshot().get_metadata().index;
                 let Some(pairs) = self.nodes[node].prepared_data(region, index) else {
@@ -214,6 +214,10 @@ impl Sim {
                     },
                 );
             }
+            let conf_ver = self.nodes[node]
+                .peers
+                .get(&region)
+                .map_or(0, |p| p.meta().epoch.conf_ver);
             for delay in copies {
                 let ev = Event::Raft {
                     from: node,
@@ -221,9 +225,27 @@ impl Sim {
                     region,
                     msg: msg.clone(),
                     snap: snap.clone(),
+                    conf_ver,
                 };
                 self.q.after(delay, ev);
             }
+        }
+        for meta in out.split_created {
+            self.stats.splits_created += 1;
+            self.trace(|| {
+                format!(
+                    "node {node} created region {} {:?}..{:?} of a split",
+                    meta.id, meta.start, meta.end
+                )
+            });
+            self.note_peers(&meta);
+            // The new replica starts at its bootstrap index.
+            let applied = self.nodes[node].peers[&meta.id].applied_index().get();
+            self.applied.restarted(node, meta.id, applied);
+            if let Err(at) = self.regions.binary_search(&meta.id) {
+                self.regions.insert(at, meta.id);
+            }
+            self.routes.entry(meta.id).or_insert(meta);
         }
         for (region, index, term) in out.installs {
             let delay = self.rng.gen_range(1..=INSTALL_MS_MAX);
@@ -304,6 +326,7 @@ impl Sim {
         region: RegionId,
         msg: Message,
         snap: Option<SnapshotData>,
+        conf_ver: u64,
     ) -> Result<(), SimFailure> {
         let (from_peer, to_peer) = (PeerId(msg.from), PeerId(msg.to));
         let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
@@ -323,6 +346,31 @@ impl Sim {
         if self.net.is_cut(from, to) || !self.nodes[to].up {
             report(self, false);
             return Ok(());
+        }
+        if let Some(p) = self.nodes[to].peers.get(&region) {
+            if p.is_initialized()
+                && p.meta().peer(from_peer).is_none()
+                && conf_ver < p.meta().epoch.conf_ver
+            {
+                // A stale peer of a removed replica: tell it (the shell's
+                // `transport::deliver`).
+                let at = p.meta().epoch.conf_ver;
+                self.trace(|| {
+                    format!("node {to} region {region}: gc notice to non-member {from_peer} at conf_ver {conf_ver}")
+                });
+                report(self, false);
+                for delay in self.net.plan(&mut self.rng, to, from) {
+                    let ev = Event::Gc {
+                        from: to,
+                        to: from,
+                        region,
+                        to_peer: from_peer,
+                        conf_ver: at,
+                    };
+                    self.q.after(delay, ev);
+                }
+                return Ok(());
+            }
         }
         let n = &self.nodes[to];
         if matches!(
@@ -380,6 +428,31 @@ impl Sim {
         }
         self.kick(to);
         Ok(())
+    }
+
+    /// A member's notice that `to_peer` is no longer a member: the
+    /// replica is destroyed by its node's next pass if it is that peer and
+    /// older (or uninitialized).
+    pub(super) fn on_gc(
+        &mut self,
+        from: usize,
+        to: usize,
+        region: RegionId,
+        to_peer: PeerId,
+        conf_ver: u64,
+    ) {
+        if self.net.is_cut(from, to) || !self.nodes[to].up {
+            return;
+        }
+        let doomed = self.nodes[to].peers.get(&region).is_some_and(|p| {
+            p.config().peer == to_peer
+                && (!p.is_initialized() || p.meta().epoch.conf_ver < conf_ver)
+        });
+        if doomed {
+            self.trace(|| format!("node {to} region {region}: replica {to_peer} is no longer a member; destroying it"));
+            self.nodes[to].doom(region);
+            self.kick(to);
+        }
     }
 
     pub(super) fn on_snapshot_installed(
@@ -449,6 +522,11 @@ impl Sim {
         proposed: bool,
         hint: Option<usize>,
     ) {
+        if client == super::pd::PD_CLIENT {
+            // A PD step runs on the node itself: no network in between.
+            self.on_pd_answer(op);
+            return;
+        }
         if self.rng.gen_range(0..100) < self.net.drop_percent {
             return;
         }
@@ -474,18 +552,27 @@ impl Sim {
         key: usize,
         body: RequestBody,
     ) {
-        let region = self.key_region[key];
         if !self.nodes[node].up {
             // Connection refused: certainly not proposed.
             self.respond(node, client, op, Err(GolemError::ShuttingDown), false, None);
             return;
         }
-        let Some(peer) = self.nodes[node].peers.get(&region) else {
+        // The node routes by key among its initialized replicas (the
+        // newest metadata wins while a restarted parent replays a split).
+        let k = &self.keys[key];
+        let found = self.nodes[node]
+            .peers
+            .values()
+            .filter(|p| p.is_initialized() && p.meta().contains(k))
+            .max_by_key(|p| p.meta().epoch.version);
+        let Some(peer) = found else {
+            let region = self.region_of_key(key);
             let err = GolemError::RegionNotFound { region };
             self.respond(node, client, op, Err(err), false, None);
             return;
         };
-        let hint = peer.leader_id().map(|p| node_of(p.get()));
+        let region = peer.meta().id;
+        let hint = peer.leader_id().map(|p| self.node_of_peer(p));
         let value = match &body {
             RequestBody::Put { value, .. } => Some(value.clone()),
             RequestBody::CompareAndSwap { new_value, .. } => new_value.clone(),
@@ -508,7 +595,7 @@ impl Sim {
     }
 
     pub(super) fn on_restart(&mut self, node: usize) -> Result<(), SimFailure> {
-        if self.nodes[node].up {
+        if self.nodes[node].up || self.absent[node] {
             return Ok(());
         }
         self.trace(|| format!("node {node} restarts"));
@@ -559,7 +646,10 @@ impl Sim {
     }
 
     pub(super) fn on_checkpoint(&mut self, node: usize) {
-        if self.nodes[node].between_passes() {
+        // Like the shell's raft loop: no WAL garbage collection while a
+        // snapshot installs (its region's only metadata records may lie
+        // before every needed entry, and it writes no checkpoint).
+        if self.nodes[node].between_passes() && !self.nodes[node].is_installing() {
             let regions: Vec<RegionId> = self.nodes[node]
                 .regions()
                 .filter(|&r| self.nodes[node].checkpointable(r))
