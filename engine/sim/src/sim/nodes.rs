@@ -383,6 +383,31 @@ impl Sim {
             return Ok(());
         }
         if is_snapshot {
+            // A snapshot overlapping another initialized region of the
+            // node is refused (the shell's `snapshot::receive`): a split's
+            // new region reached here before the parent applied the split,
+            // or a stale parent's snapshot over a new region's range.
+            let meta = golem_core::region::RegionMeta::decode(&msg.get_snapshot().data)
+                .expect("a snapshot carries its region's metadata");
+            let overlapping = self.nodes[to].peers.iter().any(|(id, p)| {
+                *id != region
+                    && p.is_initialized()
+                    && crate::check::epochs::overlaps(
+                        &meta.start,
+                        &meta.end,
+                        &p.meta().start,
+                        &p.meta().end,
+                    )
+            });
+            if overlapping {
+                self.trace(|| {
+                    format!(
+                        "node {to} region {region}: snapshot overlaps another region here; refused"
+                    )
+                });
+                report(self, false);
+                return Ok(());
+            }
             // The stream is complete and durable before the message is
             // stepped (the shell's received file).
             let md = msg.get_snapshot().get_metadata();
