@@ -8,7 +8,8 @@
 //! source replica (a leader hands its leadership over first). Guards: the
 //! hysteresis of `balance::worth_moving` with the region's weight; only
 //! regions with no operator, a leader, exactly `max_replicas` voters and
-//! every peer on a live store (anything else is the replica checker's);
+//! every peer on a store that is up — not even disconnected (anything else
+//! is the replica checker's; golem-sim FINDINGS.md #9);
 //! the target's add-peer limit; `region_schedule_limit` (the caller).
 
 use super::balance::{candidates, tolerance, worth_moving};
@@ -48,7 +49,13 @@ pub fn schedule(
                 let from = region.peers.iter().find(|p| p.store == src.id)?;
                 if region.peers.iter().any(|p| p.store == dst.id)
                     || ctl.get(region.id).is_some()
-                    || region.peers.iter().any(|p| view.health(p.store).evacuate())
+                    // Every peer's store must be up: moving a replica while
+                    // another voter's store is silent can leave the region
+                    // without a quorum (golem-sim FINDINGS.md #9).
+                    || region
+                        .peers
+                        .iter()
+                        .any(|p| view.health(p.store) != super::cluster::Health::Up)
                     || region
                         .peers
                         .iter()
