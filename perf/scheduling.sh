@@ -24,7 +24,7 @@
 # scheduling-<stamp>-logs/), stops every process by its pid.
 #
 # Usage: perf/scheduling.sh [split_repeats] [repair_repeats]
-# Env: SPLIT_BYTES (1048576), DOWN_MS (5000), BALANCE_SPLIT_BYTES (32768),
+# Env: SPLIT_BYTES (1048576), DOWN_MS (11000: above two 5 s store heartbeats), BALANCE_SPLIT_BYTES (32768),
 #      BALANCE_WRITE_KIB (1600), GOLEM_PERF_PORT (18500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,7 @@ cd "$(dirname "$0")/.."
 split_repeats="${1:-3}"
 repair_repeats="${2:-2}"
 split_bytes="${SPLIT_BYTES:-1048576}"
-down_ms="${DOWN_MS:-5000}"
+down_ms="${DOWN_MS:-11000}"
 balance_split_bytes="${BALANCE_SPLIT_BYTES:-32768}"
 balance_write_kib="${BALANCE_WRITE_KIB:-1600}"
 base="${GOLEM_PERF_PORT:-18500}"
