@@ -299,9 +299,19 @@ fn dropping_a_paused_lsm_does_not_hang() {
     lsm.set_background_paused(true);
     lsm.flush().unwrap();
     drop(lsm);
-    // The unflushed memtable is gone (the WAL would replay it).
+    // The drop did not hang. The queued flush may or may not have run
+    // before the thread stopped (a race with the pause under load, seen in
+    // CI): either nothing is durable (the WAL would replay it) or exactly
+    // that batch is, never anything else.
     let mut lsm = Lsm::open(dir.path(), small()).unwrap();
-    assert_eq!(lsm.persisted_applied(RegionId(1)), LogIndex(0));
+    let persisted = lsm.persisted_applied(RegionId(1));
+    assert!(
+        persisted == LogIndex(0) || persisted == LogIndex(1),
+        "{persisted:?}"
+    );
+    if persisted == LogIndex(1) {
+        assert_eq!(lsm.get(&key(9)).unwrap(), Some(b"v9".to_vec()));
+    }
 }
 
 #[test]
