@@ -32,6 +32,7 @@ use crate::store::SimStore;
 use crate::wal::SimWal;
 use golem_core::raft_log::FetchRequest;
 use golem_core::region::records::decode_log_start;
+use golem_core::region::records::{decode_tombstone, encode_tombstone};
 use golem_core::region::{
     PeerConfig, PeerMeta, PendingReady, ProposalToken, RegionMeta, RegionPeer,
 };
@@ -177,9 +178,11 @@ pub struct SimNode {
     /// index)`: what the shell streams with the `MsgSnapshot` at that
     /// index. Lost in a crash.
     prepared: BTreeMap<(RegionId, u64), Pairs>,
-    /// Peer ids of replicas removed from this node: their messages are
-    /// dropped (rebuilt from the WAL's tombstones at start).
-    pub tombstoned: BTreeSet<PeerId>,
+    /// Peer ids of replicas removed from this node, with their regions:
+    /// their messages are dropped (rebuilt from the WAL's tombstones at
+    /// start; the tombstones are written again at each checkpoint, like the
+    /// shell's `collect_wal_garbage`, so they outlive their segments).
+    pub tombstoned: BTreeMap<PeerId, RegionId>,
     reads: BTreeMap<RegionId, Reads>,
     /// `Some(n)`: a sync covering `wal` records `[..n]` is in flight.
     pub sync_in_flight: Option<usize>,
@@ -222,13 +225,13 @@ fn peer_of(records: &[(RecordKind, Vec<u8>)], store: StoreId) -> Option<PeerId> 
     meta.peer_on(store).map(|p| p.id)
 }
 
-/// The peer the last `RegionMeta` record before the last tombstone named
-/// on `store` (the removed replica's id).
+/// The removed replica's id: what the last tombstone names, else the peer
+/// the last `RegionMeta` record before it named on `store`.
 fn tombstoned_peer(records: &[(RecordKind, Vec<u8>)], store: StoreId) -> Option<PeerId> {
     let at = records
         .iter()
         .rposition(|(k, _)| *k == RecordKind::Tombstone)?;
-    peer_of(&records[..at], store)
+    decode_tombstone(&records[at].1).or_else(|| peer_of(&records[..at], store))
 }
 
 /// The latest log start a region's records name after their last
@@ -269,7 +272,7 @@ impl SimNode {
             installing: BTreeMap::new(),
             snap_files: BTreeMap::new(),
             prepared: BTreeMap::new(),
-            tombstoned: BTreeSet::new(),
+            tombstoned: BTreeMap::new(),
             reads: BTreeMap::new(),
             sync_in_flight: None,
             pass_scheduled: false,
@@ -322,7 +325,7 @@ impl SimNode {
             let records = self.wal.region_records(region);
             if RegionPeer::is_tombstoned(&records) {
                 if let Some(p) = tombstoned_peer(&records, store) {
-                    self.tombstoned.insert(p);
+                    self.tombstoned.insert(p, region);
                 }
                 continue;
             }
@@ -353,8 +356,9 @@ impl SimNode {
             })?;
             if peer.is_removed() {
                 // Removed before the crash, its tombstone lost.
-                self.wal.append(RecordKind::Tombstone, region, &[]);
-                self.tombstoned.insert(peer_id);
+                self.wal
+                    .append(RecordKind::Tombstone, region, &encode_tombstone(peer_id));
+                self.tombstoned.insert(peer_id, region);
                 continue;
             }
             self.peers.insert(region, peer);
@@ -494,12 +498,9 @@ impl SimNode {
             self.reads.remove(&region);
             self.prepared.retain(|(r, _), _| *r != region);
             self.gates.remove(&region);
-            self.wal.append(
-                RecordKind::Tombstone,
-                region,
-                &golem_core::region::records::encode_tombstone(id),
-            );
-            self.tombstoned.insert(id);
+            self.wal
+                .append(RecordKind::Tombstone, region, &encode_tombstone(id));
+            self.tombstoned.insert(id, region);
             out.removed.push((region, id));
         }
     }
@@ -534,7 +535,7 @@ impl SimNode {
                     self.id
                 )
             });
-            if self.tombstoned.contains(&me.id) {
+            if self.tombstoned.contains_key(&me.id) {
                 continue;
             }
             if self.peers.remove(&id).is_some() {
@@ -685,8 +686,9 @@ impl SimNode {
             self.peers.remove(&region);
             self.reads.remove(&region);
             self.prepared.retain(|(r, _), _| *r != region);
-            self.wal.append(RecordKind::Tombstone, region, &[]);
-            self.tombstoned.insert(id);
+            self.wal
+                .append(RecordKind::Tombstone, region, &encode_tombstone(id));
+            self.tombstoned.insert(id, region);
             out.removed.push((region, id));
         }
     }
@@ -708,7 +710,7 @@ impl SimNode {
         to: PeerId,
         msg: &Message,
     ) -> Option<&mut RegionPeer> {
-        if self.tombstoned.contains(&to) {
+        if self.tombstoned.contains_key(&to) {
             return None;
         }
         match self.peers.get(&region) {
@@ -878,6 +880,15 @@ impl SimNode {
             if let Some(at) = log_start.get(region) {
                 peer.write_checkpoint(LogIndex(*at), &mut self.wal);
             }
+        }
+        // Not for a region hosted here again (re-added under a new peer id):
+        // a tombstone after its records would hide them from recovery.
+        for (peer, region) in &self.tombstoned {
+            if self.peers.contains_key(region) {
+                continue;
+            }
+            self.wal
+                .append(RecordKind::Tombstone, *region, &encode_tombstone(*peer));
         }
         self.wal.mark_durable(self.wal.len());
         let mut keep = log_start.clone();

@@ -18,15 +18,12 @@ use golem_sim::{
 const FINDING_2_SEEDS: [u64; 2] = [345, 982];
 /// A seed of `one_region_hot_keys_many_clients` that found FINDINGS.md #3.
 const FINDING_3_SEED: u64 = 1035;
-/// Seeds of the default configuration that fail through golem-core bugs
-/// not fixed yet: FINDINGS.md #6 (a leader commits its own removal:
-/// raft-rs panics) and #7 (a removed replica re-created by a lagging
-/// leader installs a snapshot below its own removal).
+/// Seeds of the default configuration that found FINDINGS.md #6 (a leader
+/// commits its own removal: raft-rs panicked) and #7 (a removed replica
+/// re-created by a lagging leader installed a snapshot below its own
+/// removal); both fixed, kept as regression tests.
 const FINDING_6_SEED: u64 = 83;
 const FINDING_7_SEED: u64 = 477;
-/// Seeds of the default configuration left out of the regression set
-/// until those findings are fixed.
-const OPEN_FINDINGS: [u64; 1] = [FINDING_7_SEED];
 
 /// Runs `seeds` (skipping `except`) and panics listing every failure.
 fn all_pass(cfg: &SimConfig, seeds: std::ops::Range<u64>, except: &[u64]) -> Vec<SimReport> {
@@ -47,7 +44,7 @@ fn all_pass(cfg: &SimConfig, seeds: std::ops::Range<u64>, except: &[u64]) -> Vec
 
 #[test]
 fn three_nodes_two_regions() {
-    let reports = all_pass(&SimConfig::default(), 0..120, &OPEN_FINDINGS);
+    let reports = all_pass(&SimConfig::default(), 0..120, &[]);
     // The runs really exercise faults and the fetch path.
     assert!(reports.iter().map(|r| r.crashes).sum::<u64>() > 100);
     assert!(reports.iter().map(|r| r.partitions).sum::<u64>() > 100);
@@ -303,7 +300,6 @@ fn finding_6_a_leader_that_commits_its_own_removal_steps_down() {
 /// member re-creates it (heartbeat with commit 0) and sends it a snapshot
 /// from before its removal; the store's applied index goes back.
 #[test]
-#[ignore = "FINDINGS.md #7: fixed in the node's shell; the simulator's shell does not carry tombstones forward yet"]
 fn finding_7_a_removed_replica_is_never_re_created_under_its_old_id() {
     run(FINDING_7_SEED, &SimConfig::default()).unwrap();
 }

@@ -436,8 +436,15 @@ async fn collect_wal_garbage(
             };
             peer.write_checkpoint(keep, &mut shell.wal);
         }
-        // Tombstones outlive the segments that held them.
+        // Tombstones outlive the segments that held them, except for a
+        // region hosted here again (re-added under a new peer id): a
+        // tombstone after its records would hide them from recovery.
+        let hosted: std::collections::HashSet<RegionId> =
+            regions.iter().map(|r| r.peer.borrow().meta().id).collect();
         for (region, peer) in tombstones.borrow().iter() {
+            if hosted.contains(region) {
+                continue;
+            }
             shell.wal.append(
                 RecordKind::Tombstone,
                 *region,
