@@ -14,6 +14,7 @@
 mod common;
 
 use common::cluster::Cluster;
+use common::regions::{regions, stores_of, tile, wait_regions};
 use golem_client::{Client, ClientConfig};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -43,45 +44,6 @@ async fn client(addrs: &[SocketAddr]) -> Client {
     Client::connect(cfg).await.expect("connect")
 }
 
-/// The PD's regions as `region list --json` shows them.
-fn regions(cluster: &Cluster) -> Vec<serde_json::Value> {
-    let (ok, out) = cluster.ctl(&["--json", "region", "list"]);
-    assert!(ok, "region list: {out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
-    v["regions"].as_array().expect("regions").clone()
-}
-
-/// Polls the PD's regions every 100 ms until `want` holds; returns them and
-/// how long it took.
-fn wait_regions(
-    cluster: &Cluster,
-    limit: Duration,
-    what: &str,
-    want: impl Fn(&[serde_json::Value]) -> bool,
-) -> (Vec<serde_json::Value>, Duration) {
-    let started = Instant::now();
-    loop {
-        let rs = regions(cluster);
-        if want(&rs) {
-            return (rs, started.elapsed());
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}: {rs:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn stores_of(r: &serde_json::Value) -> Vec<u64> {
-    r["peers"]
-        .as_array()
-        .expect("peers")
-        .iter()
-        .map(|p| p["store"].as_u64().unwrap())
-        .collect()
-}
-
 fn voters_on_live_stores(r: &serde_json::Value, dead: u64) -> usize {
     r["peers"]
         .as_array()
@@ -89,25 +51,6 @@ fn voters_on_live_stores(r: &serde_json::Value, dead: u64) -> usize {
         .iter()
         .filter(|p| p["role"] == "voter" && p["store"].as_u64() != Some(dead))
         .count()
-}
-
-/// Whether the regions tile the key space (sorted by start: the first
-/// starts at the beginning, each ends where the next starts, the last runs
-/// to the end).
-fn tile(rs: &[serde_json::Value]) -> bool {
-    let mut ranges: Vec<(String, String)> = rs
-        .iter()
-        .map(|r| {
-            (
-                r["start"].as_str().unwrap().to_string(),
-                r["end"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    ranges.sort();
-    ranges.first().is_some_and(|f| f.0.is_empty())
-        && ranges.last().is_some_and(|l| l.1.is_empty())
-        && ranges.windows(2).all(|w| w[0].1 == w[1].0)
 }
 
 /// Whether every region is exactly three voters, none on `dead`.
@@ -154,6 +97,7 @@ fn every_region_gets_back_to_three_voters_after_a_node_is_killed() {
     let (rs, split_wait) = wait_regions(
         &cluster,
         Duration::from_secs(30),
+        Duration::from_millis(100),
         "splitting into at least 2 regions",
         |rs| rs.len() >= 2 && tile(rs),
     );
@@ -191,6 +135,7 @@ fn every_region_gets_back_to_three_voters_after_a_node_is_killed() {
     let (rs, repair) = wait_regions(
         &cluster,
         Duration::from_secs(60),
+        Duration::from_millis(100),
         "every region back to three live voters",
         |rs| repaired(rs, dead),
     );

@@ -13,6 +13,7 @@
 mod common;
 
 use common::cluster::Cluster;
+use common::regions::{stores_of, tile, wait_regions};
 use golem_client::{Client, ClientConfig};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,70 +37,12 @@ async fn client(addrs: &[SocketAddr]) -> Client {
     Client::connect(cfg).await.expect("connect")
 }
 
-/// The PD's regions as `region list --json` shows them.
-fn regions(cluster: &Cluster) -> Vec<serde_json::Value> {
-    let (ok, out) = cluster.ctl(&["--json", "region", "list"]);
-    assert!(ok, "region list: {out}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
-    v["regions"].as_array().expect("regions").clone()
-}
-
-/// Polls the PD's regions until `want` holds; returns them and how long
-/// it took.
-fn wait_regions(
-    cluster: &Cluster,
-    limit: Duration,
-    what: &str,
-    want: impl Fn(&[serde_json::Value]) -> bool,
-) -> (Vec<serde_json::Value>, Duration) {
-    let started = Instant::now();
-    loop {
-        let rs = regions(cluster);
-        if want(&rs) {
-            return (rs, started.elapsed());
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}: {rs:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn stores_of(r: &serde_json::Value) -> Vec<u64> {
-    r["peers"]
-        .as_array()
-        .expect("peers")
-        .iter()
-        .map(|p| p["store"].as_u64().unwrap())
-        .collect()
-}
-
 fn all_voters(r: &serde_json::Value) -> bool {
     r["peers"]
         .as_array()
         .expect("peers")
         .iter()
         .all(|p| p["role"] == "voter")
-}
-
-/// Whether the regions tile the key space (sorted by start: the first
-/// starts at the beginning, each ends where the next starts, the last
-/// runs to the end).
-fn tile(rs: &[serde_json::Value]) -> bool {
-    let mut ranges: Vec<(String, String)> = rs
-        .iter()
-        .map(|r| {
-            (
-                r["start"].as_str().unwrap().to_string(),
-                r["end"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    ranges.sort();
-    ranges.first().is_some_and(|f| f.0.is_empty())
-        && ranges.last().is_some_and(|l| l.1.is_empty())
-        && ranges.windows(2).all(|w| w[0].1 == w[1].0)
 }
 
 #[test]
@@ -134,6 +77,7 @@ fn the_pd_splits_and_moves_regions_through_operator_steps() {
     let (rs, split_wait) = wait_regions(
         &cluster,
         Duration::from_secs(60),
+        Duration::from_millis(250),
         "splitting into 4 regions",
         |rs| rs.len() >= 4 && tile(rs),
     );
@@ -157,6 +101,7 @@ fn the_pd_splits_and_moves_regions_through_operator_steps() {
     let (rs, move_wait) = wait_regions(
         &cluster,
         Duration::from_secs(90),
+        Duration::from_millis(250),
         "a replica moving to the new store",
         |rs| {
             rs.iter()
@@ -177,6 +122,7 @@ fn the_pd_splits_and_moves_regions_through_operator_steps() {
     wait_regions(
         &cluster,
         Duration::from_secs(60),
+        Duration::from_millis(250),
         "every region back to three voters",
         |rs| rs.iter().all(|r| stores_of(r).len() == 3 && all_voters(r)) && tile(rs),
     );

@@ -177,45 +177,13 @@ pub async fn remove_peer(
         return Err(format!("region {region} has no replica on store {store}"));
     };
     if route.leader.is_some_and(|l| l.store == store) {
-        let Some(other) = route
-            .region
-            .peers
-            .iter()
-            .find(|p| p.store != store && p.role == PeerRole::Voter)
-        else {
-            return Err(format!(
-                "the replica on store {store} is region {region}'s only voter"
-            ));
-        };
-        let body = RequestBody::TransferLeader {
-            key: key_of(&route),
-            to_store: other.store,
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        client
-            .execute(body, left.max(Duration::from_millis(1)))
-            .await
-            .map_err(describe)?;
+        move_leader_off(client, &route, store, deadline).await?;
     }
     let remove = || change(PeerChangeKind::Remove, target.id, store, target.shard);
     let conf_ver = match run_change(client, &route, remove(), deadline).await {
         // The PD's view of the leader was stale: move it, then retry.
         Err(e) if e.contains("move leadership") => {
-            let other = route
-                .region
-                .peers
-                .iter()
-                .find(|p| p.store != store && p.role == PeerRole::Voter)
-                .ok_or(e)?;
-            let body = RequestBody::TransferLeader {
-                key: key_of(&route),
-                to_store: other.store,
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
-            client
-                .execute(body, left.max(Duration::from_millis(1)))
-                .await
-                .map_err(describe)?;
+            move_leader_off(client, &route, store, deadline).await?;
             run_change(client, &route, remove(), deadline).await?
         }
         r => r?,
@@ -226,4 +194,34 @@ pub async fn remove_peer(
         shard: target.shard,
         conf_ver,
     })
+}
+
+/// Moves the region's leadership to a voter on another store than `store`.
+async fn move_leader_off(
+    client: &Client,
+    route: &RegionRoute,
+    store: StoreId,
+    deadline: Instant,
+) -> Result<(), String> {
+    let Some(other) = route
+        .region
+        .peers
+        .iter()
+        .find(|p| p.store != store && p.role == PeerRole::Voter)
+    else {
+        return Err(format!(
+            "the replica on store {store} is region {}'s only voter",
+            route.region.id
+        ));
+    };
+    let body = RequestBody::TransferLeader {
+        key: key_of(route),
+        to_store: other.store,
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    client
+        .execute(body, left.max(Duration::from_millis(1)))
+        .await
+        .map_err(describe)?;
+    Ok(())
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod regions;
 use golem_wire::codec::{
     decode_goodbye, decode_hello_ok, decode_response, encode_hello, encode_request,
 };

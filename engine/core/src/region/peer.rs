@@ -352,11 +352,21 @@ impl RegionPeer {
         for key in cmd.keys() {
             self.meta.check_key(key)?;
         }
-        let term = self.raw.raft.term;
         debug_assert!(
             self.proposals.iter().all(|p| p.token != token),
             "proposal token {token} reused"
         );
+        self.propose_command(&cmd, token).map(|_| ())
+    }
+
+    /// Appends `cmd` as a normal entry and tracks it as proposal `token`;
+    /// returns the entry's index. `ServerBusy` when raft-rs drops it.
+    pub(crate) fn propose_command(
+        &mut self,
+        cmd: &Command,
+        token: ProposalToken,
+    ) -> Result<u64, GolemError> {
+        let term = self.raw.raft.term;
         let before = self.raw.raft.raft_log.last_index();
         match self.raw.propose(Vec::new(), cmd.encode()) {
             Ok(()) => {}
@@ -372,7 +382,7 @@ impl RegionPeer {
             }
         }
         self.track_proposal(before, token, term);
-        Ok(())
+        Ok(before + 1)
     }
 
     /// Remembers the proposal just appended after `before` (raft-rs

@@ -32,7 +32,7 @@
 //!   (`take_split_replay_gates`) and the shell holds the new region back.
 
 use super::meta::{PeerMeta, PeerRole, RegionMeta};
-use super::peer::{ProposalToken, RegionPeer, PROPOSAL_DROPPED_RETRY_AFTER_MS};
+use super::peer::{ProposalToken, RegionPeer};
 use crate::command::Command;
 use crate::kv::apply_noop;
 use crate::store::{KvStore, WriteError};
@@ -153,24 +153,9 @@ impl RegionPeer {
             new_peers,
             epoch: self.meta.epoch,
         };
-        let term = raft.term;
-        let before = raft.raft_log.last_index();
-        match self.raw.propose(Vec::new(), cmd.encode()) {
-            Ok(()) => {}
-            Err(raft::Error::ProposalDropped) => {
-                return Err(GolemError::ServerBusy {
-                    retry_after_ms: PROPOSAL_DROPPED_RETRY_AFTER_MS,
-                })
-            }
-            Err(e) => {
-                return Err(GolemError::Internal {
-                    reason: e.to_string(),
-                })
-            }
-        }
-        self.track_proposal(before, token, term);
-        self.split.proposed_at = Some(before + 1);
-        tracing::info!(region = %self.meta.id, %new_region, index = before + 1, "split proposed");
+        let index = self.propose_command(&cmd, token)?;
+        self.split.proposed_at = Some(index);
+        tracing::info!(region = %self.meta.id, %new_region, index, "split proposed");
         Ok(())
     }
 
