@@ -208,6 +208,11 @@ impl NodeConfig {
     pub fn resolve(s: NodeSettings) -> Result<NodeConfig, ConfigError> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let data_dir = s.data_dir.ok_or(ConfigError::Missing("data-dir"))?;
+        // Made absolute once, here: glommio opens a relative directory path
+        // without a base descriptor and fails with EBADF, and an absolute
+        // path also keeps the data dir fixed if the working directory moves.
+        let data_dir = std::path::absolute(&data_dir)
+            .map_err(|e| invalid("data-dir", format!("{}: {e}", data_dir.display())))?;
         let listen = s
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
@@ -354,6 +359,20 @@ mod tests {
         assert_eq!(c.listen, DEFAULT_LISTEN.parse::<SocketAddr>().unwrap());
         assert!(c.election_ticks > c.heartbeat_ticks);
         assert_eq!(c.shard_listen(1).port(), 7401);
+    }
+
+    #[test]
+    fn relative_data_dir_becomes_absolute() {
+        let s = NodeSettings {
+            data_dir: Some("rel/data".into()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(s).unwrap();
+        assert!(c.data_dir.is_absolute());
+        assert_eq!(
+            c.data_dir,
+            std::env::current_dir().unwrap().join("rel/data")
+        );
     }
 
     #[test]
