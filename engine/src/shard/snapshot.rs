@@ -496,11 +496,22 @@ pub fn send(shard: &Rc<Shard>, meta: &RegionMeta, to: PeerMeta, msg: Message) {
     if !shard.snapshots.sending.borrow_mut().insert((region, to.id)) {
         return; // Already streaming to it; raft-rs will hear from that one.
     }
+    let md = msg.get_snapshot().get_metadata();
+    let (index, term) = (md.index, md.term);
+    let view = shard
+        .snapshots
+        .outgoing
+        .borrow()
+        .get(&region)
+        .filter(|(i, t, _)| *i == index && *t == term)
+        .map(|(_, _, v)| v.clone());
     let shard = shard.clone();
-    let epoch = meta.epoch;
-    let (start, end) = (meta.start.clone(), meta.end.clone());
+    let meta = meta.clone();
     spawn_local(async move {
-        let result = stream(&shard, region, epoch, &start, &end, to, &msg).await;
+        let result = match &view {
+            Some(view) => stream(&shard, &meta, to, &msg, view).await,
+            None => Err(format!("no view of the store for the snapshot at {index}")),
+        };
         shard.snapshots.sending.borrow_mut().remove(&(region, to.id));
         let handle = shard.regions.borrow().get(&region).cloned();
         if let Some(handle) = handle {
@@ -513,7 +524,9 @@ pub fn send(shard: &Rc<Shard>, meta: &RegionMeta, to: PeerMeta, msg: Message) {
                 Err(e) => {
                     tracing::warn!(%region, to = %to.id, store = %to.store, error = %e, "sending a snapshot failed");
                     peer.report_snapshot(to.id, false);
-                    if e.contains("no view") {
+                    if view.is_none() {
+                        // The prepared snapshot lost its view (a restart or
+                        // a newer snapshot): raft-rs must ask for a new one.
                         peer.forget_prepared_snapshot();
                     }
                 }
@@ -528,23 +541,15 @@ pub fn send(shard: &Rc<Shard>, meta: &RegionMeta, to: PeerMeta, msg: Message) {
 /// Sends the chunks; returns the key-value bytes sent.
 async fn stream(
     shard: &Rc<Shard>,
-    region: RegionId,
-    epoch: golem_wire::RegionEpoch,
-    start: &[u8],
-    end: &[u8],
+    meta: &RegionMeta,
     to: PeerMeta,
     msg: &Message,
+    view: &LsmSnapshot,
 ) -> Result<u64, String> {
+    let (region, epoch) = (meta.id, meta.epoch);
+    let (start, end) = (&meta.start[..], &meta.end[..]);
     let md = msg.get_snapshot().get_metadata();
     let (index, term) = (md.index, md.term);
-    let view = shard
-        .snapshots
-        .outgoing
-        .borrow()
-        .get(&region)
-        .filter(|(i, t, _)| *i == index && *t == term)
-        .map(|(_, _, v)| v.clone())
-        .ok_or_else(|| format!("no view of the store for the snapshot at {index}"))?;
     let mut conn = super::transport::connect(shard, to.store, to.shard).await?;
     let mut decoder = FrameDecoder::new(FRAME_PAYLOAD_BYTES_MAX);
     let mut buf = vec![0u8; 4096];
