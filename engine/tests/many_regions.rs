@@ -3,7 +3,9 @@
 //! the shards). A client that starts from the seed route reaches every
 //! region (routed by key, across shards); requests sent to the wrong
 //! shard's port are forwarded and answered correctly; everything survives
-//! a kill -9 and a restart. The node is stopped by its pid.
+//! a kill -9 and a restart. Scans and batch gets that span all the
+//! regions come back whole and in order (one piece per region). The node
+//! is stopped by its pid.
 
 mod common;
 
@@ -49,6 +51,60 @@ fn sixty_four_regions_on_two_shards_route_forward_and_recover() {
         }
     });
     check_all(&node);
+    let check_spanning = |node: &NodeProcess| {
+        rt.block_on(async {
+            let mut cfg = ClientConfig::new(vec![node.shard_addr(0)]);
+            cfg.request_timeout_ms = 20_000;
+            cfg.attempt_timeout_ms = 0;
+            let c = Client::connect(cfg).await.expect("connect");
+            let mut all: Vec<Vec<u8>> = (0..n).map(key).collect();
+            all.sort();
+            // Scans cross all 64 regions (both shards), from the seed
+            // route: one piece per region, pairs in order, each once.
+            let fwd = c
+                .scan(Vec::new(), Vec::new(), n + 10, false)
+                .await
+                .expect("scan");
+            let got: Vec<Vec<u8>> = fwd.pairs.iter().map(|p| p.key.clone()).collect();
+            assert_eq!(got, all, "a forward scan over every region");
+            assert!(!fwd.more);
+            let rev = c
+                .scan(Vec::new(), Vec::new(), n + 10, true)
+                .await
+                .expect("reverse scan");
+            let mut got: Vec<Vec<u8>> = rev.pairs.iter().map(|p| p.key.clone()).collect();
+            got.reverse();
+            assert_eq!(got, all, "a reverse scan over every region");
+            // A limit that stops mid-way, from the middle of the key space.
+            let mid = all[(n / 2) as usize].clone();
+            let page = c
+                .scan(mid.clone(), Vec::new(), 40, false)
+                .await
+                .expect("scan page");
+            assert!(page.more);
+            let want: Vec<&Vec<u8>> = all.iter().filter(|k| **k >= mid).take(40).collect();
+            let got: Vec<&Vec<u8>> = page.pairs.iter().map(|p| &p.key).collect();
+            assert_eq!(got, want);
+            let page = c
+                .scan(Vec::new(), mid.clone(), 40, true)
+                .await
+                .expect("reverse page");
+            let want: Vec<&Vec<u8>> = all.iter().filter(|k| **k < mid).rev().take(40).collect();
+            let got: Vec<&Vec<u8>> = page.pairs.iter().map(|p| &p.key).collect();
+            assert_eq!(got, want);
+            // A batch get whose keys lie in many regions, answered in
+            // request order, with a key that does not exist.
+            let mut keys: Vec<Vec<u8>> = (0..n).step_by(7).map(key).collect();
+            keys.push(b"absent".to_vec());
+            let values = c.batch_get(keys.clone()).await.expect("batch get");
+            assert_eq!(values.len(), keys.len());
+            for (i, k) in keys.iter().enumerate() {
+                let want = (i < keys.len() - 1).then(|| format!("v{}", i * 7).into_bytes());
+                assert_eq!(values[i], want, "batch get of {k:?}");
+            }
+        })
+    };
+    check_spanning(&node);
 
     // Raw requests on the seed route to each shard's port: whichever shard
     // gets them answers with the region covering the key (forwarding to
@@ -99,4 +155,5 @@ fn sixty_four_regions_on_two_shards_route_forward_and_recover() {
     node.kill9();
     node.restart();
     check_all(&node);
+    check_spanning(&node);
 }

@@ -72,6 +72,38 @@ async fn check_all(c: &Client, round: u32) {
     }
 }
 
+/// Forward and reverse scans over both sides of the split, whole and in
+/// order; a batch get with a key on each side.
+async fn check_scans(c: &Client, round: u32) {
+    let mut want: Vec<(Vec<u8>, Vec<u8>)> = ['a', 'z']
+        .iter()
+        .flat_map(|&side| (0..KEYS).map(move |i| (key(side, i), value(side, i, round))))
+        .collect();
+    let pairs = |r: golem_client::ScanResult| -> Vec<(Vec<u8>, Vec<u8>)> {
+        r.pairs.into_iter().map(|p| (p.key, p.value)).collect()
+    };
+    let fwd = c
+        .scan(Vec::new(), Vec::new(), 1000, false)
+        .await
+        .expect("scan");
+    assert!(!fwd.more);
+    assert_eq!(pairs(fwd), want, "forward scan round {round}");
+    let rev = c
+        .scan(Vec::new(), Vec::new(), 1000, true)
+        .await
+        .expect("reverse scan");
+    want.reverse();
+    assert_eq!(pairs(rev), want, "reverse scan round {round}");
+    let values = c
+        .batch_get([key('z', 1), key('a', 2)])
+        .await
+        .expect("batch get");
+    assert_eq!(
+        values,
+        vec![Some(value('z', 1, round)), Some(value('a', 2, round))]
+    );
+}
+
 /// The PD's regions (id, start, end, version), polled until `want` holds.
 fn wait_regions(
     cluster: &Cluster,
@@ -150,6 +182,26 @@ fn split_a_replicated_region_and_keep_it_across_a_restart() {
     let both_serving = started.elapsed();
     rt.block_on(write_all(&stale, 1));
     rt.block_on(check_all(&stale, 1));
+    // Scans across the split come back whole and in order, both ways.
+    rt.block_on(check_scans(&stale, 1));
+    let (ok, out) = cluster.ctl(&["scan", "--limit", "1000"]);
+    assert!(ok, "ctl scan: {out}");
+    assert_eq!(
+        out.lines().filter(|l| !l.is_empty()).count(),
+        2 * KEYS as usize,
+        "{out}"
+    );
+    let (ok, out) = cluster.ctl(&["scan", "--limit", "150", "--reverse"]);
+    assert!(ok, "ctl scan --reverse: {out}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("z-0099"),
+        "reverse from the last key: {out}"
+    );
+    assert!(
+        out.contains("a-0050") && !out.contains("a-0049"),
+        "150 pairs: {out}"
+    );
     eprintln!(
         "split: ctl answered after {split_s:?}; both regions served every key after {both_serving:?}"
     );

@@ -80,6 +80,27 @@ impl RegionDirectory {
         p.contains(key).then_some((*id, p.shard))
     }
 
+    /// The region of this node holding the keys just below `end` (empty:
+    /// the end of the key space), where a reverse scan starts; and its shard.
+    pub fn covering_before(&self, end: &[u8]) -> Option<(RegionId, ShardId)> {
+        let by_start = self.by_start.borrow();
+        let (_, id) = if end.is_empty() {
+            by_start.last_key_value()?
+        } else {
+            by_start
+                .range::<[u8], _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(end)))
+                .next_back()?
+        };
+        let placements = self.placements.borrow();
+        let p = placements.get(id)?;
+        let holds = if end.is_empty() {
+            p.end.is_empty()
+        } else {
+            p.end.is_empty() || end <= p.end.as_slice()
+        };
+        holds.then_some((*id, p.shard))
+    }
+
     /// Records a change: `Some` places (or re-ranges) the region, `None`
     /// forgets it.
     pub fn update(&self, region: RegionId, placement: Option<Placement>) {
@@ -131,7 +152,12 @@ mod tests {
         assert_eq!(d.covering(b"a"), Some((RegionId(1), ShardId(0))));
         assert_eq!(d.covering(b"m"), Some((RegionId(2), ShardId(1))));
         assert_eq!(d.covering(b"zz"), Some((RegionId(2), ShardId(1))));
+        assert_eq!(d.covering_before(b""), Some((RegionId(2), ShardId(1))));
+        assert_eq!(d.covering_before(b"m"), Some((RegionId(1), ShardId(0))));
+        assert_eq!(d.covering_before(b"ma"), Some((RegionId(2), ShardId(1))));
+        assert_eq!(d.covering_before(b"b"), Some((RegionId(1), ShardId(0))));
         d.update(RegionId(2), None);
+        assert_eq!(d.covering_before(b""), None, "the last region is not here");
         assert_eq!(d.owner(RegionId(2)), None);
         assert_eq!(d.covering(b"zz"), None);
         assert_eq!(d.len(), 1);

@@ -154,7 +154,7 @@ fn route(shard: &Rc<Shard>, req: &Request) -> Result<Route, GolemError> {
     // routed by key, whatever region id it names: the shard whose region
     // covers the key answers with that region.
     if req.epoch == RegionEpoch::default() {
-        return match shard.directory.covering(request_key(&req.body)) {
+        return match seed_covering(shard, &req.body) {
             Some((_, owner)) if owner != shard.id => Ok(Route::Forward(owner.get() as usize)),
             _ => Err(covering_region(shard, req)),
         };
@@ -225,22 +225,51 @@ fn covering_region(shard: &Shard, req: &Request) -> GolemError {
     if req.epoch != RegionEpoch::default() {
         return GolemError::RegionNotFound { region: req.region };
     }
-    let key = request_key(&req.body);
     let regions = shard.regions.borrow();
-    let covering = shard
-        .directory
-        .covering(key)
+    let covering = seed_covering(shard, &req.body)
         .filter(|(_, owner)| *owner == shard.id)
         .and_then(|(id, _)| regions.get(&id))
         .filter(|r| {
             let p = r.peer.borrow();
-            p.is_initialized() && p.meta().contains(key)
+            p.is_initialized() && serves_seed_key(p.meta(), &req.body)
         });
     match covering {
         Some(r) => GolemError::EpochNotMatch {
             current_regions: vec![region_info(shard, &r.peer.borrow())],
         },
         None => GolemError::RegionNotFound { region: req.region },
+    }
+}
+
+/// The region (and shard) of this node a seed-routed request goes to: the
+/// one holding its key, or for a reverse scan the keys just below its end
+/// (the client's route table looks a reverse scan up the same way).
+fn seed_covering(
+    shard: &Shard,
+    body: &RequestBody,
+) -> Option<(golem_wire::RegionId, golem_wire::ShardId)> {
+    match body {
+        RequestBody::Scan {
+            end, reverse: true, ..
+        } => shard.directory.covering_before(end),
+        body => shard.directory.covering(request_key(body)),
+    }
+}
+
+/// Whether `meta`'s range is where [`seed_covering`] sends `body`.
+fn serves_seed_key(meta: &golem_core::region::RegionMeta, body: &RequestBody) -> bool {
+    match body {
+        RequestBody::Scan {
+            end, reverse: true, ..
+        } => {
+            if end.is_empty() {
+                meta.end.is_empty()
+            } else {
+                meta.start.as_slice() < end.as_slice()
+                    && (meta.end.is_empty() || end.as_slice() <= meta.end.as_slice())
+            }
+        }
+        body => meta.contains(request_key(body)),
     }
 }
 

@@ -15,6 +15,7 @@
 //! - Every call ends by its deadline (give or take the OS timer slack).
 
 use crate::config::ClientConfig;
+use crate::core::pieces::{BatchGetCursor, ScanCursor};
 use crate::core::{Attempt, Call, Connection, Event, SendError, Step};
 use crate::error::{ClientError, Disconnect};
 use crate::ops::{body, CasResult, FromResponse, ScanResult};
@@ -273,7 +274,7 @@ impl Client {
         limit: u32,
         reverse: bool,
     ) -> Result<ScanResult, ClientError> {
-        self.run(
+        self.spanning_scan(
             body::scan(start, end, limit, reverse),
             self.inner.config.request_timeout(),
         )
@@ -284,7 +285,7 @@ impl Client {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<Vec<Option<Vec<u8>>>, ClientError> {
-        self.run(body::batch_get(keys), self.inner.config.request_timeout())
+        self.spanning_batch_get(body::batch_get(keys), self.inner.config.request_timeout())
     }
 
     /// Applies `ops` atomically (all keys must lie in one region).
@@ -311,13 +312,81 @@ impl Client {
         body: RequestBody,
         timeout: Duration,
     ) -> Result<ResponseBody, ClientError> {
-        self.run(body, timeout)
+        match body {
+            RequestBody::Scan { .. } => {
+                let r = self.spanning_scan(body, timeout)?;
+                Ok(ResponseBody::Scan {
+                    pairs: r.pairs,
+                    more: r.more,
+                })
+            }
+            RequestBody::BatchGet { .. } => {
+                let values = self.spanning_batch_get(body, timeout)?;
+                Ok(ResponseBody::BatchGet { values })
+            }
+            body => self.run(body, timeout),
+        }
+    }
+
+    /// A scan, one piece per region it crosses (`core::pieces`), all
+    /// within `timeout`.
+    fn spanning_scan(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<ScanResult, ClientError> {
+        body.validate().map_err(ClientError::InvalidRequest)?;
+        let deadline = Instant::now() + timeout;
+        let RequestBody::Scan {
+            start,
+            end,
+            limit,
+            reverse,
+        } = body
+        else {
+            unreachable!("spanning_scan of a {} request", body.name());
+        };
+        let mut cursor = ScanCursor::new(start, end, limit, reverse);
+        while let Some(piece) = cursor.next_piece() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut call = Call::new(piece, left, Instant::now(), &self.inner.config.retry)?;
+            let result = self.run_call(&mut call)?;
+            cursor.on_piece(call.sent_body(), result);
+        }
+        Ok(cursor.finish())
+    }
+
+    /// A batch get, one piece per region its keys fall in, all within
+    /// `timeout`.
+    fn spanning_batch_get(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<Vec<Option<Vec<u8>>>, ClientError> {
+        body.validate().map_err(ClientError::InvalidRequest)?;
+        let deadline = Instant::now() + timeout;
+        let RequestBody::BatchGet { keys } = body else {
+            unreachable!("spanning_batch_get of a {} request", body.name());
+        };
+        let mut cursor = BatchGetCursor::new(keys);
+        while let Some(piece) = cursor.next_piece() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut call = Call::new(piece, left, Instant::now(), &self.inner.config.retry)?;
+            let values = self.run_call(&mut call)?;
+            cursor.on_piece(call.sent_body(), values);
+        }
+        Ok(cursor.finish())
     }
 
     fn run<O: FromResponse>(&self, body: RequestBody, timeout: Duration) -> Result<O, ClientError> {
         let mut call = Call::<O>::new(body, timeout, Instant::now(), &self.inner.config.retry)?;
+        self.run_call(&mut call)
+    }
+
+    /// Makes `call`'s attempts until it is done.
+    fn run_call<O: FromResponse>(&self, call: &mut Call<O>) -> Result<O, ClientError> {
         loop {
-            let attempt = match self.attempt(&mut call) {
+            let attempt = match self.attempt(call) {
                 Ok(attempt) => attempt,
                 Err(sent) => return Err(call.timeout_error(sent)),
             };

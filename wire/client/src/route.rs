@@ -16,6 +16,7 @@
 //!   feeds the table, the seed route is one region covering the whole key
 //!   space: `RegionId(1)`, the default epoch, `StoreId(1)`, `ShardId(0)`.
 
+use crate::core::pieces::{is_spanning, RegionBounds};
 use golem_wire::{GolemError, RegionEpoch, RegionId, RegionInfo, RequestBody, ShardId, StoreId};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +35,10 @@ pub struct Route {
     pub shard: ShardId,
     /// The listener of that shard.
     pub addr: SocketAddr,
+    /// The region's range when the cache knows it, for requests that can
+    /// span regions (scans, batch gets: see `core::pieces`); None for
+    /// other requests and for the seed route.
+    pub bounds: Option<RegionBounds>,
 }
 
 /// A region's leader: enough to connect to its core.
@@ -125,26 +130,34 @@ impl RouteTable {
 
     /// The route for `key`.
     pub fn locate(&self, key: &[u8]) -> Route {
-        self.route_for(self.entry_at(key))
+        self.route_for(self.entry_at(key).map(|(_, e)| e))
     }
 
     /// The route for the keys just below `end` (empty: the end of the key
     /// space), which is where a reverse scan starts.
     pub fn locate_before(&self, end: &[u8]) -> Route {
-        self.route_for(self.entry_before(end))
+        self.route_for(self.entry_before(end).map(|(_, e)| e))
     }
 
     /// The route for a request: its key, its first key (batches), its start
     /// (scans) or the keys below its end (reverse scans).
     pub fn locate_request(&self, body: &RequestBody) -> Route {
-        self.route_for(self.entry_for_request(body))
+        let found = self.entry_for_request(body);
+        let mut route = self.route_for(found.map(|(_, e)| e));
+        if is_spanning(body) {
+            route.bounds = found.map(|(start, e)| RegionBounds {
+                start: start.clone(),
+                end: e.end.clone(),
+            });
+        }
+        route
     }
 
     /// Whether the cache holds a learnt route for `body` (a region with an
     /// epoch and a leader), so that a client with a PD need not ask it.
     pub fn knows_request(&self, body: &RequestBody) -> bool {
         self.entry_for_request(body)
-            .is_some_and(|e| e.leader.is_some() && e.epoch != RegionEpoch::default())
+            .is_some_and(|(_, e)| e.leader.is_some() && e.epoch != RegionEpoch::default())
     }
 
     /// The key whose region a request needs (what to ask the PD for).
@@ -163,7 +176,8 @@ impl RouteTable {
         }
     }
 
-    fn entry_for_request(&self, body: &RequestBody) -> Option<&Entry> {
+    /// The cached region a request goes to, with its start key.
+    fn entry_for_request(&self, body: &RequestBody) -> Option<(&Vec<u8>, &Entry)> {
         match body {
             RequestBody::Scan {
                 end, reverse: true, ..
@@ -172,26 +186,23 @@ impl RouteTable {
         }
     }
 
-    fn entry_at(&self, key: &[u8]) -> Option<&Entry> {
+    fn entry_at(&self, key: &[u8]) -> Option<(&Vec<u8>, &Entry)> {
         self.regions
             .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()
-            .map(|(_, e)| e)
-            .filter(|e| e.contains_end_of(key))
+            .filter(|(_, e)| e.contains_end_of(key))
     }
 
-    fn entry_before(&self, end: &[u8]) -> Option<&Entry> {
+    fn entry_before(&self, end: &[u8]) -> Option<(&Vec<u8>, &Entry)> {
         if end.is_empty() {
             self.regions
                 .last_key_value()
-                .map(|(_, e)| e)
-                .filter(|e| e.end.is_empty())
+                .filter(|(_, e)| e.end.is_empty())
         } else {
             self.regions
                 .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(end)))
                 .next_back()
-                .map(|(_, e)| e)
-                .filter(|e| e.end.is_empty() || end <= e.end.as_slice())
+                .filter(|(_, e)| e.end.is_empty() || end <= e.end.as_slice())
         }
     }
 
@@ -206,6 +217,7 @@ impl RouteTable {
                 store: l.store,
                 shard: l.shard,
                 addr: l.addr,
+                bounds: None,
             },
             None => Route {
                 region,
@@ -213,6 +225,7 @@ impl RouteTable {
                 store: SEED_STORE,
                 shard: SEED_SHARD,
                 addr: self.seed_addr(),
+                bounds: None,
             },
         }
     }

@@ -20,6 +20,7 @@
 //!   route, and servers' routing errors keep correcting the cache.
 
 use crate::config::ClientConfig;
+use crate::core::pieces::{BatchGetCursor, ScanCursor};
 use crate::core::{Attempt, Call, Step};
 use crate::error::{ClientError, Disconnect};
 use crate::ops::{body, CasResult, FromResponse, ScanResult};
@@ -32,6 +33,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Most regions one PD lookup for a reverse scan asks for (one page of
+/// `ScanRegions`).
+const PD_LOOKUP_REGIONS_MAX: u32 = 1024;
 
 /// The async GolemDB client. Cheap to clone; share it across tasks.
 #[derive(Clone)]
@@ -88,6 +93,42 @@ impl PdRouter {
         let Some(route) = self.client.get_region(key).await? else {
             return Ok(None);
         };
+        self.info(route).await.map(Some)
+    }
+
+    /// The regions overlapping `[start, end)`, in key order, up to the one
+    /// holding the keys just below `end` (what a reverse scan starts from).
+    async fn regions_overlapping(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<RegionInfo>, PdClientError> {
+        let mut infos = Vec::new();
+        let mut from = start.to_vec();
+        loop {
+            let routes = self
+                .client
+                .scan_regions(&from, end, PD_LOOKUP_REGIONS_MAX)
+                .await?;
+            let full = routes.len() >= PD_LOOKUP_REGIONS_MAX as usize;
+            let last_end = routes.last().map(|r| r.region.end.clone());
+            for route in routes {
+                infos.push(self.info(route).await?);
+            }
+            match last_end {
+                Some(e) if full && !e.is_empty() && (end.is_empty() || e.as_slice() < end) => {
+                    // Keep only the last page: the reverse scan needs its
+                    // end first, later pieces look up the rest again.
+                    infos.clear();
+                    from = e;
+                }
+                _ => return Ok(infos),
+            }
+        }
+    }
+
+    /// A PD route as a routing entry, its leader's address resolved.
+    async fn info(&self, route: golem_wire::pd::RegionRoute) -> Result<RegionInfo, PdClientError> {
         let leader = match route.leader {
             Some(peer) => {
                 let base = self.store_addr(peer.store).await?;
@@ -101,13 +142,13 @@ impl PdRouter {
             }
             None => None,
         };
-        Ok(Some(RegionInfo {
+        Ok(RegionInfo {
             id: route.region.id,
             start: route.region.start,
             end: route.region.end,
             epoch: route.region.epoch,
             leader,
-        }))
+        })
     }
 
     async fn store_addr(&self, store: StoreId) -> Result<SocketAddr, PdClientError> {
@@ -251,7 +292,8 @@ impl Client {
         reverse: bool,
     ) -> Result<ScanResult, ClientError> {
         let body = body::scan(start, end, limit, reverse);
-        self.run(body, self.inner.config.request_timeout()).await
+        self.spanning_scan(body, self.inner.config.request_timeout())
+            .await
     }
 
     /// The values of `keys`, in order.
@@ -259,7 +301,7 @@ impl Client {
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<Vec<Option<Vec<u8>>>, ClientError> {
-        self.run(body::batch_get(keys), self.inner.config.request_timeout())
+        self.spanning_batch_get(body::batch_get(keys), self.inner.config.request_timeout())
             .await
     }
 
@@ -287,13 +329,77 @@ impl Client {
         self.run(body, self.inner.config.request_timeout()).await
     }
 
-    /// Runs any request with an explicit deadline, with routing and retries.
+    /// Runs any request with an explicit deadline, with routing and retries
+    /// (a scan or batch get across regions as one piece per region).
     pub async fn execute(
         &self,
         body: RequestBody,
         timeout: Duration,
     ) -> Result<ResponseBody, ClientError> {
-        self.run(body, timeout).await
+        match body {
+            RequestBody::Scan { .. } => {
+                let r = self.spanning_scan(body, timeout).await?;
+                Ok(ResponseBody::Scan {
+                    pairs: r.pairs,
+                    more: r.more,
+                })
+            }
+            RequestBody::BatchGet { .. } => {
+                let values = self.spanning_batch_get(body, timeout).await?;
+                Ok(ResponseBody::BatchGet { values })
+            }
+            body => self.run(body, timeout).await,
+        }
+    }
+
+    /// A scan, one piece per region it crosses (`core::pieces`), all
+    /// within `timeout`.
+    async fn spanning_scan(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<ScanResult, ClientError> {
+        body.validate().map_err(ClientError::InvalidRequest)?;
+        let deadline = Instant::now() + timeout;
+        let RequestBody::Scan {
+            start,
+            end,
+            limit,
+            reverse,
+        } = body
+        else {
+            unreachable!("spanning_scan of a {} request", body.name());
+        };
+        let mut cursor = ScanCursor::new(start, end, limit, reverse);
+        while let Some(piece) = cursor.next_piece() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut call = Call::new(piece, left, Instant::now(), &self.inner.config.retry)?;
+            let result = self.run_call(&mut call).await?;
+            cursor.on_piece(call.sent_body(), result);
+        }
+        Ok(cursor.finish())
+    }
+
+    /// A batch get, one piece per region its keys fall in, all within
+    /// `timeout`.
+    async fn spanning_batch_get(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<Vec<Option<Vec<u8>>>, ClientError> {
+        body.validate().map_err(ClientError::InvalidRequest)?;
+        let deadline = Instant::now() + timeout;
+        let RequestBody::BatchGet { keys } = body else {
+            unreachable!("spanning_batch_get of a {} request", body.name());
+        };
+        let mut cursor = BatchGetCursor::new(keys);
+        while let Some(piece) = cursor.next_piece() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut call = Call::new(piece, left, Instant::now(), &self.inner.config.retry)?;
+            let values = self.run_call(&mut call).await?;
+            cursor.on_piece(call.sent_body(), values);
+        }
+        Ok(cursor.finish())
     }
 
     async fn run<O: FromResponse>(
@@ -302,6 +408,11 @@ impl Client {
         timeout: Duration,
     ) -> Result<O, ClientError> {
         let mut call = Call::<O>::new(body, timeout, Instant::now(), &self.inner.config.retry)?;
+        self.run_call(&mut call).await
+    }
+
+    /// Makes `call`'s attempts until it is done.
+    async fn run_call<O: FromResponse>(&self, call: &mut Call<O>) -> Result<O, ClientError> {
         loop {
             let mut sent = false;
             let mut target = None;
@@ -314,7 +425,7 @@ impl Client {
             };
             let attempt = match tokio::time::timeout_at(
                 attempt_deadline,
-                self.attempt(&mut call, &mut sent, &mut target),
+                self.attempt(call, &mut sent, &mut target),
             )
             .await
             {
@@ -356,10 +467,26 @@ impl Client {
     ) -> Attempt {
         if let Some(pd) = &self.inner.pd {
             if !lock(&self.inner.routes).knows_request(call.body()) {
-                let key = RouteTable::request_key(call.body());
-                match pd.region(key).await {
-                    Ok(Some(info)) => lock(&self.inner.routes).update(info),
-                    Ok(None) => {}
+                let found = match call.body() {
+                    // A reverse scan starts from the region below its end.
+                    RequestBody::Scan {
+                        start,
+                        end,
+                        reverse: true,
+                        ..
+                    } => pd.regions_overlapping(start, end).await,
+                    body => pd
+                        .region(RouteTable::request_key(body))
+                        .await
+                        .map(|r| r.into_iter().collect()),
+                };
+                match found {
+                    Ok(infos) => {
+                        let mut routes = lock(&self.inner.routes);
+                        for info in infos {
+                            routes.update(info);
+                        }
+                    }
                     Err(e) => tracing::debug!(error = %e, "PD lookup failed; using the cache"),
                 }
             }

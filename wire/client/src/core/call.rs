@@ -19,6 +19,7 @@
 //! - A server's `DeadlineExceeded` ends the call as a `Timeout` (outcome
 //!   unknown for a write), carrying the server error as its last error.
 
+use crate::core::pieces::{clamp, is_spanning};
 use crate::error::{ClientError, Outcome, ProtocolError};
 use crate::ops::{response_matches, response_name, FromResponse};
 use crate::retry::{Backoff, RandomSource, RetryPolicy};
@@ -56,6 +57,9 @@ pub enum Step<O> {
 #[derive(Debug)]
 pub struct Call<O> {
     request: Request,
+    /// A request that can span regions (`pieces::is_spanning`), whole: each
+    /// attempt sends the part its route's region serves (`request.body`).
+    whole: Option<RequestBody>,
     timeout: Duration,
     deadline: Instant,
     attempts: u32,
@@ -75,7 +79,9 @@ impl<O: FromResponse> Call<O> {
         policy: &RetryPolicy,
     ) -> Result<Call<O>, ClientError> {
         body.validate().map_err(ClientError::InvalidRequest)?;
+        let whole = is_spanning(&body).then(|| body.clone());
         Ok(Call {
+            whole,
             request: Request {
                 region: Default::default(),
                 epoch: Default::default(),
@@ -95,8 +101,14 @@ impl<O: FromResponse> Call<O> {
         })
     }
 
-    /// The request's operation.
+    /// The request's operation (whole, before any clamping to a region).
     pub fn body(&self) -> &RequestBody {
+        self.whole.as_ref().unwrap_or(&self.request.body)
+    }
+
+    /// The request the last attempt sent: for a scan or batch get, the
+    /// part of the whole one that its route's region serves.
+    pub fn sent_body(&self) -> &RequestBody {
         &self.request.body
     }
 
@@ -116,8 +128,15 @@ impl<O: FromResponse> Call<O> {
     }
 
     /// The request to send for the next attempt along `route`, carrying the
-    /// time left as its server-side timeout.
+    /// time left as its server-side timeout. A scan or batch get is cut to
+    /// the route's region when the route knows its range.
     pub fn prepare(&mut self, route: &Route, now: Instant) -> &Request {
+        if let Some(whole) = &self.whole {
+            self.request.body = match &route.bounds {
+                Some(bounds) => clamp(whole, bounds),
+                None => whole.clone(),
+            };
+        }
         self.request.region = route.region;
         self.request.epoch = route.epoch;
         let left_ms = self.remaining(now).as_millis().max(1);

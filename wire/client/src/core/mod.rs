@@ -5,6 +5,7 @@
 //! - [`reader`]: the frame decoder, the handshake, validated messages out.
 //! - [`conn`]: both together for a single-owner connection.
 //! - [`call`]: one call across attempts: validation, deadline, retries.
+//! - [`pieces`]: scans and batch gets cut into one request per region.
 //!
 //! Invariant: the front ends only move bytes and wait; every protocol and
 //! retry decision is made here, so both clients behave identically.
@@ -12,6 +13,7 @@
 pub mod call;
 pub mod conn;
 pub mod in_flight;
+pub mod pieces;
 pub mod reader;
 
 pub use call::{Attempt, Call, Step};
