@@ -69,8 +69,13 @@ pub struct PdArgs {
     /// at a key that divides its load (sampled request keys); 0: never.
     #[arg(long, default_value_t = 3000)]
     pub split_region_qps: u64,
+    /// A region serving at least this many bytes per second (read plus
+    /// written) is split the same way (TiKV's split.byte-threshold); 0: never.
+    #[arg(long, default_value_t = 30 * 1024 * 1024)]
+    pub split_region_bytes_per_sec: u64,
     /// A store silent this long counts as down: its replicas are recreated
-    /// on other stores, in milliseconds.
+    /// on other stores, in milliseconds. At least two store heartbeats
+    /// (10000): a shorter one would make live stores look down.
     #[arg(long, default_value_t = 30 * 60 * 1000)]
     pub max_store_down_time_ms: u64,
     /// How often the balance schedulers run, in milliseconds.
@@ -79,6 +84,29 @@ pub struct PdArgs {
     /// Operators adding a replica on one store (snapshots it receives) at once, at most.
     #[arg(long, default_value_t = 4)]
     pub store_limit_add_peer: usize,
+    /// Operators adding a replica on one store for repair (the replica
+    /// checker) at once, at most: repair may use the slots above
+    /// --store-limit-add-peer that balance operators cannot.
+    #[arg(long, default_value_t = 16)]
+    pub store_limit_repair_add_peer: usize,
+    /// A region report reading or writing at least this many bytes per
+    /// second counts as hot (balance-hot-region).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub hot_region_bytes_per_sec: u64,
+    /// A region report reading or writing at least this many keys per
+    /// second counts as hot (balance-hot-region).
+    #[arg(long, default_value_t = 256)]
+    pub hot_region_keys_per_sec: u64,
+    /// Consecutive hot reports before a region counts as hot (1..=100).
+    #[arg(long, default_value_t = 3)]
+    pub hot_region_cache_hits_threshold: u32,
+    /// Running balance-hot-region operators, at most.
+    #[arg(long, default_value_t = 4)]
+    pub hot_region_schedule_limit: usize,
+    /// Hot flow moves only from a store this many percent above the mean
+    /// to one as far below it.
+    #[arg(long, default_value_t = 5)]
+    pub hot_region_tolerance_pct: u64,
     /// Create no operators on our own (admin operators still run).
     #[arg(long)]
     pub no_scheduling: bool,
@@ -110,10 +138,17 @@ impl PdArgs {
         cfg.sched.split_region_bytes = self.split_region_bytes;
         cfg.sched.split_region_keys = self.split_region_keys;
         cfg.sched.split_region_qps = self.split_region_qps;
+        cfg.sched.split_region_bytes_per_sec = self.split_region_bytes_per_sec;
         cfg.sched.max_store_down_time_ms = self.max_store_down_time_ms;
         cfg.sched.store_disconnected_after_ms = cfg.store_disconnected_after_ms;
         cfg.sched.schedule_interval_ms = self.schedule_interval_ms;
         cfg.sched.store_limit_add_peer = self.store_limit_add_peer;
+        cfg.sched.store_limit_repair_add_peer = self.store_limit_repair_add_peer;
+        cfg.sched.hot_region_bytes_per_sec = self.hot_region_bytes_per_sec;
+        cfg.sched.hot_region_keys_per_sec = self.hot_region_keys_per_sec;
+        cfg.sched.hot_region_cache_hits_threshold = self.hot_region_cache_hits_threshold;
+        cfg.sched.hot_region_schedule_limit = self.hot_region_schedule_limit;
+        cfg.sched.hot_region_tolerance_pct = self.hot_region_tolerance_pct;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -189,6 +224,40 @@ mod tests {
             assert!(e.contains("initial-replicas"), "{e}");
         }
         assert!(parse(&["--data-dir", "/tmp/pd", "--tick-ms", "0"]).is_err());
+        // The down time must cover two store heartbeats (5 s each).
+        let e = parse(&["--data-dir", "/tmp/pd", "--max-store-down-time-ms", "9999"]).unwrap_err();
+        assert!(
+            e.contains("max-store-down-time-ms must be at least 10000"),
+            "{e}"
+        );
+        let c = parse(&["--data-dir", "/tmp/pd", "--max-store-down-time-ms", "10000"]).unwrap();
+        assert_eq!(c.sched.max_store_down_time_ms, 10_000);
+        // Scheduling defaults (TiKV's 30 MiB/s byte split threshold).
+        let c = parse(&["--data-dir", "/tmp/pd"]).unwrap();
+        assert_eq!(c.sched, crate::sched::SchedConfig::default());
+        assert_eq!(c.sched.split_region_bytes_per_sec, 30 << 20);
+        let c = parse(&[
+            "--data-dir",
+            "/tmp/pd",
+            "--split-region-bytes-per-sec",
+            "1000",
+            "--hot-region-bytes-per-sec",
+            "2000",
+            "--hot-region-cache-hits-threshold",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(c.sched.split_region_bytes_per_sec, 1000);
+        assert_eq!(c.sched.hot_region_bytes_per_sec, 2000);
+        assert_eq!(c.sched.hot_region_cache_hits_threshold, 2);
+        let e = parse(&[
+            "--data-dir",
+            "/tmp/pd",
+            "--store-limit-repair-add-peer",
+            "2",
+        ])
+        .unwrap_err();
+        assert!(e.contains("store-limit-repair-add-peer"), "{e}");
         assert!(parse(&["--data-dir", "/tmp/pd", "--peers", "1=nohost"]).is_err());
         assert!(parse(&[]).is_err(), "--data-dir is required");
     }

@@ -4,9 +4,10 @@
 //! a `PdConfig` that passed `validate` describes a runnable member (its id
 //! is among the peers, election timeout above the heartbeat, no zero
 //! intervals, 1, 3 or 5 members with distinct ids and addresses, 1..=5
-//! initial replicas).
+//! initial replicas, a store down time of at least two store heartbeats).
 
 use crate::state::INITIAL_REPLICAS_MAX;
+use golem_wire::pd::PD_STORE_HEARTBEAT_MS;
 use golem_wire::PdMemberId;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +81,12 @@ pub enum ConfigError {
     BadPeer(String),
     #[error("initial-replicas must be 1..={max}, got {got}")]
     InitialReplicas { got: u8, max: u8 },
+    #[error(
+        "max-store-down-time-ms must be at least {min} (two store heartbeats of {heartbeat} ms: \
+         a shorter one makes live stores look down between heartbeats and moves replicas off \
+         them), got {got}"
+    )]
+    DownTimeTooShort { got: u64, min: u64, heartbeat: u64 },
     #[error("{0}")]
     Sched(String),
 }
@@ -151,6 +158,16 @@ impl PdConfig {
                 max: INITIAL_REPLICAS_MAX,
             });
         }
+        let down_min = 2 * PD_STORE_HEARTBEAT_MS;
+        for got in [self.store_down_after_ms, self.sched.max_store_down_time_ms] {
+            if got < down_min {
+                return Err(ConfigError::DownTimeTooShort {
+                    got,
+                    min: down_min,
+                    heartbeat: PD_STORE_HEARTBEAT_MS,
+                });
+            }
+        }
         self.sched.validate().map_err(ConfigError::Sched)?;
         if self.election_ticks <= self.heartbeat_ticks {
             return Err(ConfigError::ElectionNotAboveHeartbeat {
@@ -202,6 +219,14 @@ mod tests {
             (Box::new(|c| c.id = PdMemberId(0)), "nonzero"),
             (Box::new(|c| c.initial_replicas = 0), "initial-replicas"),
             (Box::new(|c| c.initial_replicas = 6), "initial-replicas"),
+            (
+                Box::new(|c| c.store_down_after_ms = 2 * PD_STORE_HEARTBEAT_MS - 1),
+                "max-store-down-time-ms must be at least 10000",
+            ),
+            (
+                Box::new(|c| c.sched.max_store_down_time_ms = 3000),
+                "two store heartbeats",
+            ),
             (Box::new(|c| c.id = PdMemberId(9)), "not in the peer list"),
             (
                 Box::new(move |c| c.peers = three[..2].to_vec()),

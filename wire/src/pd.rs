@@ -31,6 +31,10 @@ pub const PD_SCAN_REGIONS_MAX: u32 = 10_000;
 pub const PD_REGION_PEERS_MAX: usize = 16;
 /// Most shards of one store.
 pub const PD_STORE_SHARDS_MAX: u16 = 1024;
+/// A node sends a store heartbeat this often, in ms (the PD refuses a
+/// `--max-store-down-time-ms` below two of these: a live store would look
+/// down between its heartbeats).
+pub const PD_STORE_HEARTBEAT_MS: u64 = 5_000;
 /// Longest store or member address (`ip:port`), in bytes.
 pub const PD_ADDR_BYTES_MAX: usize = 256;
 /// Most Raft messages in one PD ↔ PD frame.

@@ -4,7 +4,10 @@
 //! starts with none) and the rules that start, advance and end them:
 //! - `add` admits an operator only if its region has none and the per-store
 //!   limit holds (at most `store_limit_add_peer` operators with a pending
-//!   `AddLearner` on one store: each costs that store a snapshot);
+//!   `AddLearner` on one store: each costs that store a snapshot; a repair
+//!   operator of the replica checker may go up to the higher
+//!   `store_limit_repair_add_peer`, so repair is never queued behind
+//!   balance);
 //! - `on_heartbeat` advances past every step the heartbeat shows done,
 //!   ends a finished operator, cancels one whose region's epoch moved
 //!   without one of its steps being seen (someone else changed the region),
@@ -89,9 +92,14 @@ impl Controller {
         if let Some(cur) = self.ops.get(&op.region) {
             return Err(AddError::RegionBusy { id: cur.id });
         }
+        // Repair may use the slots above the balance limit.
+        let limit = match op.source {
+            OpSource::Replica => cfg.store_limit_repair_add_peer,
+            _ => cfg.store_limit_add_peer,
+        };
         for step in &op.steps {
             if let golem_wire::pd::OperatorStep::AddLearner { peer } = step {
-                if self.adds_to(peer.store) >= cfg.store_limit_add_peer {
+                if self.adds_to(peer.store) >= limit {
                     return Err(AddError::StoreLimit { store: peer.store });
                 }
             }

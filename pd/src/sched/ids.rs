@@ -32,6 +32,11 @@ impl IdPool {
         self.ranges.iter().map(|r| r.end - r.start).sum()
     }
 
+    /// The id `take(1)` would return next.
+    pub fn peek(&self) -> Option<u64> {
+        self.ranges.front().map(|r| r.start)
+    }
+
     /// `n` ids, or none if fewer are left (all or nothing).
     pub fn take(&mut self, n: usize) -> Option<Vec<u64>> {
         if self.available() < n as u64 {

@@ -11,21 +11,25 @@
 //!   with none running, the replica checker, then the split checker, may
 //!   create one;
 //! - every `schedule_interval_ms` (`tick`): operators past their budget are
-//!   cancelled, the cluster view is rebuilt, balance-region then
-//!   balance-leader create operators up to their limits, and offline stores
-//!   left with no replica are due to become tombstones.
+//!   cancelled, the cluster view is rebuilt, balance-hot-region, then
+//!   balance-region and balance-leader (over regions that are not hot)
+//!   create operators up to their limits, and offline stores left with no
+//!   replica are due to become tombstones. Every region heartbeat feeds the
+//!   hot cache (`hot`).
 //!
 //! One concern per file: `operator` (the model), `controller` (running
 //! operators, limits), `ids` (the id pool), `cluster` (store health and
 //! scores), `split`, `replica`, `balance`, `balance_region`,
-//! `balance_leader`. The contract with the nodes is docs/scheduling.md.
+//! `balance_leader`, `hot` (hot statistics), `balance_hot`. The contract with the nodes is docs/scheduling.md.
 
 pub mod balance;
+pub mod balance_hot;
 pub mod balance_leader;
 pub mod balance_region;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod hot;
 pub mod ids;
 pub mod operator;
 pub mod replica;
@@ -44,6 +48,7 @@ use golem_wire::pd::{
     RegionRoute,
 };
 use golem_wire::{GolemError, PeerId, RegionId, StoreId};
+use hot::{FlowKind, HotCache};
 use ids::IdPool;
 use operator::{NewOp, OpSource};
 
@@ -71,6 +76,10 @@ pub struct Scheduler {
     leader_since_ms: u64,
     /// Last balance run (0: never).
     last_run_ms: u64,
+    /// Hot flow per region, from every region heartbeat.
+    hot: HotCache,
+    /// The balance-hot-region scheduler's memory.
+    hot_sched: balance_hot::HotScheduler,
 }
 
 impl Scheduler {
@@ -83,6 +92,8 @@ impl Scheduler {
             view: ClusterView::default(),
             leader_since_ms: now_ms,
             last_run_ms: 0,
+            hot: HotCache::default(),
+            hot_sched: balance_hot::HotScheduler::default(),
         }
     }
 
@@ -110,13 +121,14 @@ impl Scheduler {
     /// operator step for its leader, if any.
     pub fn on_region_heartbeat(&mut self, hb: &RegionHeartbeat, now_ms: u64) -> Option<Operator> {
         let region = &hb.region;
+        self.hot.observe(region.id, &hb.stats, now_ms, &self.cfg);
         if self.ctl.get(region.id).is_some() {
             return self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
         }
         if !self.cfg.enabled || self.view.stores.is_empty() {
             return None;
         }
-        let op = if let Some(plan) = replica::check(region, &self.view, &self.cfg) {
+        let op = if let Some(plan) = replica::check(region, hb.leader, &self.view, &self.cfg) {
             let needs_id = matches!(plan, replica::ReplicaPlan::Add { .. });
             let id = if needs_id {
                 Some(self.ids.take(1)?[0])
@@ -184,8 +196,17 @@ impl Scheduler {
         out
     }
 
-    /// Runs the balance schedulers up to their limits.
+    /// Runs the balance schedulers up to their limits: hot regions first
+    /// (balance-hot-region), then balance-region and balance-leader over
+    /// the regions that are not hot (they would undo hot moves).
     pub fn balance(&mut self, routes: &[&RegionRoute], now_ms: u64) {
+        self.balance_hot(routes, now_ms);
+        let cold: Vec<&RegionRoute> = routes
+            .iter()
+            .filter(|r| !self.hot.is_hot(r.region.id, &self.cfg))
+            .copied()
+            .collect();
+        let routes = &cold[..];
         while self.ctl.count(OpSource::BalanceRegion) < self.cfg.region_schedule_limit {
             let Some(&id) = self.ids.take(1).as_ref().and_then(|v| v.first()) else {
                 break;
@@ -207,6 +228,34 @@ impl Scheduler {
                 break;
             }
         }
+    }
+
+    /// Runs balance-hot-region (writes, then reads) up to its limit.
+    fn balance_hot(&mut self, routes: &[&RegionRoute], now_ms: u64) {
+        self.hot.expire(now_ms);
+        self.hot_sched.prune(&self.ctl, now_ms);
+        for kind in [FlowKind::Write, FlowKind::Read] {
+            while self.hot_sched.running() < self.cfg.hot_region_schedule_limit {
+                let new_peer = self.ids.peek().map(PeerId);
+                let Some(plan) = self.hot_sched.schedule(
+                    kind, routes, &self.view, &self.ctl, &self.hot, &self.cfg, now_ms, new_peer,
+                ) else {
+                    break;
+                };
+                if plan.op.steps.len() > 1 && self.ids.take(1).is_none() {
+                    break; // a peer move uses the peeked id
+                }
+                let Ok(info) = self.admit(plan.op.clone(), now_ms) else {
+                    break;
+                };
+                self.hot_sched.record(info.id, &plan, now_ms);
+            }
+        }
+    }
+
+    /// The hot cache (tests, metrics).
+    pub fn hot_cache(&self) -> &HotCache {
+        &self.hot
     }
 
     /// The running operators.

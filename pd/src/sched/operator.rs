@@ -19,6 +19,8 @@ pub enum OpSource {
     Split,
     BalanceRegion,
     BalanceLeader,
+    BalanceHotLeader,
+    BalanceHotPeer,
 }
 
 impl OpSource {
@@ -30,6 +32,8 @@ impl OpSource {
             OpSource::Split => "split",
             OpSource::BalanceRegion => "balance-region",
             OpSource::BalanceLeader => "balance-leader",
+            OpSource::BalanceHotLeader => "balance-hot-leader",
+            OpSource::BalanceHotPeer => "balance-hot-peer",
         }
     }
 }

@@ -7,11 +7,16 @@
 //!    `max_store_down_time_ms`, offline, tombstone, unknown) is replaced —
 //!    a learner on the best live store, promoted, then the bad peer removed —
 //!    or just removed if enough live voters remain;
-//! 3. missing voters are added (learner, then promote) on the best store.
+//! 3. missing voters are added (learner, then promote) on the best store;
+//! 4. excess replicas go (left by a failed move, or an operator cancelled
+//!    between its add and its remove): a learner while enough voters are
+//!    live, then voters beyond `max_replicas` one at a time — the one on a
+//!    store that is not up first, then on the store with the most regions.
 //!
 //! Guards: only `Up` stores receive replicas; with no target the region is
 //! left as it is (never removes a peer it cannot replace while voters are
-//! short); excess replicas on healthy stores are left alone (not done yet).
+//! short); an excess voter removed is never the leader (a region always
+//! has another voter to keep: it has more than `max_replicas`).
 
 use super::cluster::{ClusterView, Health};
 use super::config::SchedConfig;
@@ -32,8 +37,13 @@ pub enum ReplicaPlan {
     Remove(Peer),
 }
 
-/// What `region` needs, if anything.
-pub fn check(region: &Region, view: &ClusterView, cfg: &SchedConfig) -> Option<ReplicaPlan> {
+/// What `region`, led by `leader`, needs, if anything.
+pub fn check(
+    region: &Region,
+    leader: PeerId,
+    view: &ClusterView,
+    cfg: &SchedConfig,
+) -> Option<ReplicaPlan> {
     let live = |p: &Peer| !view.health(p.store).evacuate();
     let live_voters = region
         .peers
@@ -71,7 +81,29 @@ pub fn check(region: &Region, view: &ClusterView, cfg: &SchedConfig) -> Option<R
             replace: None,
         });
     }
-    None
+    excess(region, leader, view, cfg).map(ReplicaPlan::Remove)
+}
+
+/// A replica beyond what the region needs (every peer is on a live store
+/// and `max_replicas` voters are there): a learner, else a voter past
+/// `max_replicas` — not the leader; on a store that is not up, then on the
+/// store with the most regions, then the highest store id.
+fn excess(region: &Region, leader: PeerId, view: &ClusterView, cfg: &SchedConfig) -> Option<Peer> {
+    if let Some(l) = region.peers.iter().find(|p| p.role == PeerRole::Learner) {
+        return Some(*l);
+    }
+    let voters = region.peers.iter().filter(|p| p.role == PeerRole::Voter);
+    if voters.clone().count() <= cfg.max_replicas {
+        return None;
+    }
+    voters
+        .filter(|p| p.id != leader)
+        .max_by_key(|p| {
+            let s = view.stores.get(&p.store);
+            let not_up = s.is_none_or(|s| s.health != Health::Up);
+            (not_up, s.map_or(0, |s| s.regions), p.store)
+        })
+        .copied()
 }
 
 /// The operator for `plan`; `new_peer` is a fresh id (used by `Add` only).
@@ -183,6 +215,15 @@ mod tests {
             (5, Up, 9),
         ]);
         let only_three = view(&[(1, Up, 5), (2, Up, 5), (3, Down, 5)]);
+        let store4_disconnected = view(&[(1, Up, 5), (2, Up, 5), (3, Up, 5), (4, Disconnected, 1)]);
+        let remove = |s: u64, role| {
+            Some(ReplicaPlan::Remove(Peer {
+                id: PeerId(s * 10),
+                store: StoreId(s),
+                shard: ShardId(0),
+                role,
+            }))
+        };
         let add = |store, replace: Option<(u64, PeerRole)>| {
             Some(ReplicaPlan::Add {
                 store: StoreId(store),
@@ -208,11 +249,44 @@ mod tests {
                 vec![(1, Voter), (2, Voter), (4, Learner)],
                 Some(ReplicaPlan::Promote(PeerId(40))),
             ),
-            // A learner with enough voters: left alone.
+            // A learner with enough voters (an operator cancelled after
+            // its add): removed.
             (
                 &healthy,
                 vec![(1, Voter), (2, Voter), (3, Voter), (4, Learner)],
-                None,
+                remove(4, Learner),
+            ),
+            // Four voters (a move cancelled between its promote and its
+            // remove): the one on the store with the most regions goes,
+            // never the leader (store 1 leads, ties: highest store id).
+            (
+                &healthy,
+                vec![(1, Voter), (2, Voter), (4, Voter), (5, Voter)],
+                remove(2, Voter),
+            ),
+            (
+                &healthy,
+                vec![(1, Voter), (3, Voter), (4, Voter), (5, Voter)],
+                remove(3, Voter),
+            ),
+            // Store 3 leads: it would go (fullest, highest id) if it
+            // did not lead; the next one goes.
+            (
+                &healthy,
+                vec![(3, Voter), (1, Voter), (2, Voter), (5, Voter)],
+                remove(2, Voter),
+            ),
+            // A voter on a store that is not up goes first.
+            (
+                &store4_disconnected,
+                vec![(1, Voter), (2, Voter), (3, Voter), (4, Voter)],
+                remove(4, Voter),
+            ),
+            // Five voters: one at a time.
+            (
+                &healthy,
+                vec![(1, Voter), (2, Voter), (3, Voter), (4, Voter), (5, Voter)],
+                remove(3, Voter),
             ),
             // A voter on a down store: replaced (store 4 has fewer regions than 5).
             (
@@ -241,7 +315,9 @@ mod tests {
             (&only_three, vec![(1, Voter), (2, Voter), (3, Voter)], None),
         ];
         for (i, (v, peers, want)) in table.into_iter().enumerate() {
-            assert_eq!(check(&region(&peers), v, &cfg), want, "row {i}");
+            // The first peer leads.
+            let leader = PeerId(peers[0].0 * 10);
+            assert_eq!(check(&region(&peers), leader, v, &cfg), want, "row {i}");
         }
     }
 

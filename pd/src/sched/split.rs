@@ -9,9 +9,12 @@
 //! the region (stale after an earlier split), means no split.
 //!
 //! Load: a region whose leader served at least `split_region_qps`
-//! requests per second over its last report's interval is split at the
-//! sampled request key that best balances the samples on both sides
-//! (`RegionStats::sampled_keys`). Guards: at least `LOAD_SAMPLES_MIN`
+//! requests per second, or at least `split_region_bytes_per_sec` bytes
+//! read and written per second, over its last report's interval is split
+//! at the sampled request key that best balances the samples on both sides
+//! (`RegionStats::sampled_keys`; the sample is uniform over requests, so
+//! for a byte-hot region it balances bytes as far as request sizes are
+//! alike on both sides). Guards: at least `LOAD_SAMPLES_MIN`
 //! samples, an interval of at least `LOAD_INTERVAL_MS_MIN`, and each side
 //! holding at least a quarter of the samples — a single hot key (or a
 //! narrow hot range) is never split, so hot regions do not split forever.
@@ -41,15 +44,14 @@ fn inside(region: &Region, key: &[u8]) -> bool {
 
 /// The load-based split key, if the region is hot and its load divides.
 fn check_load(region: &Region, stats: &RegionStats, cfg: &SchedConfig) -> Option<Vec<u8>> {
-    if cfg.split_region_qps == 0
-        || stats.interval_ms < LOAD_INTERVAL_MS_MIN
-        || stats.sampled_keys.len() < LOAD_SAMPLES_MIN
-    {
+    if stats.interval_ms < LOAD_INTERVAL_MS_MIN || stats.sampled_keys.len() < LOAD_SAMPLES_MIN {
         return None;
     }
-    let requests = stats.read_keys + stats.written_keys;
-    let qps = requests * 1000 / stats.interval_ms as u64;
-    if qps < cfg.split_region_qps {
+    let per_sec = |n: u64| n.saturating_mul(1000) / u64::from(stats.interval_ms);
+    let qps = per_sec(stats.read_keys.saturating_add(stats.written_keys));
+    let bytes_per_sec = per_sec(stats.read_bytes.saturating_add(stats.written_bytes));
+    let hot = |rate: u64, threshold: u64| threshold != 0 && rate >= threshold;
+    if !hot(qps, cfg.split_region_qps) && !hot(bytes_per_sec, cfg.split_region_bytes_per_sec) {
         return None;
     }
     let mut keys: Vec<&[u8]> = stats.sampled_keys.iter().map(Vec::as_slice).collect();
@@ -119,12 +121,75 @@ mod tests {
         for (i, (s, want)) in table.into_iter().enumerate() {
             assert_eq!(check(&region, &s, &cfg).as_deref(), want, "row {i}");
         }
-        // Off when the threshold is 0.
+        // Off when the threshold is 0 (and bytes are not hot).
         let off = SchedConfig {
             split_region_qps: 0,
             ..cfg
         };
         assert_eq!(check(&region, &stats(99_999, 1000, &spread), &off), None);
+    }
+
+    #[test]
+    fn splits_regions_hot_by_bytes_per_second() {
+        let cfg = SchedConfig {
+            split_region_qps: 1000,
+            split_region_bytes_per_sec: 1 << 20,
+            ..SchedConfig::default()
+        };
+        let region = Region {
+            id: RegionId(1),
+            start: vec![],
+            end: vec![],
+            epoch: RegionEpoch::default(),
+            peers: vec![],
+        };
+        // Few large requests: 100 requests per second, well below the qps
+        // threshold; the bytes decide.
+        let stats =
+            |read_bytes: u64, written_bytes: u64, interval_ms: u32, keys: &[&str]| RegionStats {
+                read_keys: 50,
+                written_keys: 50,
+                read_bytes,
+                written_bytes,
+                interval_ms,
+                sampled_keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+                ..RegionStats::default()
+            };
+        let mib = 1u64 << 20;
+        // Load on the left: most samples below "d"; the split balances them.
+        let skewed = ["a", "a", "b", "b", "c", "c", "d", "e", "f", "g", "h", "i"];
+        let spread = ["c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
+        // (stats, split key expected)
+        let table: Vec<(RegionStats, Option<&[u8]>)> = vec![
+            (stats(mib, 0, 1000, &spread), Some(b"h")), // reads at the threshold
+            (stats(0, mib, 1000, &spread), Some(b"h")), // writes at the threshold
+            (stats(mib / 2, mib / 2, 1000, &spread), Some(b"h")), // both count
+            (stats(mib - 1, 0, 1000, &spread), None),   // below
+            (stats(mib, 0, 2000, &spread), None),       // the same bytes over 2 s: half the rate
+            (stats(4 * mib, 0, 1000, &skewed), Some(b"d")), // balances the samples (6 | 6)
+            (stats(4 * mib, 0, 1000, &["q"; 12]), None), // one hot key: never split
+            (stats(4 * mib, 0, 100, &spread), None),    // interval too short to trust
+        ];
+        for (i, (s, want)) in table.into_iter().enumerate() {
+            assert_eq!(check(&region, &s, &cfg).as_deref(), want, "row {i}");
+        }
+        // 0 turns the byte rule off; the request rule is separate.
+        let off = SchedConfig {
+            split_region_bytes_per_sec: 0,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            check(&region, &stats(100 * mib, 0, 1000, &spread), &off),
+            None
+        );
+        let qps_off = SchedConfig {
+            split_region_qps: 0,
+            ..cfg
+        };
+        assert_eq!(
+            check(&region, &stats(mib, 0, 1000, &spread), &qps_off).as_deref(),
+            Some(&b"h"[..])
+        );
     }
 
     #[test]

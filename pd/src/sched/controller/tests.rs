@@ -217,3 +217,29 @@ fn one_operator_per_region_and_store_limits() {
     assert!(ctl.cancel(RegionId(3)));
     assert!(!ctl.cancel(RegionId(3)));
 }
+
+#[test]
+fn repair_uses_the_slots_balance_cannot() {
+    let c = SchedConfig {
+        store_limit_repair_add_peer: 3,
+        ..cfg() // balance: at most 2 pending adds per store
+    };
+    let repair = |r| NewOp {
+        source: OpSource::Replica,
+        ..move_op(r)
+    };
+    let mut ctl = Controller::new(1);
+    ctl.add(move_op(1), &c, 0).unwrap();
+    ctl.add(move_op(2), &c, 0).unwrap();
+    // Balance is at its limit on store 4; repair is not.
+    assert_eq!(
+        ctl.add(move_op(3), &c, 0).unwrap_err(),
+        AddError::StoreLimit { store: StoreId(4) }
+    );
+    ctl.add(repair(3), &c, 0).unwrap();
+    assert_eq!(
+        ctl.add(repair(4), &c, 0).unwrap_err(),
+        AddError::StoreLimit { store: StoreId(4) }
+    );
+    assert_eq!(ctl.adds_to(StoreId(4)), 3);
+}
