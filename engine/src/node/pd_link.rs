@@ -20,8 +20,10 @@
 //! for the regions led here (size, keys and a split key from the LSM's
 //! block indexes; load since the region's last report). A region is
 //! reported at the next poll when its epoch or term changed, every
-//! `REGION_OPERATOR_HEARTBEAT_MS` while the PD hands it operator steps,
-//! every `REGION_STATS_HEARTBEAT_MS` while its load or size changes, and
+//! `REGION_OPERATOR_HEARTBEAT_MS` while the PD hands it operator steps or
+//! one of its peers is on a store the PD sees down or offline (repair
+//! starts within a second of the PD's verdict, not at the next periodic
+//! report), every `REGION_STATS_HEARTBEAT_MS` while its load or size changes, and
 //! every `REGION_HEARTBEAT_MS` otherwise; at most
 //! `REGION_HEARTBEATS_PER_POLL_MAX` per poll, most urgent first (many
 //! regions never flood the PD: past the cap, reports only come later). An
@@ -47,14 +49,14 @@ use golem_wire::pd::{
     Peer, PeerRole, Region, RegionHeartbeat, RegionStats, ShardLoad, Store, StoreInfo, StoreStats,
 };
 use golem_wire::{ClusterId, GolemError, RegionEpoch, RegionId, ShardId, StoreId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Interval of store heartbeats, in ms (the PD marks a store Disconnected
-/// after 20 s of silence).
-pub const STORE_HEARTBEAT_MS: u64 = 5_000;
+/// after 20 s of silence, and refuses a down time below two of these).
+pub const STORE_HEARTBEAT_MS: u64 = golem_wire::pd::PD_STORE_HEARTBEAT_MS;
 /// A region led here is reported at least this often, in ms.
 pub const REGION_HEARTBEAT_MS: u64 = 10_000;
 /// A region whose load or approximate size changed is reported this often,
@@ -396,6 +398,10 @@ enum Due {
     Changed,
     /// The PD is handing out operator steps for it.
     Operator,
+    /// A peer of it is on a store the PD sees down or offline: the PD's
+    /// replica checker acts on its next report (repair waits for no
+    /// periodic heartbeat).
+    Repair,
     /// Its load or approximate size changed.
     Stats,
     /// `REGION_HEARTBEAT_MS` without a report.
@@ -422,12 +428,34 @@ fn due(prev: Option<&Reported>, r: &RegionReport, now: Instant) -> Option<Due> {
     (since >= Duration::from_millis(REGION_HEARTBEAT_MS)).then_some(Due::Periodic)
 }
 
+/// `due`, or `Due::Repair` every `REGION_OPERATOR_HEARTBEAT_MS` while a
+/// peer of the region is on a store in `evacuating` (down or offline, as
+/// the PD last said), whichever is more urgent.
+fn due_or_repair(
+    prev: Option<&Reported>,
+    r: &RegionReport,
+    now: Instant,
+    evacuating: &HashSet<StoreId>,
+) -> Option<Due> {
+    let d = due(prev, r, now);
+    let repair = prev.is_some_and(|p| {
+        now.saturating_duration_since(p.at) >= Duration::from_millis(REGION_OPERATOR_HEARTBEAT_MS)
+    }) && r.meta.peers.iter().any(|p| evacuating.contains(&p.store));
+    match d {
+        Some(d) if !repair || d <= Due::Repair => Some(d),
+        _ if repair => Some(Due::Repair),
+        d => d,
+    }
+}
+
 /// The leader reports due at `now`, most urgent (then least recently
-/// reported) first, at most `REGION_HEARTBEATS_PER_POLL_MAX`.
+/// reported) first, at most `REGION_HEARTBEATS_PER_POLL_MAX`; `evacuating`:
+/// stores the PD sees down or offline.
 fn due_reports<'a>(
     reports: &'a [ShardReport],
     reported: &HashMap<RegionId, Reported>,
     now: Instant,
+    evacuating: &HashSet<StoreId>,
 ) -> Vec<(ShardId, &'a RegionReport)> {
     let mut due_now: Vec<(Due, Option<Instant>, ShardId, &RegionReport)> = reports
         .iter()
@@ -435,7 +463,7 @@ fn due_reports<'a>(
         .filter(|(_, r)| r.is_leader)
         .filter_map(|(shard, r)| {
             let prev = reported.get(&r.meta.id);
-            due(prev, r, now).map(|d| (d, prev.map(|p| p.at), shard, r))
+            due_or_repair(prev, r, now, evacuating).map(|d| (d, prev.map(|p| p.at), shard, r))
         })
         .collect();
     due_now.sort_by_key(|(d, at, _, _)| (*d, *at));
@@ -512,6 +540,8 @@ async fn heartbeats(
     stop: &AtomicBool,
 ) {
     let mut reported: HashMap<RegionId, Reported> = HashMap::new();
+    // Stores the PD sees down or offline (from the last store book fetch).
+    let mut evacuating: HashSet<StoreId> = HashSet::new();
     let mut last_store_hb = StoreHbState::default();
     let mut next_store_hb = Instant::now();
     let mut next_book = Instant::now();
@@ -549,6 +579,17 @@ async fn heartbeats(
                         })
                         .map(|s| s.store.id)
                         .collect();
+                    evacuating = stores
+                        .iter()
+                        .filter(|s| {
+                            matches!(
+                                s.state,
+                                golem_wire::pd::StoreState::Down
+                                    | golem_wire::pd::StoreState::Offline
+                            )
+                        })
+                        .map(|s| s.store.id)
+                        .collect();
                     if !silent.is_empty() {
                         let silent = Arc::new(silent);
                         for inbox in inboxes {
@@ -574,7 +615,7 @@ async fn heartbeats(
             }
         }
         if result.is_ok() {
-            for (shard, r) in due_reports(&reports, &reported, now) {
+            for (shard, r) in due_reports(&reports, &reported, now, &evacuating) {
                 let hb = region_heartbeat(r, reported.get(&r.meta.id), now);
                 match client.region_heartbeat(hb).await {
                     Ok(operator) => {

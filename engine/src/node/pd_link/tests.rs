@@ -81,6 +81,41 @@ fn a_region_is_reported_by_urgency() {
 }
 
 #[test]
+fn a_region_with_a_peer_on_a_down_store_is_reported_at_the_operator_pace() {
+    let t0 = Instant::now();
+    let mut r = report(1, true);
+    r.meta
+        .peers
+        .push(PeerMeta::new(PeerId(2), StoreId(9), ShardId(0)));
+    let prev = Reported::of(&r, t0, false);
+    let down: HashSet<StoreId> = [StoreId(9)].into();
+    let other: HashSet<StoreId> = [StoreId(8)].into();
+    let op = ms(REGION_OPERATOR_HEARTBEAT_MS);
+    // (evacuating stores, since the last report, due)
+    let table = [
+        (&down, ms(500), None),
+        (&down, op, Some(Due::Repair)),
+        (&other, op, None),
+        (&other, ms(REGION_HEARTBEAT_MS), Some(Due::Periodic)),
+        (&down, ms(REGION_HEARTBEAT_MS), Some(Due::Repair)), // more urgent
+    ];
+    for (i, (stores, since, want)) in table.into_iter().enumerate() {
+        assert_eq!(
+            due_or_repair(Some(&prev), &r, t0 + since, stores),
+            want,
+            "row {i}"
+        );
+    }
+    // A new epoch stays the most urgent.
+    let mut moved = r.clone();
+    moved.meta.epoch.conf_ver += 1;
+    assert_eq!(
+        due_or_repair(Some(&prev), &moved, t0 + op, &down),
+        Some(Due::Changed)
+    );
+}
+
+#[test]
 fn many_regions_are_capped_per_poll_most_urgent_first() {
     let t0 = Instant::now();
     let regions: Vec<RegionReport> = (1..=1000).map(|i| report(i, i % 10 != 0)).collect();
@@ -106,7 +141,7 @@ fn many_regions_are_capped_per_poll_most_urgent_first() {
     );
     recent.load.read_keys = 1000;
     reported.insert(RegionId(3), recent);
-    let due_now = due_reports(&reports, &reported, later);
+    let due_now = due_reports(&reports, &reported, later, &HashSet::new());
     assert_eq!(due_now.len(), REGION_HEARTBEATS_PER_POLL_MAX);
     assert_eq!(
         due_now[0].1.meta.id,
