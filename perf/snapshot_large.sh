@@ -19,7 +19,8 @@
 #
 # Usage: perf/snapshot_large.sh [size_mib]
 #   GOLEM_PERF_PORT (default 17900), MEMTABLE_KIB (default 16384),
-#   VALUE_BYTES (default 4096)
+#   VALUE_BYTES (default 4096), SNAP_MIB_PER_SEC (the nodes'
+#   --snapshot-send-mib-per-sec; default: the node's default, 100; 0 lifts it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=perf/lib.sh
@@ -29,6 +30,8 @@ size_mib="${1:-1024}"
 base="${GOLEM_PERF_PORT:-17900}"
 memtable_kib="${MEMTABLE_KIB:-16384}"
 value_bytes="${VALUE_BYTES:-4096}"
+snap_flags=()
+if [ -n "${SNAP_MIB_PER_SEC:-}" ]; then snap_flags=(--snapshot-send-mib-per-sec "$SNAP_MIB_PER_SEC"); fi
 records=$((size_mib * 1024 * 1024 / value_bytes))
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 out="perf/results/snapshot-large-${stamp}.md"
@@ -62,7 +65,7 @@ start_node() {
   local i="$1" port=$((base + 10 * $1))
   local d; d="$(mktemp -d -t golem-perf-snap-node-XXXXXX)"; dirs+=("$d"); node_dirs[$i]="$d"
   RUST_LOG=info "$bin/golem" node --data-dir "$d" --listen "127.0.0.1:${port}" --shards 1 \
-    --pin off --pd "$pd" --memtable-kib "$memtable_kib" >"$logs/node$i.log" 2>&1 &
+    --pin off --pd "$pd" --memtable-kib "$memtable_kib" "${snap_flags[@]}" >"$logs/node$i.log" 2>&1 &
   node_pids[$i]=$!; pids+=($!)
 }
 for i in 0 1 2; do start_node "$i"; done
@@ -186,7 +189,7 @@ if [ "$before_md5" = "$after_md5" ] && [ "$leader_now" = "$new_store" ]; then ve
 {
   echo "# Snapshot of a large region to a new replica"
   echo
-  echo "Command: \`perf/snapshot_large.sh ${size_mib}\` at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown);"
+  echo "Command: \`${SNAP_MIB_PER_SEC:+SNAP_MIB_PER_SEC=$SNAP_MIB_PER_SEC }perf/snapshot_large.sh ${size_mib}\` at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown);"
   echo "machine: $(nproc) vCPUs, $(free -g | awk '/Mem:/{print $2}') GiB, load before the add $(cut -d' ' -f1-3 /proc/loadavg), disk free $(df -h /tmp | awk 'NR==2 {print $4}')."
   echo "PD + 3 nodes (1 shard each, --memtable-kib ${memtable_kib}), ${records} records of ${value_bytes} B loaded with golem-loadgen (YCSB load, 4 × 16) in ${load_s} s; leader's data dir ${du_leader} MiB. Then a 4th node, and \`ctl region add-peer ${region} ${new_store} --wait-s 600\`."
   echo

@@ -15,6 +15,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 pub const INITIAL_REGIONS_MAX: u32 = 1_000_000;
 /// Most shards one node may run.
 pub const SHARDS_MAX: u16 = 256;
+/// Highest `--snapshot-send-mib-per-sec` (1 TiB/s: no limit in practice, and
+/// the byte rate cannot overflow).
+pub const SNAPSHOT_SEND_MIB_PER_SEC_MAX: u64 = 1024 * 1024;
 
 /// How shard threads are placed on CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -95,6 +98,11 @@ pub struct NodeSettings {
     /// snapshot) [default: 10000].
     #[arg(long)]
     pub raft_log_retain_entries: Option<u64>,
+    /// Bytes per second each shard may send in snapshots to new or lagging
+    /// replicas, all its streams together, in MiB; 0: unlimited
+    /// [default: 100].
+    #[arg(long)]
+    pub snapshot_send_mib_per_sec: Option<u64>,
     /// Stand-alone only, first start: split the key space into this many
     /// regions (by their first 4 key bytes), spread over the shards (region
     /// i on shard (i-1) mod shards). For benchmarks of many regions
@@ -135,6 +143,9 @@ impl NodeSettings {
             raft_log_retain_entries: self
                 .raft_log_retain_entries
                 .or(other.raft_log_retain_entries),
+            snapshot_send_mib_per_sec: self
+                .snapshot_send_mib_per_sec
+                .or(other.snapshot_send_mib_per_sec),
             hibernate_regions: self.hibernate_regions.or(other.hibernate_regions),
             initial_regions: self.initial_regions.or(other.initial_regions),
             pd: self.pd.or(other.pd),
@@ -188,6 +199,8 @@ pub struct NodeConfig {
     pub memtable_bytes: usize,
     /// Applied entries each replica keeps for lagging followers.
     pub raft_log_retain_entries: u64,
+    /// Snapshot send rate per shard, bytes per second (0: unlimited).
+    pub snapshot_send_bytes_per_sec: u64,
     /// Whether idle regions hibernate.
     pub hibernate_regions: bool,
     /// Regions a stand-alone node creates at its first start.
@@ -295,6 +308,13 @@ impl NodeConfig {
         if !(1..=10_000_000).contains(&raft_log_retain_entries) {
             return Err(invalid("raft-log-retain-entries", "must be 1..=10000000"));
         }
+        let snapshot_send_mib_per_sec = s.snapshot_send_mib_per_sec.unwrap_or(100);
+        if snapshot_send_mib_per_sec > SNAPSHOT_SEND_MIB_PER_SEC_MAX {
+            return Err(invalid(
+                "snapshot-send-mib-per-sec",
+                format!("must be 0 (unlimited) ..= {SNAPSHOT_SEND_MIB_PER_SEC_MAX}"),
+            ));
+        }
         let initial_regions = s.initial_regions.unwrap_or(1);
         if !(1..=INITIAL_REGIONS_MAX).contains(&initial_regions) {
             return Err(invalid(
@@ -325,6 +345,7 @@ impl NodeConfig {
             wal_sync: s.wal_sync.unwrap_or(WalSyncMode::Fdatasync),
             memtable_bytes: memtable_kib << 10,
             raft_log_retain_entries,
+            snapshot_send_bytes_per_sec: snapshot_send_mib_per_sec * 1024 * 1024,
             hibernate_regions: s.hibernate_regions.unwrap_or(true),
             initial_regions,
             pd_endpoints: s.pd.unwrap_or_default(),

@@ -15,6 +15,7 @@ pub mod directory;
 pub mod exec;
 pub mod fetch;
 pub mod operator;
+pub mod pacer;
 pub mod raft_loop;
 pub mod region_handle;
 pub mod snapshot;
@@ -383,13 +384,14 @@ pub async fn run(start: ShardStart) {
             return;
         }
     };
-    let snapshots = match snapshot::Snapshots::open(&cfg.data_dir, id.get()) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send((id, Err(format!("snapshots of shard {id}: {e}"))));
-            return;
-        }
-    };
+    let snapshots =
+        match snapshot::Snapshots::open(&cfg.data_dir, id.get(), cfg.snapshot_send_bytes_per_sec) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready.send((id, Err(format!("snapshots of shard {id}: {e}"))));
+                return;
+            }
+        };
     let shard = Rc::new(Shard {
         id,
         cfg: cfg.clone(),

@@ -36,8 +36,9 @@
 //! the region's range (checked before the file is used); at most one
 //! outgoing stream per (region, follower) and one incoming per region.
 
+use super::pacer::Pacer;
 use super::{RegionHandle, Shard};
-use crate::runtime::{spawn_local, timeout};
+use crate::runtime::{sleep, spawn_local, timeout};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use golem_core::raft_convert::message_to_wire;
 use golem_core::region::{PeerMeta, RegionMeta};
@@ -104,6 +105,8 @@ pub struct Snapshots {
     incoming: RefCell<HashMap<RegionId, Incoming>>,
     /// Complete, durable snapshot files not yet installed.
     received: RefCell<HashMap<SnapshotKey, PathBuf>>,
+    /// The send rate limit every outgoing stream of the shard shares.
+    pacer: RefCell<Pacer>,
 }
 
 impl std::fmt::Debug for Snapshots {
@@ -133,7 +136,7 @@ impl Snapshots {
     /// The snapshot directory of a shard: `<data>/snap/shard-N`, created
     /// if missing; temporary and half-ingested files of a previous run are
     /// deleted.
-    pub fn open(data_dir: &Path, shard: u16) -> Result<Snapshots, String> {
+    pub fn open(data_dir: &Path, shard: u16, send_bytes_per_sec: u64) -> Result<Snapshots, String> {
         let dir = data_dir.join("snap").join(format!("shard-{shard}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -149,6 +152,10 @@ impl Snapshots {
             sending: RefCell::new(HashSet::new()),
             incoming: RefCell::new(HashMap::new()),
             received: RefCell::new(HashMap::new()),
+            pacer: RefCell::new(Pacer::new(
+                send_bytes_per_sec,
+                SNAPSHOT_CHUNK_BYTES_MAX as u64,
+            )),
         })
     }
 
@@ -598,6 +605,14 @@ async fn stream(
         };
         let frame = encode_snapshot_chunk(RequestId(seq + 1), &chunk).map_err(|e| e.to_string())?;
         drop(chunk);
+        let wait = shard
+            .snapshots
+            .pacer
+            .borrow_mut()
+            .reserve(frame.len() as u64, std::time::Instant::now());
+        if !wait.is_zero() {
+            sleep(wait).await;
+        }
         timeout(ACK_TIMEOUT, conn.write_all(&frame))
             .await
             .ok_or("write timed out")?
