@@ -107,6 +107,10 @@ pub struct PdArgs {
     /// to one as far below it.
     #[arg(long, default_value_t = 5)]
     pub hot_region_tolerance_pct: u64,
+    /// Replica moves between the shards of stores running at once, at
+    /// most (balance-shard); 0: shards are not balanced.
+    #[arg(long, default_value_t = 4)]
+    pub shard_schedule_limit: usize,
     /// Create no operators on our own (admin operators still run).
     #[arg(long)]
     pub no_scheduling: bool,
@@ -149,6 +153,7 @@ impl PdArgs {
         cfg.sched.hot_region_cache_hits_threshold = self.hot_region_cache_hits_threshold;
         cfg.sched.hot_region_schedule_limit = self.hot_region_schedule_limit;
         cfg.sched.hot_region_tolerance_pct = self.hot_region_tolerance_pct;
+        cfg.sched.shard_schedule_limit = self.shard_schedule_limit;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -29,6 +29,9 @@ pub const PD_TSO_COUNT_MAX: u32 = 1 << 16;
 pub const PD_SCAN_REGIONS_MAX: u32 = 10_000;
 /// Most peers of one region.
 pub const PD_REGION_PEERS_MAX: usize = 16;
+/// Most peers of one region on one store: two while a replica moves
+/// between the store's shards (balance-shard), each on its own shard.
+pub const PD_REGION_PEERS_PER_STORE_MAX: usize = 2;
 /// Most shards of one store.
 pub const PD_STORE_SHARDS_MAX: u16 = 1024;
 /// A node sends a store heartbeat this often, in ms (the PD refuses a
@@ -117,7 +120,8 @@ impl Region {
 
     /// Checks the limits and the shape: start < end (unless end is empty),
     /// keys within `KEY_BYTES_MAX`, 1..=`PD_REGION_PEERS_MAX` peers with
-    /// distinct ids and stores, ids nonzero.
+    /// distinct ids and (store, shard) places, at most
+    /// `PD_REGION_PEERS_PER_STORE_MAX` on one store, ids nonzero.
     pub fn validate(&self) -> Result<(), GolemError> {
         if self.id.0 == 0 {
             return Err(GolemError::invalid("region id 0"));
@@ -143,9 +147,19 @@ impl Region {
             }
             if self.peers[..i]
                 .iter()
-                .any(|q| q.id == p.id || q.store == p.store)
+                .any(|q| q.id == p.id || (q.store == p.store && q.shard == p.shard))
             {
-                return Err(GolemError::invalid("two peers share an id or a store"));
+                return Err(GolemError::invalid(
+                    "two peers share an id or a store's shard",
+                ));
+            }
+            if self.peers.iter().filter(|q| q.store == p.store).count()
+                > PD_REGION_PEERS_PER_STORE_MAX
+            {
+                return Err(GolemError::invalid(format!(
+                    "more than {PD_REGION_PEERS_PER_STORE_MAX} peers on store {}",
+                    p.store
+                )));
             }
         }
         Ok(())
@@ -309,8 +323,8 @@ pub struct PdMember {
 /// is docs/scheduling.md "The node's side"). The PD counts a step done
 /// when a later heartbeat of the region shows its effect: the peer present
 /// (`AddLearner`), a voter (`PromoteLearner`), gone (`RemovePeer`), the
-/// leader (`TransferLeader`), or the region ending at `key` with a newer
-/// `version` (`Split`).
+/// leader (`TransferLeader`), the region ending at `key` with a newer
+/// `version` (`Split`), or `add` a voter with `remove` gone (`ReplacePeer`).
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub enum OperatorStep {
@@ -336,6 +350,15 @@ pub enum OperatorStep {
     },
     Merge {
         target: RegionId,
+    },
+    /// One joint membership change: promote the learner `add` and remove
+    /// `remove` together (protocol version 3). Used to move a replica
+    /// between the shards of its store: losing that store during the move
+    /// costs at most one vote in either configuration. Done when `add` is
+    /// a voter and `remove` is gone.
+    ReplacePeer {
+        add: PeerId,
+        remove: PeerId,
     },
 }
 

@@ -58,6 +58,9 @@ fn step_text(c: &Codec, s: &OperatorStep) -> String {
             key, new_region, ..
         } => format!("split at {} into region {new_region}", c.show(key)),
         OperatorStep::Merge { target } => format!("merge into region {target}"),
+        OperatorStep::ReplacePeer { add, remove } => {
+            format!("replace peer {remove} by {add} (one joint change)")
+        }
     }
 }
 

@@ -116,7 +116,7 @@ pub const PENDING_VOTE_REGIONS_MAX: usize = 4096;
 type PendingVotes = HashMap<RegionId, (std::time::Instant, Vec<golem_wire::raft::RegionMessage>)>;
 
 /// A placement change for other shards' directories.
-pub type PlacementChange = (RegionId, Option<directory::Placement>);
+pub type PlacementChange = (RegionId, ShardId, Option<directory::Placement>);
 
 /// Sending side of a shard's inbox.
 pub type Inbox = mpsc::Sender<ShardMsg>;
@@ -302,11 +302,11 @@ impl Shard {
     }
 
     fn broadcast(&self, id: RegionId, placement: Option<directory::Placement>) {
-        self.directory.update(id, placement.clone());
+        self.directory.update(id, self.id, placement.clone());
         let mut out = self.placement_out.borrow_mut();
         for (i, pending) in out.iter_mut().enumerate() {
             if i != self.id.get() as usize {
-                pending.push((id, placement.clone()));
+                pending.push((id, self.id, placement.clone()));
             }
         }
         drop(out);
@@ -396,7 +396,7 @@ pub async fn run(start: ShardStart) {
         id,
         cfg: cfg.clone(),
         identity,
-        directory: RegionDirectory::new(identity.region),
+        directory: RegionDirectory::new(identity.region, id),
         regions: RefCell::new(HashMap::new()),
         store: store.clone(),
         inboxes,
@@ -528,7 +528,7 @@ async fn open(
             tombstoned.push(region);
             continue;
         }
-        let peer_id = peer_of(&records, shard.identity.store).ok_or_else(|| {
+        let peer_id = peer_of(&records, shard.identity.store, shard.id).ok_or_else(|| {
             format!("the WAL's metadata of region {region} names no peer on this store")
         })?;
         let peer = RegionPeer::recover(
@@ -693,17 +693,19 @@ fn log_start_of(records: &[(RecordKind, Vec<u8>)]) -> Option<u64> {
         .max()
 }
 
-/// This store's peer in a region's latest metadata record.
+/// This shard's peer in a region's latest metadata record (a store may
+/// hold a second peer of the region on another shard while it moves).
 fn peer_of(
     records: &[(RecordKind, Vec<u8>)],
     store: golem_wire::StoreId,
+    shard: ShardId,
 ) -> Option<golem_wire::PeerId> {
     let (_, payload) = records
         .iter()
         .rev()
         .find(|(k, _)| *k == RecordKind::RegionMeta)?;
     let meta = RegionMeta::decode(payload).ok()?;
-    meta.peer_on(store).map(|p| p.id)
+    meta.peer_at(store, shard).map(|p| p.id)
 }
 
 /// The leader lease: two ticks less than the shortest election timeout
@@ -756,8 +758,8 @@ async fn serve_inbox(shard: Rc<Shard>, mut inbox: mpsc::Receiver<ShardMsg>) {
                 }
             }
             ShardMsg::Placements(changes) => {
-                for (region, placement) in changes {
-                    shard.directory.update(region, placement);
+                for (region, on, placement) in changes {
+                    shard.directory.update(region, on, placement);
                 }
             }
             ShardMsg::Raft(msgs) => transport::deliver(&shard, msgs),

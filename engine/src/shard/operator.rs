@@ -13,6 +13,10 @@
 //!   handed the step by the PD);
 //! - `TransferLeader` → a leadership transfer;
 //! - `Split` → `Split` with the PD's key and ids;
+//! - `ReplacePeer` → one `ChangePeers` with AddVoter of the learner `add`
+//!   and Remove of `remove` (a joint change: balance-shard's move of a
+//!   replica to another shard of its store), or, when `remove` is this
+//!   leader, a leadership transfer to another voter first;
 //! - `Merge` → ignored (not implemented).
 //!
 //! Invariants: a step runs only on the region's leader here and only at
@@ -42,7 +46,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Action {
     /// Propose this request and wait until it applied.
     Propose(RequestBody),
-    /// Move the leadership to voter `to` on `store`.
+    /// Move the leadership to voter `to` (on `store`; a store may hold two
+    /// peers of the region while one moves between its shards).
     TransferLeader { to: PeerId, store: StoreId },
 }
 
@@ -187,7 +192,65 @@ pub fn plan(op: &Operator, meta: &RegionMeta, me: PeerId) -> Result<Action, Skip
             }))
         }
         OperatorStep::Merge { .. } => Err(Skip::Unsupported),
+        OperatorStep::ReplacePeer { add, remove } => plan_replace(meta, me, *add, *remove),
     }
+}
+
+/// `ReplacePeer`: one joint change that promotes the learner `add` and
+/// removes `remove` (a replica moving between the shards of its store:
+/// the store never holds two votes of the region at once). The leader
+/// does not remove itself: when it is `remove`, it hands over first.
+fn plan_replace(
+    meta: &RegionMeta,
+    me: PeerId,
+    add: PeerId,
+    remove: PeerId,
+) -> Result<Action, Skip> {
+    let Some(new) = meta.peer(add) else {
+        return Err(Skip::Invalid(format!("peer {add} is not a member")));
+    };
+    let old = meta.peer(remove);
+    match (new.role, old) {
+        (PeerRole::Voter, None) => return Err(Skip::Done),
+        // The joint configuration is entered; raft leaves it on its own.
+        (PeerRole::IncomingVoter, _) => return Err(Skip::Done),
+        (PeerRole::DemotingVoter, _) => {
+            return Err(Skip::Invalid(format!("peer {add} is being removed")))
+        }
+        _ => {}
+    }
+    if remove == me {
+        return match meta
+            .peers
+            .iter()
+            .find(|q| q.id != me && q.role == PeerRole::Voter)
+        {
+            Some(q) => Ok(Action::TransferLeader {
+                to: q.id,
+                store: q.store,
+            }),
+            None => Err(Skip::Invalid(format!(
+                "peer {remove} is the region's only voter"
+            ))),
+        };
+    }
+    let mut changes = Vec::new();
+    if new.role == PeerRole::Learner {
+        changes.push(PeerChange {
+            kind: PeerChangeKind::AddVoter,
+            ..as_change(new)
+        });
+    }
+    if let Some(old) = old {
+        changes.push(PeerChange {
+            kind: PeerChangeKind::Remove,
+            ..as_change(old)
+        });
+    }
+    Ok(Action::Propose(RequestBody::ChangePeers {
+        key: region_key(meta),
+        changes,
+    }))
 }
 
 fn as_change(p: &golem_core::region::PeerMeta) -> PeerChange {
@@ -290,7 +353,7 @@ pub fn start(shard: &Rc<Shard>, op: Operator) {
 async fn run(handle: &RegionHandle, action: Action) -> Result<(), GolemError> {
     match action {
         Action::Propose(body) => handle.write(body).await.map(|_| ()),
-        Action::TransferLeader { store, .. } => handle.transfer_leader(store).await.map(|_| ()),
+        Action::TransferLeader { to, .. } => handle.transfer_leader_to(to).await.map(|_| ()),
     }
 }
 

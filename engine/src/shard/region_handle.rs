@@ -432,15 +432,40 @@ impl RegionHandle {
         &self,
         store: golem_wire::StoreId,
     ) -> Result<ResponseBody, GolemError> {
-        const TRANSFER_WAIT: Duration = Duration::from_secs(5);
         let target = {
-            let mut peer = self.peer.borrow_mut();
+            let peer = self.peer.borrow();
             let region = peer.meta().id;
-            let Some(target) = peer.meta().peer_on(store).map(|p| p.id) else {
+            // A store holds two peers of a region only while one moves
+            // between its shards: the voter is the one to lead.
+            let on_store = || peer.meta().peers.iter().filter(move |p| p.store == store);
+            let found = on_store()
+                .find(|p| p.is_voter())
+                .or_else(|| on_store().next());
+            let Some(target) = found.map(|p| p.id) else {
                 return Err(GolemError::invalid(format!(
                     "region {region} has no replica on store {store}"
                 )));
             };
+            target
+        };
+        self.transfer_leader_to(target).await
+    }
+
+    /// Moves the region's leadership to its peer `target` (see
+    /// `transfer_leader`).
+    pub async fn transfer_leader_to(
+        &self,
+        target: golem_wire::PeerId,
+    ) -> Result<ResponseBody, GolemError> {
+        const TRANSFER_WAIT: Duration = Duration::from_secs(5);
+        let target = {
+            let mut peer = self.peer.borrow_mut();
+            let region = peer.meta().id;
+            if peer.meta().peer(target).is_none() {
+                return Err(GolemError::invalid(format!(
+                    "peer {target} is not a member of region {region}"
+                )));
+            }
             if peer.leader_id() == Some(target) && peer.is_leader() {
                 return Ok(ResponseBody::TransferLeader);
             }

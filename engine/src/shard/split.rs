@@ -93,14 +93,13 @@ pub fn create_regions(
             tracing::info!(region = %id, "a replayed split names a region removed from this shard; not created");
             continue;
         }
-        let Some(me) = meta.peer_on(shard.identity.store).copied() else {
-            tracing::error!(region = %id, "a split's new region has no replica on this store");
+        // The parent's peer on this shard has its new peer beside it on
+        // this shard (a store holds two peers of a region only while one
+        // moves between its shards, each on its own shard).
+        let Some(me) = meta.peer_at(shard.identity.store, shard.id).copied() else {
+            tracing::error!(region = %id, shard = %shard.id, "a split's new region has no replica on this shard");
             continue;
         };
-        if me.shard != shard.id {
-            tracing::error!(region = %id, shard = %me.shard, "a split's new region is placed on another shard");
-            continue;
-        }
         let peer = match RegionPeer::bootstrap(shard.peer_config(id, me.id), meta, wal) {
             Ok(p) => p,
             Err(e) => {

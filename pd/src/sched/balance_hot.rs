@@ -29,7 +29,7 @@
 //!
 //! No I/O, no clock: time comes in as an argument.
 
-use super::cluster::{placement_shard, ClusterView, Health};
+use super::cluster::{ClusterView, Health};
 use super::config::SchedConfig;
 use super::controller::Controller;
 use super::hot::{FlowKind, HotCache};
@@ -310,11 +310,11 @@ fn peer_move(
     {
         return None;
     }
-    let shard_count = view.stores.get(&dst)?.shard_count;
+    view.stores.get(&dst)?;
     let peer = Peer {
         id: new_peer,
         store: dst,
-        shard: placement_shard(region, shard_count),
+        shard: view.least_loaded_shard(dst),
         role: PeerRole::Learner,
     };
     Some(NewOp {

@@ -4,7 +4,7 @@
 //! highest score (sum of region weights, `cluster::region_weight`: region
 //! count when sizes are unknown; running operators counted as done) to the
 //! live store with the lowest that does not hold the region. The move is
-//! add learner on the target (its placement shard), promote, remove the
+//! add learner on the target (its least-loaded shard), promote, remove the
 //! source replica (a leader hands its leadership over first). Guards: the
 //! hysteresis of `balance::worth_moving` with the region's weight; only
 //! regions with no operator, a leader, exactly `max_replicas` voters and
@@ -13,7 +13,7 @@
 //! the target's add-peer limit; `region_schedule_limit` (the caller).
 
 use super::balance::{candidates, tolerance, worth_moving};
-use super::cluster::{placement_shard, region_weight, ClusterView};
+use super::cluster::{region_weight, ClusterView};
 use super::config::SchedConfig;
 use super::controller::Controller;
 use super::operator::{Influence, NewOp, OpSource};
@@ -72,7 +72,7 @@ pub fn schedule(
                 let peer = Peer {
                     id: PeerId(new_peer),
                     store: dst.id,
-                    shard: placement_shard(&r.region, dst.shard_count),
+                    shard: view.least_loaded_shard(dst.id),
                     role: PeerRole::Learner,
                 };
                 return Some(NewOp {

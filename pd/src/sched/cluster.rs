@@ -3,15 +3,18 @@
 //! Owns the derivation of each store's scheduling health (from its
 //! administrative state and heartbeat age, with a store this leader never
 //! heard from counted from the leader's start) and its region, leader and
-//! size-weight counts, with the influence of running operators added as if
-//! they had finished. Rebuilt from the PD state every schedule interval and
-//! updated in place as operators are created in between.
+//! size-weight counts, and each of its shards' region and leader counts
+//! (from the shard each peer's metadata names), with the influence of
+//! running operators added as if they had finished. Rebuilt from the PD
+//! state every schedule interval and updated in place as operators are
+//! created in between. New replicas go to the target store's least-loaded
+//! shard (`best_target`, `least_loaded_shard`).
 
 use super::config::SchedConfig;
 use super::controller::Controller;
 use super::operator::Influence;
 use crate::state::PdState;
-use golem_wire::pd::{Region, RegionRoute, StoreState};
+use golem_wire::pd::{OperatorStep, Region, RegionRoute, StoreState};
 use golem_wire::{ShardId, StoreId};
 use std::collections::BTreeMap;
 
@@ -46,6 +49,16 @@ pub struct StoreView {
     pub leaders: i64,
     /// Sum of the region weights (`region_weight`) of its replicas.
     pub weight: i64,
+    /// Per shard (index = shard id, `shard_count` of them): replicas and
+    /// leaders there, running operators counted as done.
+    pub shards: Vec<ShardView>,
+}
+
+/// One shard (core) of a store as balance-shard and placement see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardView {
+    pub regions: i64,
+    pub leaders: i64,
 }
 
 /// Every store, by id.
@@ -89,15 +102,17 @@ impl ClusterView {
                 }
                 _ => Health::Up,
             };
+            let shard_count = s.store.shard_count.max(1);
             stores.insert(
                 s.store.id,
                 StoreView {
                     id: s.store.id,
                     health,
-                    shard_count: s.store.shard_count.max(1),
+                    shard_count,
                     regions: 0,
                     leaders: 0,
                     weight: 0,
+                    shards: vec![ShardView::default(); usize::from(shard_count)],
                 },
             );
         }
@@ -122,11 +137,16 @@ impl ClusterView {
                     s.regions += 1;
                     s.weight += w;
                 }
+                view.add_on_shard(p.store, p.shard, 1, 0);
             }
             if let Some(l) = r.leader {
                 if let Some(s) = view.stores.get_mut(&l.store) {
                     s.leaders += 1;
                 }
+                view.add_on_shard(l.store, l.shard, 0, 1);
+            }
+            if let Some(op) = ctl.get(r.region.id) {
+                view.apply_steps(&r.region, &op.steps[op.current.min(op.steps.len())..]);
             }
         }
         for op in ctl.iter() {
@@ -146,6 +166,52 @@ impl ClusterView {
         }
     }
 
+    fn add_on_shard(&mut self, store: StoreId, shard: ShardId, regions: i64, leaders: i64) {
+        let Some(s) = self.stores.get_mut(&store) else {
+            return;
+        };
+        // A shard beyond the store's registered count (a report racing a
+        // re-registration) is not counted.
+        if let Some(v) = s.shards.get_mut(usize::from(shard.0)) {
+            v.regions += regions;
+            v.leaders += leaders;
+        }
+    }
+
+    /// Counts the per-shard effect of an operator's remaining `steps` on
+    /// `region` as done: an added peer not there yet on its shard, a removed
+    /// peer still there off its shard. (Store-level counts take the
+    /// operator's `Influence` instead.)
+    pub fn apply_steps(&mut self, region: &Region, steps: &[OperatorStep]) {
+        let here = |id| region.peers.iter().find(|p| p.id == id);
+        for step in steps {
+            match step {
+                OperatorStep::AddLearner { peer } if here(peer.id).is_none() => {
+                    self.add_on_shard(peer.store, peer.shard, 1, 0);
+                }
+                OperatorStep::RemovePeer { peer: id }
+                | OperatorStep::ReplacePeer { remove: id, .. } => {
+                    if let Some(p) = here(*id) {
+                        self.add_on_shard(p.store, p.shard, -1, 0);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The shard of `store` with the fewest replicas (then leaders, then
+    /// the lowest id), running operators counted as done; shard 0 for a
+    /// store this view does not know.
+    pub fn least_loaded_shard(&self, store: StoreId) -> ShardId {
+        self.stores
+            .get(&store)
+            .and_then(|s| {
+                (0..s.shards.len()).min_by_key(|&i| (s.shards[i].regions, s.shards[i].leaders, i))
+            })
+            .map_or(ShardId(0), |i| ShardId(i as u16))
+    }
+
     /// The store's health (unknown stores are tombstones).
     pub fn health(&self, store: StoreId) -> Health {
         self.stores
@@ -154,19 +220,14 @@ impl ClusterView {
     }
 
     /// The best `Up` store for a new replica of `region`: not holding it
-    /// already, fewest replicas (then lowest id); with its placement shard
-    /// (region id mod the store's shard count).
+    /// already, fewest replicas (then lowest id); with its least-loaded
+    /// shard (`least_loaded_shard`).
     pub fn best_target(&self, region: &Region) -> Option<(StoreId, ShardId)> {
         self.stores
             .values()
             .filter(|s| s.health == Health::Up)
             .filter(|s| !region.peers.iter().any(|p| p.store == s.id))
             .min_by_key(|s| (s.regions, s.id))
-            .map(|s| (s.id, placement_shard(region, s.shard_count)))
+            .map(|s| (s.id, self.least_loaded_shard(s.id)))
     }
-}
-
-/// The shard of a store that owns a region's replica there.
-pub fn placement_shard(region: &Region, shard_count: u16) -> ShardId {
-    ShardId((region.id.0 % u64::from(shard_count.max(1))) as u16)
 }

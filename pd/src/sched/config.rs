@@ -41,6 +41,12 @@ pub struct SchedConfig {
     pub leader_schedule_limit: usize,
     /// Running balance-region operators, at most.
     pub region_schedule_limit: usize,
+    /// Running balance-shard operators (replica moves between the shards
+    /// of a store), at most; 0: no balance across shards.
+    pub shard_schedule_limit: usize,
+    /// Running balance-shard moves into one store, at most (each costs the
+    /// store a snapshot and a transient second replica).
+    pub shard_moves_per_store_max: usize,
     /// Budget of a step that needs no snapshot (leader transfer, promote,
     /// remove, split), from the step's start.
     pub step_timeout_ms: u64,
@@ -84,6 +90,8 @@ impl Default for SchedConfig {
             store_limit_add_peer: 4,
             leader_schedule_limit: 4,
             region_schedule_limit: 8,
+            shard_schedule_limit: 4,
+            shard_moves_per_store_max: 2,
             step_timeout_ms: 30_000,
             add_learner_timeout_ms: 10 * 60 * 1000,
             balance_tolerance_pct: 5,
@@ -100,7 +108,7 @@ impl Default for SchedConfig {
 impl SchedConfig {
     /// Checks the module invariant; the error names the flag.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(&str, u64); 15] = [
+        let checks: [(&str, u64); 16] = [
             ("max-replicas", self.max_replicas as u64),
             ("split-region-bytes", self.split_region_bytes),
             ("split-region-keys", self.split_region_keys),
@@ -109,6 +117,10 @@ impl SchedConfig {
             ("store-limit-add-peer", self.store_limit_add_peer as u64),
             ("leader-schedule-limit", self.leader_schedule_limit as u64),
             ("region-schedule-limit", self.region_schedule_limit as u64),
+            (
+                "shard-moves-per-store-max",
+                self.shard_moves_per_store_max as u64,
+            ),
             ("step-timeout-ms", self.step_timeout_ms),
             ("add-learner-timeout-ms", self.add_learner_timeout_ms),
             (

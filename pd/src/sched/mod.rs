@@ -20,12 +20,13 @@
 //! One concern per file: `operator` (the model), `controller` (running
 //! operators, limits), `ids` (the id pool), `cluster` (store health and
 //! scores), `split`, `replica`, `balance`, `balance_region`,
-//! `balance_leader`, `hot` (hot statistics), `balance_hot`. The contract with the nodes is docs/scheduling.md.
+//! `balance_leader`, `hot` (hot statistics), `balance_hot`, `balance_shard`. The contract with the nodes is docs/scheduling.md.
 
 pub mod balance;
 pub mod balance_hot;
 pub mod balance_leader;
 pub mod balance_region;
+pub mod balance_shard;
 pub mod cluster;
 pub mod config;
 pub mod controller;
@@ -41,10 +42,10 @@ mod tests;
 pub use config::SchedConfig;
 
 use crate::state::PdState;
-use cluster::{placement_shard, ClusterView, Health};
+use cluster::{ClusterView, Health};
 use controller::{AddError, Controller};
 use golem_wire::pd::{
-    AdminOperator, Operator, OperatorInfo, OperatorStep, Peer, PeerRole, RegionHeartbeat,
+    AdminOperator, Operator, OperatorInfo, OperatorStep, Peer, PeerRole, Region, RegionHeartbeat,
     RegionRoute,
 };
 use golem_wire::{GolemError, PeerId, RegionId, StoreId};
@@ -136,6 +137,8 @@ impl Scheduler {
                 None
             };
             replica::operator(region, &plan, id)?
+        } else if let Some(op) = balance_shard::leftover(region, hb.leader, &self.ctl) {
+            op
         } else if let Some(key) = split::check(region, &hb.stats, &self.cfg) {
             let ids = self.ids.take(1 + region.peers.len())?;
             NewOp {
@@ -152,14 +155,17 @@ impl Scheduler {
         } else {
             return None;
         };
-        self.admit(op, now_ms).ok()?;
+        self.admit(op, region, now_ms).ok()?;
         self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg)
     }
 
-    fn admit(&mut self, op: NewOp, now_ms: u64) -> Result<OperatorInfo, AddError> {
+    /// Admits `op` on `region` and counts it in the view as done.
+    fn admit(&mut self, op: NewOp, region: &Region, now_ms: u64) -> Result<OperatorInfo, AddError> {
         let influence = op.influence.clone();
+        let steps = op.steps.clone();
         let info = self.ctl.add(op, &self.cfg, now_ms)?.info();
         self.view.apply(&influence, 1);
+        self.view.apply_steps(region, &steps);
         Ok(info)
     }
 
@@ -215,7 +221,7 @@ impl Scheduler {
             else {
                 break; // the id is skipped, never reused
             };
-            if self.admit(op, now_ms).is_err() {
+            if self.admit_on(op, routes, now_ms).is_err() {
                 break;
             }
         }
@@ -224,10 +230,39 @@ impl Scheduler {
             else {
                 break;
             };
-            if self.admit(op, now_ms).is_err() {
+            if self.admit_on(op, routes, now_ms).is_err() {
                 break;
             }
         }
+        while self.ctl.count(OpSource::BalanceShard) < self.cfg.shard_schedule_limit {
+            let Some(&id) = self.ids.take(1).as_ref().and_then(|v| v.first()) else {
+                break;
+            };
+            let Some(op) = balance_shard::schedule(routes, &self.view, &self.ctl, &self.cfg, id)
+            else {
+                break; // the id is skipped, never reused
+            };
+            if self.admit_on(op, routes, now_ms).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// `admit` for an operator on one of `routes`.
+    fn admit_on(
+        &mut self,
+        op: NewOp,
+        routes: &[&RegionRoute],
+        now_ms: u64,
+    ) -> Result<OperatorInfo, AddError> {
+        let Some(route) = routes.iter().find(|r| r.region.id == op.region) else {
+            panic!(
+                "a scheduler planned region {} outside the routes it was given",
+                op.region
+            );
+        };
+        let region = route.region.clone();
+        self.admit(op, &region, now_ms)
     }
 
     /// Runs balance-hot-region (writes, then reads) up to its limit.
@@ -245,7 +280,7 @@ impl Scheduler {
                 if plan.op.steps.len() > 1 && self.ids.take(1).is_none() {
                     break; // a peer move uses the peeked id
                 }
-                let Ok(info) = self.admit(plan.op.clone(), now_ms) else {
+                let Ok(info) = self.admit_on(plan.op.clone(), routes, now_ms) else {
                     break;
                 };
                 self.hot_sched.record(info.id, &plan, now_ms);
@@ -313,7 +348,7 @@ impl Scheduler {
                 let peer = Peer {
                     id: PeerId(id),
                     store,
-                    shard: placement_shard(r, info.store.shard_count),
+                    shard: self.view.least_loaded_shard(store),
                     role: PeerRole::Learner,
                 };
                 vec![
@@ -344,7 +379,7 @@ impl Scheduler {
             steps,
             influence: vec![],
         };
-        self.admit(op, now_ms).map_err(|e| match e {
+        self.admit(op, &route.region, now_ms).map_err(|e| match e {
             AddError::RegionBusy { id } => GolemError::invalid(format!(
                 "region {region} already has operator {id} (cancel it first)"
             )),

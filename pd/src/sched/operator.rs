@@ -21,6 +21,7 @@ pub enum OpSource {
     BalanceLeader,
     BalanceHotLeader,
     BalanceHotPeer,
+    BalanceShard,
 }
 
 impl OpSource {
@@ -34,6 +35,7 @@ impl OpSource {
             OpSource::BalanceLeader => "balance-leader",
             OpSource::BalanceHotLeader => "balance-hot-leader",
             OpSource::BalanceHotPeer => "balance-hot-peer",
+            OpSource::BalanceShard => "balance-shard",
         }
     }
 }
@@ -101,14 +103,16 @@ impl PendingOp {
             })
     }
 
-    /// What to hand the region's leader now. A `RemovePeer` of the leader
-    /// itself is handed out as a `TransferLeader` to another voter first (a
-    /// leader never removes itself); the step stays current until the peer
-    /// is gone.
+    /// What to hand the region's leader now. A `RemovePeer` or
+    /// `ReplacePeer` of the leader itself is handed out as a
+    /// `TransferLeader` to another voter first (a leader never removes
+    /// itself); the step stays current until the peer is gone.
     pub fn wire(&self, region: &Region, leader: PeerId) -> Option<Operator> {
         let step = self.steps.get(self.current)?;
         let step = match step {
-            OperatorStep::RemovePeer { peer } if *peer == leader => {
+            OperatorStep::RemovePeer { peer } | OperatorStep::ReplacePeer { remove: peer, .. }
+                if *peer == leader =>
+            {
                 let to = region
                     .peers
                     .iter()
@@ -150,6 +154,9 @@ pub fn step_done(step: &OperatorStep, epoch: RegionEpoch, region: &Region, leade
             peer(*id).is_some_and(|p| p.role == PeerRole::Voter)
         }
         OperatorStep::RemovePeer { peer: id } => peer(*id).is_none(),
+        OperatorStep::ReplacePeer { add, remove } => {
+            peer(*add).is_some_and(|p| p.role == PeerRole::Voter) && peer(*remove).is_none()
+        }
         OperatorStep::TransferLeader { to } => leader == *to,
         OperatorStep::Split { key, .. } => {
             region.end == *key && region.epoch.version > epoch.version
@@ -267,5 +274,56 @@ mod tests {
             op.wire(&r, PeerId(2)).unwrap().step,
             OperatorStep::RemovePeer { peer: PeerId(1) }
         );
+        // A replace of the leader (balance-shard) hands over to a voter,
+        // never to the learner that replaces it.
+        let mut moving = r.clone();
+        moving.peers.push(Peer {
+            shard: ShardId(1),
+            ..p(4, 1, Learner)
+        });
+        let replace = OperatorStep::ReplacePeer {
+            add: PeerId(4),
+            remove: PeerId(1),
+        };
+        let op = PendingOp {
+            steps: vec![replace.clone()],
+            ..op
+        };
+        assert_eq!(
+            op.wire(&moving, PeerId(1)).unwrap().step,
+            OperatorStep::TransferLeader { to: PeerId(3) }
+        );
+        assert_eq!(op.wire(&moving, PeerId(2)).unwrap().step, replace);
+    }
+
+    #[test]
+    fn a_replace_is_done_when_the_new_peer_votes_and_the_old_is_gone() {
+        use PeerRole::*;
+        let e = RegionEpoch {
+            conf_ver: 1,
+            version: 1,
+        };
+        let on1 = |id, shard, role| Peer {
+            shard: ShardId(shard),
+            ..p(id, 1, role)
+        };
+        let replace = OperatorStep::ReplacePeer {
+            add: PeerId(4),
+            remove: PeerId(1),
+        };
+        // (peers of store 1 beside voters 2 and 3, done)
+        let table = vec![
+            (vec![on1(1, 0, Voter)], false),
+            (vec![on1(1, 0, Voter), on1(4, 1, Learner)], false),
+            // Joint: the node reports both as voters.
+            (vec![on1(1, 0, Voter), on1(4, 1, Voter)], false),
+            (vec![on1(4, 1, Voter)], true),
+            (vec![on1(4, 1, Learner)], false),
+        ];
+        for (i, (mut peers, want)) in table.into_iter().enumerate() {
+            peers.extend([p(2, 2, Voter), p(3, 3, Voter)]);
+            let r = region(peers, b"", 2, 1);
+            assert_eq!(step_done(&replace, e, &r, PeerId(2)), want, "case {i}");
+        }
     }
 }

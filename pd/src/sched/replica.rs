@@ -176,6 +176,14 @@ mod tests {
                     regions,
                     leaders: 0,
                     weight: regions,
+                    // Every replica on shard 0: shard 1 is the least loaded.
+                    shards: vec![
+                        crate::sched::cluster::ShardView {
+                            regions,
+                            leaders: 0,
+                        },
+                        Default::default(),
+                    ],
                 },
             );
         }
@@ -227,7 +235,7 @@ mod tests {
         let add = |store, replace: Option<(u64, PeerRole)>| {
             Some(ReplicaPlan::Add {
                 store: StoreId(store),
-                shard: ShardId(1), // region 7 mod 2 shards
+                shard: ShardId(1), // the target's least-loaded shard
                 replace: replace.map(|(s, role)| Peer {
                     id: PeerId(s * 10),
                     store: StoreId(s),

@@ -28,6 +28,7 @@ fn up_view(stores: u64) -> ClusterView {
                 regions: 0,
                 leaders: 0,
                 weight: 0,
+                shards: vec![Default::default()],
             },
         );
     }

@@ -410,3 +410,29 @@ fn scheduling_requests_append_and_validate() {
         assert_eq!(root_tag::<ArchivedPdResponseBody>(&bytes), tag, "{body:?}");
     }
 }
+
+/// A store holds two peers of a region only on two of its shards (a
+/// replica moving between them), never two on one shard or three.
+#[test]
+fn a_region_has_at_most_two_peers_on_a_store_each_on_its_own_shard() {
+    let peer = |id: u64, store: u64, shard: u16| Peer {
+        id: PeerId(id),
+        store: StoreId(store),
+        shard: ShardId(shard),
+        role: PeerRole::Voter,
+    };
+    // (peers, valid)
+    let table = vec![
+        (vec![peer(1, 1, 0), peer(2, 2, 0), peer(3, 1, 1)], true),
+        (vec![peer(1, 1, 0), peer(3, 1, 0)], false),
+        (vec![peer(1, 1, 0), peer(2, 1, 1), peer(3, 1, 2)], false),
+        (vec![peer(1, 1, 0), peer(1, 2, 0)], false),
+    ];
+    for (peers, valid) in table {
+        let r = Region {
+            peers: peers.clone(),
+            ..region(1, b"", b"")
+        };
+        assert_eq!(r.validate().is_ok(), valid, "{peers:?}");
+    }
+}

@@ -163,10 +163,21 @@ impl RegionPeer {
                     )));
                 }
                 (PeerChangeKind::AddLearner, None) => {
-                    if let Some(other) = self.meta.peer_on(c.store) {
+                    // A second peer on a store only on another of its
+                    // shards (a replica moving between the store's
+                    // shards), and never a third.
+                    let on_store = self.meta.peers.iter().filter(|p| p.store == c.store);
+                    if let Some(other) = self.meta.peer_at(c.store, c.shard) {
                         return Err(GolemError::invalid(format!(
-                            "region {region} already has peer {} on store {}",
-                            other.id, c.store
+                            "region {region} already has peer {} on store {} shard {}",
+                            other.id, c.store, c.shard
+                        )));
+                    }
+                    if on_store.count() >= super::meta::PEERS_PER_STORE_MAX {
+                        return Err(GolemError::invalid(format!(
+                            "region {region} already has {} peers on store {}",
+                            super::meta::PEERS_PER_STORE_MAX,
+                            c.store
                         )));
                     }
                     added.push(PeerMeta::new(c.peer, c.store, c.shard));

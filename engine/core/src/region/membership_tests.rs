@@ -568,6 +568,7 @@ fn removing_a_voter_deletes_its_data_and_bad_or_concurrent_changes_are_refused()
     ])));
     let same_store = PeerChange {
         store: store_of(2),
+        shard: shard_of(2),
         ..change(PeerChangeKind::AddLearner, 5)
     };
     invalid(c.propose(change_peers(vec![same_store])));
@@ -1228,4 +1229,55 @@ fn a_prepared_snapshot_serves_only_followers_in_its_configuration() {
     // So is one newer than the prepared one.
     assert!(storage.snapshot(11, 2).is_err());
     assert!(storage.take_snapshot_request());
+}
+
+/// A replica moving between two shards of its store (balance-shard): the
+/// new peer joins as a learner on the same store, another shard (on the
+/// same shard, or as a third peer of the store, it is refused); one joint
+/// change promotes it and removes the old peer.
+#[test]
+fn a_replica_moves_to_another_shard_of_its_store_through_one_joint_change() {
+    let mut c = Cluster::new(&[1, 2, 3]);
+    for i in 0..10 {
+        c.write(i);
+    }
+    let on_store_3 = |id: u64, shard: ShardId| PeerChange {
+        kind: PeerChangeKind::AddLearner,
+        peer: PeerId(id),
+        store: store_of(3),
+        shard,
+    };
+    let other_shard = ShardId(1 - shard_of(3).0);
+    assert!(matches!(
+        c.propose(change_peers(vec![on_store_3(4, shard_of(3))])),
+        Err(GolemError::InvalidArgument { .. })
+    ));
+    c.change(vec![on_store_3(4, other_shard)]);
+    c.tick(10);
+    assert!(matches!(
+        c.propose(change_peers(vec![on_store_3(5, ShardId(2))])),
+        Err(GolemError::InvalidArgument { .. })
+    ));
+    let promote = PeerChange {
+        kind: PeerChangeKind::AddVoter,
+        ..on_store_3(4, other_shard)
+    };
+    c.change(vec![promote, change(PeerChangeKind::Remove, 3)]);
+    c.tick(10);
+    let meta = c.agreed_meta();
+    assert_eq!(
+        roles(&meta),
+        vec![
+            (1, PeerRole::Voter),
+            (2, PeerRole::Voter),
+            (4, PeerRole::Voter)
+        ]
+    );
+    assert_eq!(
+        meta.peer(PeerId(4)).map(|p| (p.store, p.shard)),
+        Some((store_of(3), other_shard))
+    );
+    assert_eq!(c.state(4), c.state(1));
+    assert!(c.members[&3].peer.is_removed());
+    assert!(RegionPeer::is_tombstoned(&c.members[&3].records()));
 }

@@ -5,8 +5,10 @@
 //! Invariants (checked by `validate`, on encode's callers and on every
 //! decode): `start < end` unless `end` is empty (the end of the key space);
 //! keys are at most `KEY_BYTES_MAX` bytes; there are 1..=`REGION_PEERS_MAX`
-//! peers, no peer id is 0 or repeats, and no two peers are on the same
-//! store; at least one peer votes.
+//! peers, no peer id is 0 or repeats, no two peers are on the same shard
+//! of a store and at most `PEERS_PER_STORE_MAX` (2) on one store (a
+//! replica moving between the store's shards: the new peer is added
+//! before the old one leaves); at least one peer votes.
 //!
 //! A peer's role mirrors raft's configuration: `Voter`, `Learner`, and
 //! during a joint configuration `IncomingVoter` (votes in the new
@@ -81,6 +83,9 @@ impl PeerMeta {
 }
 /// Most peers a region may have (voters and learners).
 pub const REGION_PEERS_MAX: usize = 16;
+/// Peers of one region on one store at most: two while a replica moves
+/// between the store's shards (docs/scheduling.md, balance-shard).
+pub const PEERS_PER_STORE_MAX: usize = 2;
 
 /// A region's range, epoch and peers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,8 +185,15 @@ impl RegionMeta {
             if self.peers[..i].iter().any(|q| q.id == p.id) {
                 return Err(format!("peer {} listed twice", p.id));
             }
-            if self.peers[..i].iter().any(|q| q.store == p.store) {
-                return Err(format!("two peers on store {}", p.store));
+            if self.peers[..i]
+                .iter()
+                .any(|q| q.store == p.store && q.shard == p.shard)
+            {
+                return Err(format!("two peers on store {} shard {}", p.store, p.shard));
+            }
+            let on_store = self.peers.iter().filter(|q| q.store == p.store).count();
+            if on_store > PEERS_PER_STORE_MAX {
+                return Err(format!("{on_store} peers on store {}", p.store));
             }
         }
         if !self.peers.iter().any(PeerMeta::is_voter) {
@@ -195,9 +207,17 @@ impl RegionMeta {
         self.peers.iter().find(|p| p.id == id)
     }
 
-    /// The peer on `store`, if any.
+    /// The peer on `store`, if any (the first listed: while a replica
+    /// moves between the store's shards it has two, the old one first).
     pub fn peer_on(&self, store: StoreId) -> Option<&PeerMeta> {
         self.peers.iter().find(|p| p.store == store)
+    }
+
+    /// The peer on `store`'s shard `shard`, if any (at most one).
+    pub fn peer_at(&self, store: StoreId, shard: ShardId) -> Option<&PeerMeta> {
+        self.peers
+            .iter()
+            .find(|p| p.store == store && p.shard == shard)
     }
 
     /// The raft ids of the voters (of the incoming configuration).
@@ -454,6 +474,30 @@ mod tests {
             RegionMeta::decode(&v1),
             Err(DecodeError::UnsupportedVersion { .. })
         ));
+    }
+
+    #[test]
+    fn a_store_holds_two_peers_only_on_different_shards() {
+        let at = |p: u64, store: u64, shard: u16| {
+            PeerMeta::new(PeerId(p), StoreId(store), ShardId(shard))
+        };
+        // (peers, valid): a replica moving between the shards of store 1.
+        let table = vec![
+            (vec![at(1, 1, 0), at(2, 2, 0), at(3, 1, 1)], true),
+            (vec![at(1, 1, 0), at(3, 1, 0)], false),
+            (vec![at(1, 1, 0), at(2, 1, 1), at(3, 1, 2)], false),
+        ];
+        for (peers, valid) in table {
+            let m = RegionMeta::whole_key_space(RegionId(1), peers.clone());
+            assert_eq!(m.validate().is_ok(), valid, "{peers:?}");
+            assert_eq!(RegionMeta::decode(&m.encode()).is_ok(), valid, "{peers:?}");
+        }
+        let m = RegionMeta::whole_key_space(RegionId(1), vec![at(1, 1, 0), at(3, 1, 1)]);
+        assert_eq!(
+            m.peer_at(StoreId(1), ShardId(1)).map(|p| p.id),
+            Some(PeerId(3))
+        );
+        assert_eq!(m.peer_at(StoreId(1), ShardId(2)), None);
     }
 
     #[test]

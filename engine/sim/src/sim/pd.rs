@@ -179,6 +179,41 @@ fn plan(op: &Operator, meta: &RegionMeta, me: PeerId) -> Option<Action> {
             })
         }),
         OperatorStep::Merge { .. } => None,
+        // Balance-shard's move (the simulated nodes have one shard each,
+        // so the PD never makes one; translated as the node does).
+        OperatorStep::ReplacePeer { add, remove } => {
+            let new = meta.peer(*add)?;
+            if *remove == me {
+                return meta
+                    .peers
+                    .iter()
+                    .find(|q| q.id != me && q.role == CoreRole::Voter)
+                    .map(|q| Action::TransferLeader(q.id));
+            }
+            let mut changes = Vec::new();
+            if new.role == CoreRole::Learner {
+                changes.push(PeerChange {
+                    kind: PeerChangeKind::AddVoter,
+                    peer: new.id,
+                    store: new.store,
+                    shard: new.shard,
+                });
+            }
+            if let Some(old) = meta.peer(*remove) {
+                changes.push(PeerChange {
+                    kind: PeerChangeKind::Remove,
+                    peer: old.id,
+                    store: old.store,
+                    shard: old.shard,
+                });
+            }
+            (!changes.is_empty()).then(|| {
+                Action::Propose(RequestBody::ChangePeers {
+                    key: region_key(meta),
+                    changes,
+                })
+            })
+        }
     }
 }
 

@@ -208,3 +208,77 @@ fn the_first_region_routes_by_a_nonempty_key() {
     };
     assert_eq!(key, vec![0]);
 }
+
+/// Balance-shard's move of a replica to another shard of its store: peer
+/// 14 (store 2, shard 1) replaces 12 (store 2, shard 0).
+#[test]
+fn a_replace_is_one_joint_change_and_the_leader_hands_over_first() {
+    let mut m = meta();
+    m.peers.push(PeerMeta {
+        role: PeerRole::Learner,
+        ..PeerMeta::new(PeerId(14), StoreId(2), ShardId(1))
+    });
+    let replace = |add: u64, remove: u64| {
+        op(OperatorStep::ReplacePeer {
+            add: PeerId(add),
+            remove: PeerId(remove),
+        })
+    };
+    let joint = |pairs: &[(PeerChangeKind, u64, u64, u16)]| {
+        Ok(Action::Propose(RequestBody::ChangePeers {
+            key: b"b".to_vec(),
+            changes: pairs
+                .iter()
+                .map(|&(kind, peer, store, shard)| PeerChange {
+                    kind,
+                    peer: PeerId(peer),
+                    store: StoreId(store),
+                    shard: ShardId(shard),
+                })
+                .collect(),
+        }))
+    };
+    assert_eq!(
+        plan(&replace(14, 12), &m, ME),
+        joint(&[
+            (PeerChangeKind::AddVoter, 14, 2, 1),
+            (PeerChangeKind::Remove, 12, 2, 0)
+        ])
+    );
+    // The old peer leads: it hands over to another voter (never to the
+    // learner replacing it).
+    assert_eq!(
+        plan(&replace(14, 12), &m, PeerId(12)),
+        Ok(Action::TransferLeader {
+            to: ME,
+            store: StoreId(1)
+        })
+    );
+    // Unknown new peer: refused; one being removed: refused.
+    assert!(matches!(
+        plan(&replace(15, 12), &m, ME),
+        Err(Skip::Invalid(_))
+    ));
+    // Joint (14 incoming, 12 demoting): in flight, nothing to do.
+    let mut joint_meta = m.clone();
+    joint_meta.peers[1].role = PeerRole::DemotingVoter;
+    joint_meta.peers[3].role = PeerRole::IncomingVoter;
+    assert_eq!(plan(&replace(14, 12), &joint_meta, ME), Err(Skip::Done));
+    assert!(matches!(
+        plan(&replace(12, 14), &joint_meta, ME),
+        Err(Skip::Invalid(_))
+    ));
+    // Left: 14 votes, 12 is gone.
+    let mut done = m.clone();
+    done.peers.remove(1);
+    done.peers[2].role = PeerRole::Voter;
+    assert_eq!(plan(&replace(14, 12), &done, ME), Err(Skip::Done));
+    // Promoted but the old one still there (an admin's change between):
+    // the removal alone.
+    let mut half = m.clone();
+    half.peers[3].role = PeerRole::Voter;
+    assert_eq!(
+        plan(&replace(14, 12), &half, ME),
+        joint(&[(PeerChangeKind::Remove, 12, 2, 0)])
+    );
+}

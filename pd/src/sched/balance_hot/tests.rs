@@ -28,6 +28,7 @@ fn view(stores: &[(u64, Health)]) -> ClusterView {
                 regions: 0,
                 leaders: 0,
                 weight: 0,
+                shards: vec![Default::default()],
             },
         );
     }
