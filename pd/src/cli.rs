@@ -111,6 +111,10 @@ pub struct PdArgs {
     /// most (balance-shard); 0: shards are not balanced.
     #[arg(long, default_value_t = 4)]
     pub shard_schedule_limit: usize,
+    /// Replica moves between the shards of one store running at once, at
+    /// most (each costs the store a snapshot).
+    #[arg(long, default_value_t = 2)]
+    pub shard_moves_per_store_max: usize,
     /// Create no operators on our own (admin operators still run).
     #[arg(long)]
     pub no_scheduling: bool,
@@ -154,6 +158,7 @@ impl PdArgs {
         cfg.sched.hot_region_schedule_limit = self.hot_region_schedule_limit;
         cfg.sched.hot_region_tolerance_pct = self.hot_region_tolerance_pct;
         cfg.sched.shard_schedule_limit = self.shard_schedule_limit;
+        cfg.sched.shard_moves_per_store_max = self.shard_moves_per_store_max;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -8,7 +8,9 @@
 //! {id, store, shard} | null, term, approximate_keys,
 //! approximate_size_bytes}`; a store is `{id, addr, shard_count, state,
 //! capacity_bytes, used_bytes, region_count, leader_count,
-//! last_heartbeat_ms}`. Keys are shown as text, or hex with `--hex`.
+//! last_heartbeat_ms, shards: [{shard, region_count, leader_count,
+//! busy_permille}]}` (shards as the node last reported them). Keys are
+//! shown as text, or hex with `--hex`.
 
 use super::ctl::{Codec, CtlArgs, CtlCommand, DEFAULT_PD};
 use clap::Subcommand;
@@ -354,6 +356,12 @@ fn store_json(s: &StoreInfo) -> Value {
         "region_count": s.stats.region_count,
         "leader_count": s.stats.leader_count,
         "last_heartbeat_ms": s.last_heartbeat_ms,
+        "shards": s.stats.shards.iter().map(|l| json!({
+            "shard": l.shard.0,
+            "region_count": l.region_count,
+            "leader_count": l.leader_count,
+            "busy_permille": l.busy_permille,
+        })).collect::<Vec<_>>(),
     })
 }
 

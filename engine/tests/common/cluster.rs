@@ -111,8 +111,7 @@ impl Cluster {
             let dir = tempfile::tempdir().unwrap();
             let port = free_ports(1);
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let mut args = node_args(dir.path(), addr, &pd_addr);
-            args.extend(extra.iter().cloned());
+            let args = node_args(dir.path(), addr, &pd_addr, &extra);
             nodes.push(Proc::spawn(args));
             addrs.push(addr);
             dirs.push(dir);
@@ -167,8 +166,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let port = free_ports(1);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut args = node_args(dir.path(), addr, &self.pd_addr);
-        args.extend(self.extra.iter().cloned());
+        let args = node_args(dir.path(), addr, &self.pd_addr, &self.extra);
         self.nodes.push(Proc::spawn(args));
         self.addrs.push(addr);
         self._dirs.push(dir);
@@ -202,24 +200,25 @@ impl Cluster {
     }
 }
 
-fn node_args(dir: &Path, addr: SocketAddr, pd: &str) -> Vec<String> {
+/// A node's flags; one shard unless `extra` names `--shards`.
+fn node_args(dir: &Path, addr: SocketAddr, pd: &str, extra: &[String]) -> Vec<String> {
+    let shards = if extra.iter().any(|a| a == "--shards") {
+        vec![]
+    } else {
+        vec!["--shards", "1"]
+    };
     [
         "node",
         "--data-dir",
         &dir.display().to_string(),
         "--listen",
         &addr.to_string(),
-        "--shards",
-        "1",
-        "--pin",
-        "off",
-        "--tick-ms",
-        TICK_MS,
-        "--pd",
-        pd,
     ]
-    .iter()
+    .into_iter()
+    .chain(shards)
+    .chain(["--pin", "off", "--tick-ms", TICK_MS, "--pd", pd])
     .map(|s| s.to_string())
+    .chain(extra.iter().cloned())
     .collect()
 }
 

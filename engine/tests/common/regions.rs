@@ -1,6 +1,7 @@
 //! The PD's view of a cluster's regions for process tests: `golem ctl
 //! region list --json` parsed, polled until a condition holds, and the
-//! checks scheduling tests share (stores of a region, the key space tiled).
+//! checks scheduling tests share (stores of a region, the key space tiled),
+//! and the PD's stores (`store list --json`).
 
 use super::cluster::Cluster;
 use std::time::{Duration, Instant};
@@ -11,6 +12,15 @@ pub fn regions(cluster: &Cluster) -> Vec<serde_json::Value> {
     assert!(ok, "region list: {out}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     v["regions"].as_array().expect("regions").clone()
+}
+
+/// The PD's stores as `store list --json` shows them (with each shard's
+/// last reported load).
+pub fn stores(cluster: &Cluster) -> Vec<serde_json::Value> {
+    let (ok, out) = cluster.ctl(&["--json", "store", "list"]);
+    assert!(ok, "store list: {out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    v["stores"].as_array().expect("stores").clone()
 }
 
 /// Polls the PD's regions every `poll` until `want` holds; returns them

@@ -70,7 +70,9 @@ fn tolerance(store: &StoreView, cfg: &SchedConfig) -> i64 {
 }
 
 /// One move that narrows the spread of some store's shards, if any;
-/// `new_peer` is the id of the replica to create.
+/// `new_peer` is the id of the replica to create. A follower replica is
+/// moved in preference to a leader (in any store): a leader's move needs a
+/// leadership transfer first.
 pub fn schedule(
     routes: &[&RegionRoute],
     view: &ClusterView,
@@ -78,49 +80,58 @@ pub fn schedule(
     cfg: &SchedConfig,
     new_peer: u64,
 ) -> Option<NewOp> {
-    for store in view.stores.values() {
-        if store.health != Health::Up || store.shards.len() < 2 {
-            continue;
-        }
-        if moves_on(ctl, store.id) >= cfg.shard_moves_per_store_max
-            || ctl.adds_to(store.id) >= cfg.store_limit_add_peer
-        {
-            continue;
-        }
-        let Some((src, src_n, dst, dst_n)) = extremes(store) else {
-            continue;
-        };
-        if src == dst || !worth_moving(src_n, dst_n, 1, tolerance(store, cfg)) {
-            continue;
-        }
-        if let Some(op) = pick(routes, view, ctl, cfg, store.id, src, dst, new_peer) {
-            return Some(op);
+    let imbalanced: Vec<(StoreId, ShardId, ShardId)> = view
+        .stores
+        .values()
+        .filter(|s| s.health == Health::Up && s.shards.len() >= 2)
+        .filter(|s| {
+            moves_on(ctl, s.id) < cfg.shard_moves_per_store_max
+                && ctl.adds_to(s.id) < cfg.store_limit_add_peer
+        })
+        .filter_map(|s| {
+            let (src, src_n, dst, dst_n) = extremes(s)?;
+            (src != dst && worth_moving(src_n, dst_n, 1, tolerance(s, cfg)))
+                .then_some((s.id, src, dst))
+        })
+        .collect();
+    for leaders_too in [false, true] {
+        for &(store, src, dst) in &imbalanced {
+            if let Some(op) = pick(
+                routes,
+                view,
+                ctl,
+                cfg,
+                (store, src, dst),
+                leaders_too,
+                new_peer,
+            ) {
+                return Some(op);
+            }
         }
     }
     None
 }
 
 /// A region with a voter on `store`'s shard `src` that may move, as a
-/// move to `dst`; followers first.
-#[allow(clippy::too_many_arguments)]
+/// move to `dst`: a follower replica, or, if `leaders_too`, any.
 fn pick(
     routes: &[&RegionRoute],
     view: &ClusterView,
     ctl: &Controller,
     cfg: &SchedConfig,
-    store: StoreId,
-    src: ShardId,
-    dst: ShardId,
+    (store, src, dst): (StoreId, ShardId, ShardId),
+    leaders_too: bool,
     new_peer: u64,
 ) -> Option<NewOp> {
-    let movable = |r: &&&RegionRoute| -> Option<Peer> {
+    let movable = |r: &RegionRoute| -> Option<Peer> {
         let region = &r.region;
-        r.leader?;
+        let leader = r.leader?;
         let mut on_store = region.peers.iter().filter(|p| p.store == store);
         let from = *on_store.next()?;
         if on_store.next().is_some()
             || from.shard != src
             || from.role != PeerRole::Voter
+            || (from.id == leader.id && !leaders_too)
             || ctl.get(region.id).is_some()
             || region
                 .peers
@@ -137,18 +148,9 @@ fn pick(
         }
         Some(from)
     };
-    // Followers first: a leader's move needs a leadership transfer.
-    let is_leader = |r: &RegionRoute, from: &Peer| r.leader.is_some_and(|l| l.id == from.id);
-    let found = routes
+    let (r, from) = routes
         .iter()
-        .filter_map(|r| movable(&r).map(|from| (*r, from)))
-        .find(|(r, from)| !is_leader(r, from))
-        .or_else(|| {
-            routes
-                .iter()
-                .find_map(|r| movable(&r).map(|from| (*r, from)))
-        });
-    let (r, from) = found?;
+        .find_map(|r| movable(r).map(|from| (*r, from)))?;
     let peer = Peer {
         id: PeerId(new_peer),
         store,

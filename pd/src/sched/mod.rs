@@ -8,8 +8,9 @@
 //! cluster view, and the order in which checkers run:
 //! - on each region heartbeat (`on_region_heartbeat`): the controller
 //!   advances or ends the region's operator and hands out its current step;
-//!   with none running, the replica checker, then the split checker, may
-//!   create one;
+//!   with none running, the replica checker, balance-shard's leftover
+//!   check, the split checker, then balance-shard for that region alone
+//!   may create one;
 //! - every `schedule_interval_ms` (`tick`): operators past their budget are
 //!   cancelled, the cluster view is rebuilt, balance-hot-region, then
 //!   balance-region and balance-leader (over regions that are not hot)
@@ -124,6 +125,16 @@ impl Scheduler {
         let region = &hb.region;
         self.hot.observe(region.id, &hb.stats, now_ms, &self.cfg);
         if self.ctl.get(region.id).is_some() {
+            let step = self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
+            if step.is_some() || self.ctl.get(region.id).is_some() || !self.cfg.enabled {
+                return step;
+            }
+            // It just ended: balance-shard may move another of the region's
+            // replicas at once (else the move would wait for the region's
+            // next heartbeat, up to 10 s when idle). The other checkers
+            // wait for that heartbeat, as before.
+            let op = self.shard_move(hb)?;
+            self.admit(op, region, now_ms).ok()?;
             return self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
         }
         if !self.cfg.enabled || self.view.stores.is_empty() {
@@ -153,10 +164,34 @@ impl Scheduler {
                 influence: vec![],
             }
         } else {
-            return None;
+            self.shard_move(hb)?
         };
         self.admit(op, region, now_ms).ok()?;
         self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg)
+    }
+
+    /// Balance-shard for the reporting region alone: a move created here
+    /// is handed out in this very answer (one made by `tick` waits for the
+    /// region's next heartbeat, up to 10 s for an idle region).
+    fn shard_move(&mut self, hb: &RegionHeartbeat) -> Option<NewOp> {
+        if self.ctl.count(OpSource::BalanceShard) >= self.cfg.shard_schedule_limit {
+            return None;
+        }
+        let route = RegionRoute {
+            region: hb.region.clone(),
+            leader: hb.region.peers.iter().find(|p| p.id == hb.leader).copied(),
+            term: hb.term,
+            stats: hb.stats.clone(),
+        };
+        // Peeked, not taken: an id is spent only on a move.
+        let id = self.ids.peek()?;
+        let op = balance_shard::schedule(&[&route], &self.view, &self.ctl, &self.cfg, id)?;
+        assert_eq!(
+            self.ids.take(1),
+            Some(vec![id]),
+            "the peeked id is the next"
+        );
+        Some(op)
     }
 
     /// Admits `op` on `region` and counts it in the view as done.
@@ -229,18 +264,6 @@ impl Scheduler {
             let Some(op) = balance_leader::schedule(routes, &self.view, &self.ctl, &self.cfg)
             else {
                 break;
-            };
-            if self.admit_on(op, routes, now_ms).is_err() {
-                break;
-            }
-        }
-        while self.ctl.count(OpSource::BalanceShard) < self.cfg.shard_schedule_limit {
-            let Some(&id) = self.ids.take(1).as_ref().and_then(|v| v.first()) else {
-                break;
-            };
-            let Some(op) = balance_shard::schedule(routes, &self.view, &self.ctl, &self.cfg, id)
-            else {
-                break; // the id is skipped, never reused
             };
             if self.admit_on(op, routes, now_ms).is_err() {
                 break;

@@ -113,16 +113,17 @@ fn summary(routes: &[RegionRoute], op: &NewOp) -> (u64, u16, u16) {
 #[test]
 fn the_fullest_shard_gives_to_the_emptiest_beyond_the_hysteresis() {
     // (replicas per store on shard 0, on shard 1, shards per store, down
-    // stores, expected (store, from, to) of the first move)
+    // stores, expected (store, from, to) of the first move: store 1 leads
+    // every region, so a follower on store 2 moves first)
     type Row = (u64, u64, u16, Vec<u64>, Option<(u64, u16, u16)>);
     let table: Vec<Row> = vec![
         (5, 5, 2, vec![], None),            // balanced: no operator
         (5, 4, 2, vec![], None),            // spread 1: balanced
-        (6, 4, 2, vec![], Some((1, 0, 1))), // spread 2: 5/5 after
-        (10, 0, 2, vec![], Some((1, 0, 1))),
-        (0, 10, 2, vec![], Some((1, 1, 0))),
+        (6, 4, 2, vec![], Some((2, 0, 1))), // spread 2: 5/5 after
+        (10, 0, 2, vec![], Some((2, 0, 1))),
+        (0, 10, 2, vec![], Some((2, 1, 0))),
         (10, 0, 1, vec![], None), // one shard per store: nothing to balance
-        (10, 0, 3, vec![], Some((1, 0, 1))), // to the emptiest (lowest id)
+        (10, 0, 3, vec![], Some((2, 0, 1))), // to the emptiest (lowest id)
         (10, 0, 2, vec![2], None), // a peer's store is down: nothing moves
     ];
     for (i, (on0, on1, shards, down, want)) in table.into_iter().enumerate() {
@@ -407,4 +408,43 @@ fn a_learner_left_beside_its_voter_by_an_interrupted_move_is_removed() {
         .unwrap();
     assert_eq!(pending.current, 0);
     assert_eq!(leftover(&r.region, PeerId(1000), &busy), None);
+}
+
+/// A heartbeat of a region worth moving gets the move's first step in its
+/// answer at once; in a balanced store, and once the limit is reached,
+/// heartbeats get nothing.
+#[test]
+fn a_heartbeat_gets_its_move_at_once() {
+    use crate::sched::Scheduler;
+    use golem_wire::pd::RegionHeartbeat;
+    let cfg = SchedConfig {
+        shard_schedule_limit: 2,
+        ..cfg()
+    };
+    let hb = |r: &RegionRoute| RegionHeartbeat {
+        region: r.region.clone(),
+        leader: r.leader.unwrap().id,
+        term: 1,
+        stats: RegionStats::default(),
+    };
+    // (regions on shard 0, on shard 1, heartbeats answered with a move)
+    for (on0, on1, moves) in [(10, 0, 2), (5, 5, 0), (6, 5, 0)] {
+        let routes = regions(on0 + on1, |k| if k < on0 { 0 } else { 1 });
+        let mut s = Scheduler::new(cfg.clone(), 1);
+        s.on_ids(500_000, 10);
+        s.view = view(3, 2, &[], &routes, &s.ctl);
+        let mut got = 0;
+        for r in &routes {
+            if let Some(op) = s.on_region_heartbeat(&hb(r), 1) {
+                assert!(matches!(
+                    op.step,
+                    OperatorStep::AddLearner { peer } if peer.shard == ShardId(1)
+                ));
+                got += 1;
+            }
+        }
+        assert_eq!(got, moves, "{on0}/{on1}");
+        // Only the ids of the moves were spent.
+        assert_eq!(s.ids.available(), 10 - moves as u64);
+    }
 }
