@@ -16,6 +16,7 @@
 //! Cas(4)    = key:bytes expected:opt new_value:opt
 //! Split(5)  = split_key:bytes new_region:u64 conf_ver:u64 version:u64
 //!             count:u32 peer:u64*
+//! Merge(6)  = subtag:u8 body       (region::merge::MergeCommand)
 //! bytes     = len:u32 data[len]    opt = 0 | 1 bytes
 //! ```
 //!
@@ -36,6 +37,7 @@ const TAG_DELETE: u8 = 2;
 const TAG_BATCH_WRITE: u8 = 3;
 const TAG_COMPARE_AND_SWAP: u8 = 4;
 pub(crate) const TAG_SPLIT: u8 = 5;
+pub(crate) const TAG_MERGE: u8 = 6;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 
@@ -73,6 +75,8 @@ pub enum Command {
         new_peers: Vec<PeerId>,
         epoch: RegionEpoch,
     },
+    /// Admin: a step of a region merge (`region::merge`); writes no data.
+    Merge(crate::region::merge::MergeCommand),
 }
 
 /// Why bytes are not a valid command or record.
@@ -132,7 +136,7 @@ impl Command {
             | Command::Delete { key }
             | Command::CompareAndSwap { key, .. } => (Some(key), &[]),
             Command::BatchWrite { ops } => (None, ops),
-            Command::Split { .. } => (None, &[]),
+            Command::Split { .. } | Command::Merge(_) => (None, &[]),
         };
         single.into_iter().chain(batch.iter().map(WriteOp::key))
     }
@@ -194,6 +198,10 @@ impl Command {
                     w.u64(p.get());
                 }
             }
+            Command::Merge(m) => {
+                w.u8(TAG_MERGE);
+                m.encode_into(&mut w);
+            }
         }
         w.into_vec()
     }
@@ -252,6 +260,7 @@ impl Command {
                     epoch,
                 }
             }
+            TAG_MERGE => Command::Merge(crate::region::merge::MergeCommand::decode_from(&mut r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "command",
@@ -288,6 +297,7 @@ impl Command {
                 new_peers,
                 ..
             } => 28 + split_key.len() + 8 * new_peers.len(),
+            Command::Merge(m) => m.encoded_len_hint(),
         };
         ops + 16
     }

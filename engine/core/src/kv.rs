@@ -66,6 +66,10 @@ pub fn apply_command(
         Command::Split { .. } => ResponseBody::Split {
             regions: Vec::new(),
         },
+        // Changes metadata only (region::merge).
+        Command::Merge(_) => ResponseBody::ChangePeers {
+            epoch: Default::default(),
+        },
     };
     store.write(batch, region, index)?;
     Ok(response)

@@ -48,6 +48,10 @@ pub fn apply(model: &mut Model, cmd: Command) -> ResponseBody {
         Command::Split { .. } => ResponseBody::Split {
             regions: Vec::new(),
         },
+        // Changes metadata only (region::merge).
+        Command::Merge(_) => ResponseBody::ChangePeers {
+            epoch: Default::default(),
+        },
     }
 }
 

@@ -21,15 +21,23 @@
 //! count:u32 (peer:u64 store:u64 shard:u16 role:u8)* as_of:u64`, where
 //! `bytes = len:u32 data[len]` and `as_of` is the applied index the
 //! metadata is valid at (membership changes and splits at or below it are
-//! in it). Version 2 (no roles, no `as_of`: all voters, as of 0) is still
-//! read; version 1 (peers without placement) is refused.
+//! in it). Version 4 is version 3 followed by the merge state of a source
+//! region that prepared a merge (`region::merge::MergeState`: `target:u64
+//! target_conf_ver:u64 target_version:u64 prepare_index:u64
+//! prepare_term:u64`); it is written only while a merge is prepared, so
+//! every other record stays version 3. Version 2 (no roles, no `as_of`: all
+//! voters, as of 0) is still read; version 1 (peers without placement) is
+//! refused.
 
+use super::merge::MergeState;
 use crate::command::{ByteReader, ByteWriter, DecodeError};
 use golem_wire::limits::KEY_BYTES_MAX;
 use golem_wire::{GolemError, PeerId, RegionEpoch, RegionId, RegionInfo, ShardId, StoreId};
 
 /// The version byte every encoded `RegionMeta` starts with.
 pub const REGION_META_FORMAT_VERSION: u8 = 3;
+/// The version byte of a record carrying a prepared merge (v3 + trailer).
+pub const REGION_META_MERGING_FORMAT_VERSION: u8 = 4;
 
 /// Role byte of each peer in the format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -294,6 +302,27 @@ impl RegionMeta {
         w.into_vec()
     }
 
+    /// The record payload as of `as_of`, with the merge state of a source
+    /// that prepared a merge (format v4; v3 without one).
+    pub fn encode_record(&self, as_of: u64, merging: Option<&MergeState>) -> Vec<u8> {
+        let mut bytes = self.encode_at(as_of);
+        if let Some(m) = merging {
+            bytes[0] = REGION_META_MERGING_FORMAT_VERSION;
+            let mut w = ByteWriter::with_capacity(MergeState::ENCODED_BYTES);
+            m.encode_into(&mut w);
+            bytes.extend(w.into_vec());
+        }
+        bytes
+    }
+
+    /// Parses and validates a record payload; also returns the applied
+    /// index it is valid at and the merge state it carries (v4).
+    pub fn decode_record(
+        bytes: &[u8],
+    ) -> Result<(RegionMeta, u64, Option<MergeState>), DecodeError> {
+        Self::decode_inner(bytes)
+    }
+
     /// Parses and validates a record payload.
     pub fn decode(bytes: &[u8]) -> Result<RegionMeta, DecodeError> {
         Self::decode_at(bytes).map(|(meta, _)| meta)
@@ -302,8 +331,18 @@ impl RegionMeta {
     /// Parses and validates a record payload; also returns the applied
     /// index it is valid at.
     pub fn decode_at(bytes: &[u8]) -> Result<(RegionMeta, u64), DecodeError> {
+        Self::decode_inner(bytes).map(|(meta, as_of, _)| (meta, as_of))
+    }
+
+    fn decode_inner(bytes: &[u8]) -> Result<(RegionMeta, u64, Option<MergeState>), DecodeError> {
         let mut r = ByteReader::new(bytes);
         let format = r.u8()?;
+        let merging = format == REGION_META_MERGING_FORMAT_VERSION;
+        let format = if merging {
+            REGION_META_FORMAT_VERSION
+        } else {
+            format
+        };
         if format != 2 && format != REGION_META_FORMAT_VERSION {
             return Err(DecodeError::UnsupportedVersion {
                 what: "region meta",
@@ -340,6 +379,11 @@ impl RegionMeta {
             })
             .collect::<Result<Vec<_>, DecodeError>>()?;
         let as_of = if format == 2 { 0 } else { r.u64()? };
+        let merge = if merging {
+            Some(MergeState::decode_from(&mut r)?)
+        } else {
+            None
+        };
         r.finish()?;
         let meta = RegionMeta {
             id,
@@ -350,7 +394,7 @@ impl RegionMeta {
         };
         meta.validate()
             .map_err(|reason| DecodeError::Invalid { reason })?;
-        Ok((meta, as_of))
+        Ok((meta, as_of, merge))
     }
 }
 

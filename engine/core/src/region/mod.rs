@@ -16,7 +16,7 @@
 //!
 //! Module map: [`peer`] (the type, proposals, reads), [`ready`] (the Ready
 //! cycle and apply), [`recover`] (bootstrap and WAL replay), [`membership`]
-//! and [`split`] (admin commands applied through the log), [`config`],
+//! [`split`] and [`merge`] (admin commands applied through the log), [`config`],
 //! [`meta`], [`records`] (WAL payload codecs), [`log_bridge`] (slog →
 //! tracing), [`error`].
 
@@ -25,6 +25,7 @@ pub mod error;
 pub mod hibernate;
 pub mod log_bridge;
 pub mod membership;
+pub mod merge;
 pub mod meta;
 pub mod peer;
 pub mod ready;
@@ -37,6 +38,8 @@ pub mod split;
 mod fetch_tests;
 #[cfg(test)]
 mod membership_tests;
+#[cfg(test)]
+mod merge_tests;
 #[cfg(test)]
 mod split_tests;
 #[cfg(test)]

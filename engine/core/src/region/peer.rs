@@ -103,6 +103,8 @@ pub struct RegionPeer {
     pub(crate) applying_snapshot: Option<(u64, u64)>,
     /// Splits proposed, and new regions for the shell (`split.rs`).
     pub(crate) split: super::split::SplitState,
+    /// A prepared merge, a commit waiting for its source (`merge.rs`).
+    pub(crate) merge: super::merge::MergeBook,
     /// The region's clock is stopped (`hibernate.rs`).
     pub(crate) hibernating: bool,
     /// Consecutive ticks a leader found its region quiet.
@@ -163,6 +165,7 @@ impl RegionPeer {
             removed: false,
             applying_snapshot: None,
             split: Default::default(),
+            merge: Default::default(),
             hibernating: false,
             quiet_ticks: 0,
             extra_messages: Vec::new(),
@@ -195,7 +198,7 @@ impl RegionPeer {
     /// One logical tick (elections, heartbeats, quorum checks); nothing
     /// while the region hibernates (`hibernate.rs`).
     pub fn tick(&mut self) {
-        if self.hibernating || self.removed {
+        if self.hibernating || self.removed || self.merge.gone {
             return;
         }
         self.raw.tick();
@@ -229,7 +232,7 @@ impl RegionPeer {
     /// name this replica is dropped (`BadSnapshot`).
     pub fn step(&mut self, msg: Message) -> Result<(), CoreError> {
         use raft::eraftpb::MessageType as T;
-        if self.removed {
+        if self.removed || self.merge.gone {
             return Ok(());
         }
         if !self.initialized
@@ -336,6 +339,9 @@ impl RegionPeer {
             });
         }
         body.validate()?;
+        if let Some(busy) = self.merge_blocks() {
+            return Err(busy);
+        }
         if let RequestBody::ChangePeers { changes, .. } = &body {
             return self.propose_change_peers(changes, token);
         }
@@ -420,6 +426,12 @@ impl RegionPeer {
         if self.applied_term != self.raw.raft.term {
             return Err(GolemError::ServerBusy {
                 retry_after_ms: LEADER_NOT_READY_RETRY_AFTER_MS,
+            });
+        }
+        if self.merge.merging.is_some() || self.merge.gone {
+            // The target may own the range already (`merge.rs`).
+            return Err(GolemError::ServerBusy {
+                retry_after_ms: super::merge::MERGE_BUSY_RETRY_AFTER_MS,
             });
         }
         body.validate()?;

@@ -168,7 +168,7 @@ impl RegionPeer {
             wal.append(
                 RecordKind::RegionMeta,
                 region,
-                &self.meta.encode_at(self.meta_as_of),
+                &self.meta_record(self.meta_as_of),
             );
         }
         pending.messages.append(&mut self.extra_messages);
@@ -308,6 +308,9 @@ impl RegionPeer {
                     });
                     match cmd {
                         Command::Split { .. } => self.apply_split(index, term, cmd, store),
+                        Command::Merge(m) => self.apply_merge(index, term, m, store),
+                        // A write after a merge prepare changes nothing.
+                        _ if self.merge_blocks_writes() => self.skip_write(index, term, store),
                         cmd => apply_command(store, region, LogIndex(index), cmd).map(Some),
                     }
                 }

@@ -26,6 +26,7 @@
 //! index below P (commit-only hard states are written lazily) is raised to
 //! P.
 
+use super::merge::MergeState;
 use super::peer::RegionPeer;
 use super::records::{decode_entries, decode_hard_state, decode_log_start, encode_log_start};
 use super::snapshot::{RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
@@ -126,15 +127,16 @@ impl RegionPeer {
                 }
             }
         }
-        let mut meta: Option<(RegionMeta, u64)> = None;
+        let mut meta: Option<(RegionMeta, u64, Option<MergeState>)> = None;
         let mut hs = HardState::default();
         let mut log: Vec<Entry> = Vec::new();
         for (kind, payload) in records {
             match kind {
                 RecordKind::RegionMeta => {
-                    let (m, as_of) = RegionMeta::decode_at(&payload).map_err(|e| bad(kind, e))?;
+                    let (m, as_of, merging) =
+                        RegionMeta::decode_record(&payload).map_err(|e| bad(kind, e))?;
                     check_meta(&cfg, &m)?;
-                    meta = Some((m, as_of));
+                    meta = Some((m, as_of, merging));
                 }
                 RecordKind::HardState => {
                     hs = decode_hard_state(&payload).map_err(|e| bad(kind, e))?;
@@ -162,7 +164,7 @@ impl RegionPeer {
                 }
             }
         }
-        let (meta, meta_as_of) = meta.ok_or(CoreError::MissingRegionMeta { region })?;
+        let (meta, meta_as_of, merging) = meta.ok_or(CoreError::MissingRegionMeta { region })?;
         // Entries are written before the hard state of their `Ready`: a
         // torn tail may keep entries of a term whose hard state it lost.
         // They were never acknowledged (their batch was not synced): cut.
@@ -242,7 +244,10 @@ impl RegionPeer {
                     }
                 }
                 EntryType::EntryNormal => {
-                    if e.index > meta_as_of && super::split::is_split_entry(&e.data) {
+                    if e.index > meta_as_of
+                        && (super::split::is_split_entry(&e.data)
+                            || super::merge::is_merge_entry(&e.data))
+                    {
                         meta_changes.push((e.clone(), Some(decode(e)?)));
                     }
                 }
@@ -269,9 +274,11 @@ impl RegionPeer {
         storage.set_term_runs(runs);
         let mut peer = RegionPeer::build(cfg, meta, storage, persisted, applied_term)?;
         peer.meta_as_of = meta_as_of;
+        peer.set_merge_state(merging);
         for (e, split) in meta_changes {
             match split {
                 // Refused at apply then, refused again now: no change.
+                Some(Command::Merge(m)) => drop(peer.apply_merge_meta(e.index, e.term, m)),
                 Some(cmd) => drop(peer.apply_split_meta(e.index, cmd)),
                 None => drop(peer.apply_conf_change(&e)),
             }
@@ -328,7 +335,7 @@ impl RegionPeer {
         wal.append(
             RecordKind::RegionMeta,
             region,
-            &self.meta.encode_at(self.meta_as_of),
+            &self.meta_record(self.meta_as_of),
         );
         self.meta_unwritten = false;
         wal.append(

@@ -92,7 +92,7 @@ impl RegionPeer {
         let index = self.raw.raft.raft_log.applied;
         let term = self.applied_term;
         let mut snap = Snapshot {
-            data: self.meta.encode_at(index).into(),
+            data: self.meta_record(index).into(),
             ..Default::default()
         };
         let md = snap.mut_metadata();
@@ -169,10 +169,15 @@ impl RegionPeer {
     ) -> (u64, u64) {
         let md = snap.get_metadata();
         let (index, term) = (md.index, md.term);
-        let (meta, _) = RegionMeta::decode_at(&snap.data)
+        let (meta, _, merging) = RegionMeta::decode_record(&snap.data)
             .expect("snapshot metadata was checked when the message was stepped");
         let region = self.cfg.region;
-        wal.append(RecordKind::RegionMeta, region, &meta.encode_at(index));
+        wal.append(
+            RecordKind::RegionMeta,
+            region,
+            &meta.encode_record(index, merging.as_ref()),
+        );
+        self.set_merge_state(merging);
         wal.append(RecordKind::LogStart, region, &encode_log_start(index, term));
         self.raw
             .mut_store()
