@@ -385,6 +385,9 @@ pub enum AdminOperator {
     RemovePeer { store: StoreId },
     /// Split the region at `key` (strictly inside it).
     Split { key: Vec<u8> },
+    /// Merge the region into `target` (adjacent, replicas on the same
+    /// stores and shards, all voters).
+    Merge { target: RegionId },
 }
 
 /// A running operator as `OperatorList` shows it.
@@ -590,6 +593,12 @@ impl PdRequestBody {
                             return Err(GolemError::EmptyKey);
                         }
                         check_key_len(key)
+                    }
+                    AdminOperator::Merge { target } => {
+                        if target.0 == 0 || target == region {
+                            return Err(GolemError::invalid("bad merge target"));
+                        }
+                        Ok(())
                     }
                 }
             }

@@ -99,6 +99,18 @@ pub enum RegionCommand {
         #[arg(long, default_value_t = 60)]
         wait_s: u64,
     },
+    /// Merge region SOURCE into TARGET (adjacent, replicas on the same
+    /// stores and shards): the PD runs it as an operator. Prints the
+    /// merged region. Waits until done or --wait-s.
+    Merge {
+        /// The region that goes away.
+        source: u64,
+        /// The region that takes its range.
+        target: u64,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        wait_s: u64,
+    },
     /// List regions overlapping [start, end) in key order.
     List {
         /// First key (inclusive); default: the start of the key space.
@@ -252,6 +264,21 @@ pub async fn run(args: &CtlArgs, c: &Codec) -> Result<Option<ExitCode>, String> 
                     );
                 }
             }
+            ExitCode::SUCCESS
+        }
+        CtlCommand::Region(RegionCommand::Merge {
+            source,
+            target,
+            wait_s,
+        }) => {
+            let r = super::merge::merge(
+                &pd,
+                RegionId(*source),
+                RegionId(*target),
+                std::time::Duration::from_secs(*wait_s),
+            )
+            .await?;
+            print_region(args.json, c, &r);
             ExitCode::SUCCESS
         }
         CtlCommand::Region(

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod ctl;
 pub mod membership;
+pub mod merge;
 pub mod operator;
 pub mod playground;
 pub mod split;

@@ -42,6 +42,8 @@ pub enum AddCommand {
     RemovePeer { region: u64, store: u64 },
     /// Split the region at KEY.
     Split { region: u64, key: String },
+    /// Merge the region into TARGET (adjacent, replicas aligned).
+    Merge { region: u64, target: u64 },
 }
 
 /// One step as text.
@@ -142,6 +144,12 @@ pub async fn run_operator(
                 AddCommand::Split { region, key } => {
                     (*region, AdminOperator::Split { key: c.parse(key)? })
                 }
+                AddCommand::Merge { region, target } => (
+                    *region,
+                    AdminOperator::Merge {
+                        target: RegionId(*target),
+                    },
+                ),
             };
             let body = PdRequestBody::OperatorAdd {
                 region: RegionId(region),

@@ -14,6 +14,7 @@
 pub mod directory;
 pub mod exec;
 pub mod fetch;
+pub mod merge;
 pub mod operator;
 pub mod pacer;
 pub mod raft_loop;
@@ -145,6 +146,8 @@ pub struct Shard {
     pub snapshots: snapshot::Snapshots,
     /// New regions of splits, and their gates after a restart (`split.rs`).
     pub split: split::SplitBook,
+    /// Merged sources awaiting their tombstone, merge driver tasks (`merge.rs`).
+    pub merge: merge::MergeBook,
     /// Wakes the raft loop.
     pub notify: Rc<LocalNotify>,
     /// Replicas removed from this shard: region → the removed peer id.
@@ -301,6 +304,12 @@ impl Shard {
         }
     }
 
+    /// Tells every shard that region `id` no longer serves here (a merged
+    /// source, still hosted until its tombstone).
+    pub fn unannounce(&self, id: RegionId) {
+        self.broadcast(id, None);
+    }
+
     fn broadcast(&self, id: RegionId, placement: Option<directory::Placement>) {
         self.directory.update(id, self.id, placement.clone());
         let mut out = self.placement_out.borrow_mut();
@@ -405,6 +414,7 @@ pub async fn run(start: ShardStart) {
         regions_gen: Cell::new(0),
         snapshots,
         split: split::SplitBook::default(),
+        merge: merge::MergeBook::default(),
         notify: notify.clone(),
         placement_out: RefCell::new(vec![Vec::new(); cfg.shards as usize]),
         active: Rc::new(RefCell::new(std::collections::HashSet::new())),
@@ -552,6 +562,7 @@ async fn open(
         shard.insert_region(shard.handle(peer));
     }
     split::after_recovery(shard, &mut wal, &tombstoned);
+    merge::after_recovery(shard);
     if !tombstoned.is_empty() {
         tracing::info!(shard = %shard.id, regions = ?tombstoned, "removed replicas stay removed");
     }

@@ -17,7 +17,9 @@
 //!   and Remove of `remove` (a joint change: balance-shard's move of a
 //!   replica to another shard of its store), or, when `remove` is this
 //!   leader, a leadership transfer to another voter first;
-//! - `Merge` → ignored (not implemented).
+//! - `Merge { target }` → `shard/merge.rs`: move the leadership beside the
+//!   target's leader if needed, then `PrepareMerge` (the shard's merge
+//!   driver commits or rolls it back).
 //!
 //! Invariants: a step runs only on the region's leader here and only at
 //! the operator's epoch exactly (a stale operator is ignored: the PD
@@ -49,6 +51,8 @@ pub enum Action {
     /// Move the leadership to voter `to` (on `store`; a store may hold two
     /// peers of the region while one moves between its shards).
     TransferLeader { to: PeerId, store: StoreId },
+    /// Prepare merging this region into `target` (`shard/merge.rs`).
+    Merge { target: RegionId },
 }
 
 /// Why a step is not run.
@@ -60,8 +64,6 @@ pub enum Skip {
     Done,
     /// It cannot apply to the region as it is (a bug or a race in the PD).
     Invalid(String),
-    /// Merges are not implemented.
-    Unsupported,
 }
 
 /// The operators of a shard's regions: the step running for each, and the
@@ -191,7 +193,12 @@ pub fn plan(op: &Operator, meta: &RegionMeta, me: PeerId) -> Result<Action, Skip
                 new_peers: new_peers.clone(),
             }))
         }
-        OperatorStep::Merge { .. } => Err(Skip::Unsupported),
+        OperatorStep::Merge { target } => {
+            if *target == meta.id {
+                return Err(Skip::Invalid("a region cannot merge into itself".into()));
+            }
+            Ok(Action::Merge { target: *target })
+        }
         OperatorStep::ReplacePeer { add, remove } => plan_replace(meta, me, *add, *remove),
     }
 }
@@ -292,10 +299,6 @@ pub fn start(shard: &Rc<Shard>, op: Operator) {
             tracing::debug!(operator = op.id, %region, step = ?op.step, "operator step already done");
             return;
         }
-        Err(Skip::Unsupported) => {
-            tracing::debug!(operator = op.id, %region, step = ?op.step, "operator step not implemented; ignored");
-            return;
-        }
         Err(Skip::Invalid(why)) => {
             tracing::info!(operator = op.id, %region, step = ?op.step, reason = %why, "operator step refused");
             return;
@@ -321,7 +324,7 @@ pub fn start(shard: &Rc<Shard>, op: Operator) {
     }
     let shard = shard.clone();
     spawn_local(async move {
-        let result = timeout(STEP_TIMEOUT, run(&handle, action))
+        let result = timeout(STEP_TIMEOUT, run(&shard, &handle, action))
             .await
             .unwrap_or(Err(GolemError::DeadlineExceeded));
         let mut slots = shard.operators.slots.borrow_mut();
@@ -350,8 +353,9 @@ pub fn start(shard: &Rc<Shard>, op: Operator) {
     .detach();
 }
 
-async fn run(handle: &RegionHandle, action: Action) -> Result<(), GolemError> {
+async fn run(shard: &Shard, handle: &RegionHandle, action: Action) -> Result<(), GolemError> {
     match action {
+        Action::Merge { target } => super::merge::run_step(shard, handle, target).await,
         Action::Propose(body) => handle.write(body).await.map(|_| ()),
         Action::TransferLeader { to, .. } => handle.transfer_leader_to(to).await.map(|_| ()),
     }

@@ -99,6 +99,7 @@ pub async fn run(
 ) -> Shell {
     let mut next_tick = Instant::now() + tick;
     let mut next_gc = Instant::now() + WAL_GC_INTERVAL;
+    let mut next_merge_drive = Instant::now();
     let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
     let mut regions: Vec<Rc<RegionHandle>> = Vec::new();
     let mut regions_gen = None;
@@ -187,6 +188,7 @@ pub async fn run(
                 wal: &mut shell.wal,
                 appended: &mut appended,
             };
+            super::merge::report_sources(&shard, &visit);
             for r in &visit {
                 if installing.iter().any(|(h, _, _)| Rc::ptr_eq(h, r))
                     || shard.split.is_gated(&shard, r.peer.borrow().meta().id)
@@ -257,6 +259,7 @@ pub async fn run(
                 let fetches = peer.take_fetch_requests();
                 let wants_snapshot = peer.take_snapshot_request();
                 let split = (peer.take_split_regions(), peer.is_leader());
+                let merged = peer.take_merged_sources();
                 let meta = (!out.messages.is_empty()).then(|| peer.meta().clone());
                 let id = peer.meta().id;
                 if peer.is_removed() {
@@ -267,6 +270,9 @@ pub async fn run(
                     // Before the parent's next metadata record (split.rs).
                     super::split::create_regions(&shard, &mut shell.wal, split.0, split.1);
                     shard.announce(id);
+                }
+                if !merged.is_empty() {
+                    super::merge::on_merged(&shard, id, merged);
                 }
                 if wants_snapshot {
                     shard.snapshots.prepare(&r, &mut store);
@@ -316,6 +322,11 @@ pub async fn run(
             }
             drop(p);
             removed.push(id);
+        }
+        if now >= next_merge_drive {
+            next_merge_drive = now + super::merge::DRIVE_INTERVAL;
+            super::merge::destroy_merged(&shard, &mut shell.wal);
+            super::merge::drive(&shard);
         }
         for id in removed {
             // Its data went with the entry that removed it; the tombstone

@@ -383,6 +383,25 @@ impl RegionHandle {
         rx.await.unwrap_or(Err(GolemError::DeadlineExceeded))
     }
 
+    /// Proposes an admin command through `propose` (given the peer and a
+    /// fresh token; it returns the entry's index) and waits until it
+    /// applied (merge commands: `shard/merge.rs`).
+    pub async fn propose_with(
+        &self,
+        propose: impl FnOnce(
+            &mut golem_core::region::RegionPeer,
+            ProposalToken,
+        ) -> Result<u64, GolemError>,
+    ) -> RegionResult {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        let (tx, rx) = oneshot::channel();
+        propose(&mut self.peer.borrow_mut(), token)?;
+        self.waiters.borrow_mut().insert(token, tx);
+        self.poke();
+        rx.await.unwrap_or(Err(GolemError::DeadlineExceeded))
+    }
+
     /// Serves a read from the applied state.
     pub fn read(&self, body: &RequestBody) -> RegionResult {
         let result = self.peer.borrow().read(body, &mut *self.store.borrow_mut());

@@ -33,6 +33,7 @@ pub mod config;
 pub mod controller;
 pub mod hot;
 pub mod ids;
+pub mod merge;
 pub mod operator;
 pub mod replica;
 pub mod split;
@@ -393,6 +394,13 @@ impl Scheduler {
                     new_region: RegionId(ids[0]),
                     new_peers: ids[1..].iter().map(|&i| PeerId(i)).collect(),
                 }]
+            }
+            AdminOperator::Merge { target } => {
+                let t = state.get_region_by_id(target)?;
+                if let Some(why) = merge::refusal(r, &t.region) {
+                    return Err(GolemError::invalid(why));
+                }
+                vec![OperatorStep::Merge { target }]
             }
         };
         let op = NewOp {

@@ -161,8 +161,11 @@ pub fn step_done(step: &OperatorStep, epoch: RegionEpoch, region: &Region, leade
         OperatorStep::Split { key, .. } => {
             region.end == *key && region.epoch.version > epoch.version
         }
-        // Never produced yet (merge is not scheduled): never done, times out.
-        OperatorStep::Merge { .. } => false,
+        // Prepared: the source's epoch grew in both parts (the node's merge
+        // driver commits or rolls back on its own).
+        OperatorStep::Merge { .. } => {
+            region.epoch.version > epoch.version && region.epoch.conf_ver > epoch.conf_ver
+        }
     }
 }
 

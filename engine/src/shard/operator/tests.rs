@@ -100,7 +100,13 @@ fn each_step_becomes_the_ctls_request() {
             OperatorStep::Merge {
                 target: RegionId(8),
             },
-            Err(Skip::Unsupported),
+            Ok(Action::Merge {
+                target: RegionId(8),
+            }),
+        ),
+        (
+            OperatorStep::Merge { target: meta().id },
+            Err(Skip::Invalid("a region cannot merge into itself".into())),
         ),
     ];
     for (step, want) in table {
