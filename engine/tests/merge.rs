@@ -8,6 +8,10 @@
 //! lists one region at a larger version. A node killed with -9 and
 //! restarted still holds the merged region and every key (with another
 //! node down, the restarted node is in the region's quorum).
+//!
+//! With the PD's merge checker on (split-merge interval 2 s), a region
+//! split in two with `ctl` is merged back by the PD on its own, and every
+//! key reads back.
 
 mod common;
 
@@ -168,4 +172,33 @@ fn merge_two_regions_with_ctl_and_keep_every_key_across_a_kill() {
     rt.block_on(check_all(&fresh, 4));
     cluster.nodes[1].restart();
     wait_regions(&cluster, one);
+}
+
+#[test]
+fn the_pd_merges_two_small_cold_regions_on_its_own() {
+    // Merges after 2 s of no version change; the split checker's
+    // thresholds stay far above this data.
+    let cluster = Cluster::start_scheduling(&["--split-merge-interval-ms", "2000"], &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    cluster.wait_leader(&[], Duration::from_secs(30));
+    let c = rt.block_on(client(&cluster.addrs));
+    rt.block_on(write_all(&c, 0));
+    let (left, right) = split_in_two(&cluster);
+    rt.block_on(write_all(&c, 1));
+    let started = Instant::now();
+    let merged = wait_regions(&cluster, |rs| rs.len() == 1);
+    eprintln!(
+        "PD merge: one region {:?} {:?} after the split",
+        merged[0],
+        started.elapsed()
+    );
+    assert!(merged[0].0 == left || merged[0].0 == right, "{merged:?}");
+    assert_eq!((merged[0].1.as_str(), merged[0].2.as_str()), ("", ""));
+    rt.block_on(check_all(&c, 1));
+    rt.block_on(write_all(&c, 2));
+    rt.block_on(check_all(&c, 2));
 }

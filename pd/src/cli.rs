@@ -115,6 +115,21 @@ pub struct PdArgs {
     /// most (each costs the store a snapshot).
     #[arg(long, default_value_t = 2)]
     pub shard_moves_per_store_max: usize,
+    /// A region at most this large (approximate) may merge into a
+    /// neighbour (TiKV's max-merge-region-size, 20% of the split size);
+    /// 0: no merges.
+    #[arg(long, default_value_t = 20 * 1024 * 1024)]
+    pub max_merge_region_bytes: u64,
+    /// A region with at most this many keys (approximate) may merge.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_merge_region_keys: u64,
+    /// Only regions serving fewer requests per second than this merge.
+    #[arg(long, default_value_t = 100)]
+    pub max_merge_region_qps: u64,
+    /// A region whose version changed (split, merge) more recently than
+    /// this, or whose neighbour's did, is not merged.
+    #[arg(long, default_value_t = 3_600_000)]
+    pub split_merge_interval_ms: u64,
     /// Create no operators on our own (admin operators still run).
     #[arg(long)]
     pub no_scheduling: bool,
@@ -148,6 +163,10 @@ impl PdArgs {
         cfg.sched.split_region_qps = self.split_region_qps;
         cfg.sched.split_region_bytes_per_sec = self.split_region_bytes_per_sec;
         cfg.sched.max_store_down_time_ms = self.max_store_down_time_ms;
+        cfg.sched.max_merge_region_bytes = self.max_merge_region_bytes;
+        cfg.sched.max_merge_region_keys = self.max_merge_region_keys;
+        cfg.sched.max_merge_region_qps = self.max_merge_region_qps;
+        cfg.sched.split_merge_interval_ms = self.split_merge_interval_ms;
         cfg.sched.store_disconnected_after_ms = cfg.store_disconnected_after_ms;
         cfg.sched.schedule_interval_ms = self.schedule_interval_ms;
         cfg.sched.store_limit_add_peer = self.store_limit_add_peer;

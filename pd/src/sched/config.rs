@@ -55,6 +55,15 @@ pub struct SchedConfig {
     /// Balance moves only when the score spread exceeds this share of the
     /// mean score, in percent (and at least two moved units).
     pub balance_tolerance_pct: u64,
+    /// A region at most this large may merge into a neighbour; 0: no merges.
+    pub max_merge_region_bytes: u64,
+    /// A region with at most this many keys may merge.
+    pub max_merge_region_keys: u64,
+    /// Only regions (and targets) serving fewer requests per second merge.
+    pub max_merge_region_qps: u64,
+    /// No merge of a region, or into one, whose version changed more
+    /// recently than this (a region just split is not merged back).
+    pub split_merge_interval_ms: u64,
     /// Operators adding a replica on one store for the replica checker
     /// (repair), at most; counts every pending add on the store, so repair
     /// can use the slots above `store_limit_add_peer` that balance cannot.
@@ -95,6 +104,10 @@ impl Default for SchedConfig {
             step_timeout_ms: 30_000,
             add_learner_timeout_ms: 10 * 60 * 1000,
             balance_tolerance_pct: 5,
+            max_merge_region_bytes: 20 * 1024 * 1024,
+            max_merge_region_keys: 200_000,
+            max_merge_region_qps: 100,
+            split_merge_interval_ms: 60 * 60 * 1000,
             store_limit_repair_add_peer: 16,
             hot_region_bytes_per_sec: 64 * 1024,
             hot_region_keys_per_sec: 256,

@@ -83,6 +83,9 @@ pub struct Scheduler {
     hot: HotCache,
     /// The balance-hot-region scheduler's memory.
     hot_sched: balance_hot::HotScheduler,
+    /// Each region's version and since when (the merge checker's
+    /// split-merge interval).
+    versions: std::collections::HashMap<RegionId, (u64, u64)>,
 }
 
 impl Scheduler {
@@ -97,6 +100,7 @@ impl Scheduler {
             last_run_ms: 0,
             hot: HotCache::default(),
             hot_sched: balance_hot::HotScheduler::default(),
+            versions: std::collections::HashMap::new(),
         }
     }
 
@@ -234,8 +238,96 @@ impl Scheduler {
         if self.cfg.enabled {
             let routes: Vec<&RegionRoute> = state.routing().iter().collect();
             self.balance(&routes, now_ms);
+            self.merge(&routes, now_ms);
         }
         out
+    }
+
+    /// Runs the merge checker over `routes` (in key order), up to
+    /// `merge::MERGE_OPERATORS_MAX` running merge operators.
+    pub fn merge(&mut self, routes: &[&RegionRoute], now_ms: u64) {
+        let live: std::collections::HashSet<RegionId> =
+            routes.iter().map(|r| r.region.id).collect();
+        self.versions.retain(|id, _| live.contains(id));
+        for r in routes {
+            let v = r.region.epoch.version;
+            let e = self.versions.entry(r.region.id).or_insert((v, now_ms));
+            if e.0 != v {
+                *e = (v, now_ms);
+            }
+        }
+        let interval = self.cfg.split_merge_interval_ms;
+        let versions = &self.versions;
+        let settled = |id: RegionId| {
+            versions
+                .get(&id)
+                .is_some_and(|&(_, since)| now_ms >= since + interval)
+        };
+        let mut plans = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            let adjacent =
+                |n: &&RegionRoute| n.region.end == r.region.start || n.region.start == r.region.end;
+            let left = i
+                .checked_sub(1)
+                .map(|j| routes[j])
+                .filter(|n| !r.region.start.is_empty() && adjacent(n));
+            let right = routes
+                .get(i + 1)
+                .copied()
+                .filter(|n| !r.region.end.is_empty() && adjacent(n));
+            if let Some(plan) = merge::check(r, left, right, settled, &self.cfg) {
+                plans.push((*r, plan));
+            }
+        }
+        let mut busy = std::collections::HashSet::new();
+        for (r, plan) in plans {
+            if self.ctl.count(OpSource::Merge) >= merge::MERGE_OPERATORS_MAX {
+                break;
+            }
+            let target = match &plan {
+                merge::MergePlan::Merge { target } | merge::MergePlan::Align { target, .. } => {
+                    *target
+                }
+            };
+            let id = r.region.id;
+            if busy.contains(&id)
+                || busy.contains(&target)
+                || self.ctl.get(id).is_some()
+                || self.ctl.get(target).is_some()
+            {
+                continue;
+            }
+            let steps = match plan {
+                merge::MergePlan::Merge { target } => vec![OperatorStep::Merge { target }],
+                merge::MergePlan::Align { adds, removes, .. } => {
+                    let Some(ids) = self.ids.take(adds.len()) else {
+                        break;
+                    };
+                    let mut steps = Vec::new();
+                    for ((add, remove), id) in adds.iter().zip(&removes).zip(ids) {
+                        let peer = Peer {
+                            id: PeerId(id),
+                            ..*add
+                        };
+                        steps.push(OperatorStep::AddLearner { peer });
+                        steps.push(OperatorStep::PromoteLearner { peer: peer.id });
+                        steps.push(OperatorStep::RemovePeer { peer: *remove });
+                    }
+                    steps
+                }
+            };
+            let op = NewOp {
+                region: id,
+                epoch: r.region.epoch,
+                source: OpSource::Merge,
+                steps,
+                influence: vec![],
+            };
+            if self.admit(op, &r.region, now_ms).is_ok() {
+                busy.insert(id);
+                busy.insert(target);
+            }
+        }
     }
 
     /// Runs the balance schedulers up to their limits: hot regions first

@@ -22,6 +22,7 @@ pub enum OpSource {
     BalanceHotLeader,
     BalanceHotPeer,
     BalanceShard,
+    Merge,
 }
 
 impl OpSource {
@@ -36,6 +37,7 @@ impl OpSource {
             OpSource::BalanceHotLeader => "balance-hot-leader",
             OpSource::BalanceHotPeer => "balance-hot-peer",
             OpSource::BalanceShard => "balance-shard",
+            OpSource::Merge => "merge",
         }
     }
 }
