@@ -9,6 +9,10 @@
 //! restarted still holds the merged region and every key (with another
 //! node down, the restarted node is in the region's quorum).
 //!
+//! A node killed with -9 before a merge: the prepare commits on the other
+//! two, the commit waits for the killed replica, and once it restarts the
+//! merge finishes and the restarted node serves every key.
+//!
 //! With the PD's merge checker on (split-merge interval 2 s), a region
 //! split in two with `ctl` is merged back by the PD on its own, and every
 //! key reads back.
@@ -68,9 +72,18 @@ async fn check_all(c: &Client, round: u32) {
 
 type Listed = (u64, String, String, u64);
 
-/// The PD's regions (id, start, end, version), polled until `want` holds.
+/// The PD's regions (id, start, end, version), polled until `want` holds
+/// (at most 30 s).
 fn wait_regions(cluster: &Cluster, want: impl Fn(&[Listed]) -> bool) -> Vec<Listed> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_regions_for(cluster, Duration::from_secs(30), want)
+}
+
+fn wait_regions_for(
+    cluster: &Cluster,
+    limit: Duration,
+    want: impl Fn(&[Listed]) -> bool,
+) -> Vec<Listed> {
+    let deadline = Instant::now() + limit;
     loop {
         let (ok, out) = cluster.ctl(&["--json", "region", "list"]);
         assert!(ok, "region list: {out}");
@@ -190,7 +203,12 @@ fn the_pd_merges_two_small_cold_regions_on_its_own() {
     let (left, right) = split_in_two(&cluster);
     rt.block_on(write_all(&c, 1));
     let started = Instant::now();
-    let merged = wait_regions(&cluster, |rs| rs.len() == 1);
+    wait_regions(&cluster, |rs| rs.len() == 2);
+    // The operator waits for the source's next heartbeat (up to 10 s for
+    // an idle region), then the target's report of its grown range.
+    let merged = wait_regions_for(&cluster, Duration::from_secs(60), |rs| {
+        rs.len() == 1 && rs[0].3 >= 4
+    });
     eprintln!(
         "PD merge: one region {:?} {:?} after the split",
         merged[0],
@@ -201,4 +219,60 @@ fn the_pd_merges_two_small_cold_regions_on_its_own() {
     rt.block_on(check_all(&c, 1));
     rt.block_on(write_all(&c, 2));
     rt.block_on(check_all(&c, 2));
+}
+
+#[test]
+fn a_merge_waits_for_a_killed_replica_and_finishes_after_its_restart() {
+    let mut cluster = Cluster::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    cluster.wait_leader(&[], Duration::from_secs(30));
+    let c = rt.block_on(client(&cluster.addrs));
+    rt.block_on(write_all(&c, 0));
+    let (left, right) = split_in_two(&cluster);
+    rt.block_on(write_all(&c, 1));
+    wait_regions(&cluster, |rs| rs.len() == 2);
+
+    // kill -9 of a node: the prepare commits on the other two, but the
+    // commit waits until every source replica holds the prepare.
+    cluster.nodes[2].kill9();
+    let pd = cluster.pd_addr.clone();
+    let merging = std::thread::spawn(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_golem"))
+            .args(["ctl", "--pd", &pd, "region", "merge"])
+            .args([right.to_string(), left.to_string()])
+            .output()
+            .expect("run golem ctl")
+    });
+    // Prepared (the source's version grew: the PD's step is done) ...
+    let prepared = |rs: &[Listed]| rs.iter().any(|r| r.0 == right && r.3 >= 3);
+    wait_regions(&cluster, |rs| prepared(rs) || rs.len() == 1);
+    // ... and still not committed a while later.
+    std::thread::sleep(Duration::from_secs(2));
+    let rs = wait_regions(&cluster, |_| true);
+    assert!(
+        rs.len() == 2 && prepared(&rs),
+        "merged without the killed replica: {rs:?}"
+    );
+    cluster.nodes[2].restart();
+    let out = merging.join().expect("ctl thread");
+    assert!(
+        out.status.success(),
+        "region merge: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_regions(&cluster, |rs| rs.len() == 1 && rs[0].0 == left);
+    rt.block_on(check_all(&c, 1));
+    // The restarted node has the merged region with every key: with
+    // another node down, the region's quorum needs it.
+    cluster.nodes[0].kill9();
+    let fresh = rt.block_on(client(&[cluster.addrs[1], cluster.addrs[2]]));
+    rt.block_on(check_all(&fresh, 1));
+    rt.block_on(write_all(&fresh, 2));
+    rt.block_on(check_all(&fresh, 2));
+    cluster.nodes[0].restart();
 }
