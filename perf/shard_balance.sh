@@ -8,9 +8,12 @@
 # and small memtables; one writer puts WRITE_KIB of 4000-byte values
 # through the PD. Phase 1 runs with balance-shard off
 # (--shard-schedule-limit 0): once the region count has not changed for
-# 10 s, the per-node, per-shard replica and leader counts are recorded
-# ("before"). Then the PD is restarted on its data directory with
-# balance-shard on (--shard-schedule-limit LIMIT): the region list is
+# STABLE_S s (size reports come every 10 s), the per-node, per-shard
+# replica and leader counts are recorded ("before"). Then the PD is
+# restarted on its data directory with balance-shard on
+# (--shard-schedule-limit LIMIT) and, unless KEEP_SPLITTING=1, no more
+# size-based splits (1 GiB threshold: a split during the balancing would
+# put a new region on its parent's shard and move the goal): the region list is
 # polled every 500 ms until every node's shards differ by at most one
 # replica and no operator runs; reported: the time from the restart to
 # that, and per node max/min of replicas and leaders over its shards,
@@ -23,6 +26,7 @@
 #
 # Usage: perf/shard_balance.sh
 # Env: SHARDS (2), SPLIT_BYTES (32768), WRITE_KIB (800), LIMIT (4),
+#      MOVES_PER_STORE (2), STABLE_S (25), KEEP_SPLITTING (0),
 #      GOLEM_PERF_PORT (18700)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +37,9 @@ shards="${SHARDS:-2}"
 split_bytes="${SPLIT_BYTES:-32768}"
 write_kib="${WRITE_KIB:-800}"
 limit="${LIMIT:-4}"
+stable_s="${STABLE_S:-25}"
+per_store="${MOVES_PER_STORE:-2}"
+keep_splitting="${KEEP_SPLITTING:-0}"
 base="${GOLEM_PERF_PORT:-18700}"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 report="perf/results/shard-balance-${stamp}.md"
@@ -59,16 +66,17 @@ pd_port=$((base + 90))
 pd_addr="127.0.0.1:${pd_port}"
 pd_dir="$(mktemp -d -t golem-shardbal-pd-XXXXXX)"; dirs+=("$pd_dir")
 pd_pid=""
-# start_pd LOG SHARD_LIMIT
+# start_pd LOG SHARD_LIMIT SPLIT_BYTES
 start_pd() {
   "$golem" pd --listen "$pd_addr" --data-dir "$pd_dir" --initial-replicas 3 --tick-ms 20 \
-    --split-region-bytes "$split_bytes" --shard-schedule-limit "$2" >"$1" 2>&1 &
+    --split-region-bytes "$3" --shard-schedule-limit "$2" \
+    --shard-moves-per-store-max "$per_store" >"$1" 2>&1 &
   pd_pid=$!
   pids+=("$pd_pid")
   golem_wait_port "$pd_port"
 }
 
-start_pd "$logs/pd-off.log" 0
+start_pd "$logs/pd-off.log" 0 "$split_bytes"
 for i in 0 1 2; do
   port=$((base + 10 * i))
   d="$(mktemp -d -t golem-shardbal-node-XXXXXX)"; dirs+=("$d")
@@ -89,9 +97,10 @@ t_write="$(now_ms)"
 for i in $(seq -w 1 "$keys"); do ctl put "k$i" "$value" >/dev/null; done
 echo "wrote $keys keys in $(( $(now_ms) - t_write )) ms" >&2
 
-# Splits trail the writes: until the region count has not changed for 10 s.
+# Splits trail the writes: until the region count has not changed for
+# STABLE_S s.
 last=0; same=0; t0="$(now_ms)"
-while (( $(now_ms) - t0 < 180000 && same < 20 )); do
+while (( $(now_ms) - t0 < 240000 && same < stable_s * 2 )); do
   n="$(nregions)"
   if [[ "$n" == "$last" ]]; then same=$((same + 1)); else same=0; last="$n"; fi
   sleep 0.5
@@ -102,7 +111,9 @@ regions_json >"$logs/before.json"
 # soft state; the region list comes back with the next heartbeats).
 kill "$pd_pid"; wait "$pd_pid" 2>/dev/null || true
 t_on="$(now_ms)"
-start_pd "$logs/pd-on.log" "$limit"
+split_on=1073741824
+[[ "$keep_splitting" == 1 ]] && split_on="$split_bytes"
+start_pd "$logs/pd-on.log" "$limit" "$split_on"
 plog="$logs/polls.jsonl"; : >"$plog"
 t_done=""
 while (( $(now_ms) - t_on < 300000 )); do
@@ -137,9 +148,11 @@ done
   echo
   echo "3 nodes × $shards shards (\`--pin off\`, one 2-core machine shared with other work), PD"
   echo "\`--split-region-bytes $split_bytes\`, $keys keys of 4000 bytes written through the PD;"
-  echo "balance-shard off while the PD splits, then on (\`--shard-schedule-limit $limit\`,"
-  echo "\`--shard-moves-per-store-max\` 2). Release build. Command: \`perf/shard_balance.sh\`"
-  echo "(SHARDS=$shards SPLIT_BYTES=$split_bytes WRITE_KIB=$write_kib LIMIT=$limit)."
+  echo "balance-shard off while the PD splits (until the region count is stable for ${stable_s} s), then on"
+  echo "(\`--shard-schedule-limit $limit\`, \`--shard-moves-per-store-max $per_store\`; size splits"
+  echo "$([[ "$keep_splitting" == 1 ]] && echo "still on" || echo "off"))."
+  echo "Release build. Command: \`perf/shard_balance.sh\`"
+  echo "(SHARDS=$shards SPLIT_BYTES=$split_bytes WRITE_KIB=$write_kib LIMIT=$limit MOVES_PER_STORE=$per_store STABLE_S=$stable_s KEEP_SPLITTING=$keep_splitting)."
   echo
   python3 - "$logs/before.json" "$logs/after.json" "$logs/stores-after.json" "$plog" "$t_on" "$t_done" "$shards" <<'EOF'
 import json, sys, collections
