@@ -18,7 +18,7 @@ use rkyv::util::AlignedVec;
 /// First byte of every frame.
 pub const FRAME_MAGIC: u8 = 0xC7;
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Size of the frame header in bytes.
 pub const FRAME_HEADER_BYTES: usize = 16;
 

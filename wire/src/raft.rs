@@ -112,6 +112,18 @@ pub struct RegionMessage {
     /// longer in the region: the receiving replica is stale and destroys
     /// itself (`message` is then empty and not stepped).
     pub gc: bool,
+    /// Set by a shard answering for a replica it removed (`from_peer`, a
+    /// tombstone) to a member that still counts it: the entry that removed
+    /// `from_peer` is committed (`message` is then empty and not stepped).
+    pub removed_by: Option<RaftEntryId>,
+}
+
+/// A Raft log entry by position: its index and term.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct RaftEntryId {
+    pub index: u64,
+    pub term: u64,
 }
 
 /// Node shard → node shard: region Raft messages, batched per destination

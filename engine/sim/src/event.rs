@@ -60,6 +60,18 @@ pub enum Event {
         to_peer: PeerId,
         conf_ver: u64,
     },
+    /// A removed replica's node answers a message to it: the entry
+    /// `(index, term)` that removed `from_peer` is committed (the shell's
+    /// `removed_by` notice to `to_peer` on `to`).
+    Removed {
+        from: usize,
+        to: usize,
+        region: RegionId,
+        from_peer: PeerId,
+        to_peer: PeerId,
+        index: u64,
+        term: u64,
+    },
     /// A node's snapshot data is in its store: the parked `Ready` of
     /// `region` finishes.
     SnapshotInstalled {
@@ -166,6 +178,7 @@ impl Event {
             Event::SyncDone { .. } => "sync",
             Event::Raft { .. } => "raft",
             Event::Gc { .. } => "gc",
+            Event::Removed { .. } => "removed",
             Event::Fetched { .. } => "fetched",
             Event::SnapshotInstalled { .. } => "snapshot-installed",
             Event::SnapshotStatus { .. } => "snapshot-status",

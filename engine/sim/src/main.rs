@@ -80,7 +80,7 @@ fn main() {
                         removals.fetch_add(r.replicas_removed, Ordering::Relaxed);
                         if cli.verbose || count == 1 {
                             println!(
-                                "seed {seed} ok in {:.2?}: {} events, {} virtual ms, ops ok/unknown/refused {}/{}/{}, {} crashes ({} aimed), {} partitions, {} elections, {} checkpoints, {} fetches, {} membership changes ({} conf_vers), snapshots sent/installed {}/{}, {} replicas removed, digest {:016x}",
+                                "seed {seed} ok in {:.2?}: {} events, {} virtual ms, ops ok/unknown/refused {}/{}/{}, {} crashes ({} aimed), {} partitions, {} elections, {} checkpoints, {} fetches, {} membership changes ({} conf_vers), snapshots sent/installed {}/{}, {} replicas removed ({} removal notices used), digest {:016x}",
                                 t.elapsed(),
                                 r.events,
                                 r.virtual_ms,
@@ -98,6 +98,7 @@ fn main() {
                                 r.snapshots_sent,
                                 r.snapshots_installed,
                                 r.replicas_removed,
+                                r.removal_notices_used,
                                 r.digest
                             );
                             if r.regions > 1 || !r.pd_operators_ended.is_empty() {

@@ -32,7 +32,7 @@ use crate::store::SimStore;
 use crate::wal::SimWal;
 use golem_core::raft_log::FetchRequest;
 use golem_core::region::records::decode_log_start;
-use golem_core::region::records::{decode_tombstone, encode_tombstone};
+use golem_core::region::records::{decode_tombstone, encode_tombstone, Tombstone};
 use golem_core::region::{
     PeerConfig, PeerMeta, PendingReady, ProposalToken, RegionMeta, RegionPeer,
 };
@@ -110,6 +110,9 @@ pub struct PassOutput {
     /// Replicas that applied their own removal and were dropped (their
     /// tombstone was appended): `(region, peer)`.
     pub removed: Vec<(RegionId, PeerId)>,
+    /// The `conf_ver` of a replica removed in this pass, for its last
+    /// messages (the shell sends them with the metadata it had then).
+    pub removed_conf_vers: BTreeMap<RegionId, u64>,
     /// Snapshots prepared as a leader: `(region, index)`.
     pub prepared: Vec<(RegionId, u64)>,
     /// New regions of applied splits whose replica this pass created here
@@ -178,11 +181,13 @@ pub struct SimNode {
     /// index)`: what the shell streams with the `MsgSnapshot` at that
     /// index. Lost in a crash.
     prepared: BTreeMap<(RegionId, u64), Pairs>,
-    /// Peer ids of replicas removed from this node, with their regions:
-    /// their messages are dropped (rebuilt from the WAL's tombstones at
-    /// start; the tombstones are written again at each checkpoint, like the
-    /// shell's `collect_wal_garbage`, so they outlive their segments).
-    pub tombstoned: BTreeMap<PeerId, RegionId>,
+    /// Peer ids of replicas removed from this node, with their regions and
+    /// the entries that removed them (if they applied one): their messages
+    /// are dropped, and answered with that entry (`removal_notice`);
+    /// rebuilt from the WAL's tombstones at start; the tombstones are
+    /// written again at each checkpoint, like the shell's
+    /// `collect_wal_garbage`, so they outlive their segments.
+    pub tombstoned: BTreeMap<PeerId, (RegionId, Option<(u64, u64)>)>,
     reads: BTreeMap<RegionId, Reads>,
     /// `Some(n)`: a sync covering `wal` records `[..n]` is in flight.
     pub sync_in_flight: Option<usize>,
@@ -225,13 +230,18 @@ fn peer_of(records: &[(RecordKind, Vec<u8>)], store: StoreId) -> Option<PeerId> 
     meta.peer_on(store).map(|p| p.id)
 }
 
-/// The removed replica's id: what the last tombstone names, else the peer
-/// the last `RegionMeta` record before it named on `store`.
-fn tombstoned_peer(records: &[(RecordKind, Vec<u8>)], store: StoreId) -> Option<PeerId> {
+/// The removed replica: what the last tombstone names, else the peer the
+/// last `RegionMeta` record before it named on `store`.
+fn tombstoned_peer(records: &[(RecordKind, Vec<u8>)], store: StoreId) -> Option<Tombstone> {
     let at = records
         .iter()
         .rposition(|(k, _)| *k == RecordKind::Tombstone)?;
-    decode_tombstone(&records[at].1).or_else(|| peer_of(&records[..at], store))
+    decode_tombstone(&records[at].1).or_else(|| {
+        peer_of(&records[..at], store).map(|peer| Tombstone {
+            peer,
+            removed_by: None,
+        })
+    })
 }
 
 /// The latest log start a region's records name after their last
@@ -324,8 +334,8 @@ impl SimNode {
         for region in self.wal.regions() {
             let records = self.wal.region_records(region);
             if RegionPeer::is_tombstoned(&records) {
-                if let Some(p) = tombstoned_peer(&records, store) {
-                    self.tombstoned.insert(p, region);
+                if let Some(t) = tombstoned_peer(&records, store) {
+                    self.tombstoned.insert(t.peer, (region, t.removed_by));
                 }
                 continue;
             }
@@ -356,9 +366,7 @@ impl SimNode {
             })?;
             if peer.is_removed() {
                 // Removed before the crash, its tombstone lost.
-                self.wal
-                    .append(RecordKind::Tombstone, region, &encode_tombstone(peer_id));
-                self.tombstoned.insert(peer_id, region);
+                self.tombstone(region, peer_id, peer.removed_by());
                 continue;
             }
             self.peers.insert(region, peer);
@@ -498,9 +506,7 @@ impl SimNode {
             self.reads.remove(&region);
             self.prepared.retain(|(r, _), _| *r != region);
             self.gates.remove(&region);
-            self.wal
-                .append(RecordKind::Tombstone, region, &encode_tombstone(id));
-            self.tombstoned.insert(id, region);
+            self.tombstone(region, id, None);
             out.removed.push((region, id));
         }
     }
@@ -683,13 +689,36 @@ impl SimNode {
         }
         if peer.is_removed() {
             let id = peer.config().peer;
+            let removed_by = peer.removed_by();
+            out.removed_conf_vers
+                .insert(region, peer.meta().epoch.conf_ver);
             self.peers.remove(&region);
             self.reads.remove(&region);
             self.prepared.retain(|(r, _), _| *r != region);
-            self.wal
-                .append(RecordKind::Tombstone, region, &encode_tombstone(id));
-            self.tombstoned.insert(id, region);
+            self.tombstone(region, id, removed_by);
             out.removed.push((region, id));
+        }
+    }
+
+    /// Appends the `Tombstone` record of the replica `peer` of `region`
+    /// (riding on the next sync) and remembers it.
+    fn tombstone(&mut self, region: RegionId, peer: PeerId, removed_by: Option<(u64, u64)>) {
+        let t = Tombstone { peer, removed_by };
+        self.wal
+            .append(RecordKind::Tombstone, region, &encode_tombstone(&t));
+        self.tombstoned.insert(peer, (region, removed_by));
+    }
+
+    /// The entry that removed this node's replica `to` of `region`, if the
+    /// replica applied it and the node does not host the region again: a
+    /// message to it is answered with that entry (the shell's
+    /// `transport::deliver`, golem-sim FINDINGS.md #9).
+    pub fn removal_notice(&self, region: RegionId, to: PeerId) -> Option<(u64, u64)> {
+        match self.tombstoned.get(&to) {
+            Some((r, removed_by)) if *r == region && !self.peers.contains_key(&region) => {
+                *removed_by
+            }
+            _ => None,
         }
     }
 
@@ -883,12 +912,16 @@ impl SimNode {
         }
         // Not for a region hosted here again (re-added under a new peer id):
         // a tombstone after its records would hide them from recovery.
-        for (peer, region) in &self.tombstoned {
+        for (peer, (region, removed_by)) in &self.tombstoned {
             if self.peers.contains_key(region) {
                 continue;
             }
+            let t = Tombstone {
+                peer: *peer,
+                removed_by: *removed_by,
+            };
             self.wal
-                .append(RecordKind::Tombstone, *region, &encode_tombstone(*peer));
+                .append(RecordKind::Tombstone, *region, &encode_tombstone(&t));
         }
         self.wal.mark_durable(self.wal.len());
         let mut keep = log_start.clone();

@@ -35,6 +35,9 @@ pub struct SimReport {
     pub snapshots_sent: u64,
     pub snapshots_installed: u64,
     pub replicas_removed: u64,
+    /// Members that learned a commit index from a removed replica's notice
+    /// (`RegionPeer::learn_removal_committed`).
+    pub removal_notices_used: u64,
     /// Crashes aimed mid snapshot install or right after a removal.
     pub targeted_crashes: u64,
     pub keys_inconclusive: usize,

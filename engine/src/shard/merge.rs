@@ -177,12 +177,18 @@ pub fn destroy_merged(shard: &Shard, wal: &mut dyn WalSink) {
             flush = true;
             continue;
         }
+        // Merged, not removed by a membership change: no removal entry to
+        // answer with.
+        let tombstone = golem_core::region::records::Tombstone {
+            peer,
+            removed_by: None,
+        };
         wal.append(
             RecordKind::Tombstone,
             source,
-            &golem_core::region::records::encode_tombstone(peer),
+            &golem_core::region::records::encode_tombstone(&tombstone),
         );
-        shard.tombstones.borrow_mut().insert(source, peer);
+        shard.tombstones.borrow_mut().insert(source, tombstone);
         shard.merge.merged.borrow_mut().remove(&source);
         shard.merge.transferred.borrow_mut().remove(&source);
         shard.remove_region(source);

@@ -28,7 +28,7 @@ use crate::node::identity::Identity;
 use crate::runtime::{self, spawn_local, LocalNotify};
 use crate::wal::{Wal, WalOptions};
 use directory::RegionDirectory;
-use golem_core::region::records::entries_span;
+use golem_core::region::records::{entries_span, Tombstone};
 use golem_core::region::{PeerConfig, PeerMeta, RegionMeta, RegionPeer};
 use golem_core::wal_index::{RecordLocation, WalIndex};
 use golem_core::wal_record::RecordKind;
@@ -150,15 +150,17 @@ pub struct Shard {
     pub merge: merge::MergeBook,
     /// Wakes the raft loop.
     pub notify: Rc<LocalNotify>,
-    /// Replicas removed from this shard: region → the removed peer id.
-    /// Messages to that peer are dropped (never re-created); the WAL keeps
-    /// a `Tombstone` record of each (re-written before old segments go).
-    pub tombstones: RefCell<HashMap<RegionId, golem_wire::PeerId>>,
+    /// Replicas removed from this shard: region → the removed peer id and
+    /// the entry that removed it. Messages to that peer never re-create it;
+    /// they are answered with that entry (`transport::deliver`); the WAL
+    /// keeps a `Tombstone` record of each (re-written before old segments
+    /// go).
+    pub tombstones: RefCell<HashMap<RegionId, Tombstone>>,
     /// Vote requests for regions not hosted yet, by region: (first seen,
     /// messages). See `stash_vote`.
     pending_votes: RefCell<PendingVotes>,
-    /// Stale-replica notices to send (store, shard, message): see
-    /// `transport::deliver`.
+    /// Stale-replica and removal notices to send (store, shard, message):
+    /// see `transport::deliver`.
     pub gc_notices: RefCell<
         Vec<(
             golem_wire::StoreId,
@@ -527,13 +529,13 @@ async fn open(
     let mut tombstoned = Vec::new();
     for (region, records) in by_region {
         if RegionPeer::is_tombstoned(&records) {
-            if let Some(peer) = records
+            if let Some(t) = records
                 .iter()
                 .rev()
                 .find(|(k, _)| *k == RecordKind::Tombstone)
                 .and_then(|(_, p)| golem_core::region::records::decode_tombstone(p))
             {
-                shard.tombstones.borrow_mut().insert(region, peer);
+                shard.tombstones.borrow_mut().insert(region, t);
             }
             tombstoned.push(region);
             continue;
@@ -549,13 +551,16 @@ async fn open(
         .map_err(|e| format!("recovering region {region}: {e}"))?;
         if peer.is_removed() {
             // Its removal was applied before the crash, its tombstone lost.
-            let peer = peer.config().peer;
+            let t = Tombstone {
+                peer: peer.config().peer,
+                removed_by: peer.removed_by(),
+            };
             wal.append(
                 RecordKind::Tombstone,
                 region,
-                &golem_core::region::records::encode_tombstone(peer),
+                &golem_core::region::records::encode_tombstone(&t),
             );
-            shard.tombstones.borrow_mut().insert(region, peer);
+            shard.tombstones.borrow_mut().insert(region, t);
             tombstoned.push(region);
             continue;
         }

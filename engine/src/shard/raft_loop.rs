@@ -26,7 +26,7 @@ use super::Shard;
 use crate::fatal::fail_stop;
 use crate::runtime::{timeout, LocalNotify};
 use crate::wal::Wal;
-use golem_core::region::records::entries_span;
+use golem_core::region::records::{entries_span, Tombstone};
 use golem_core::region::PendingReady;
 use golem_core::wal_index::{RecordLocation, WalIndex};
 use golem_core::wal_record::{RecordKind, WalSink};
@@ -332,18 +332,27 @@ pub async fn run(
             // Its data went with the entry that removed it; the tombstone
             // makes recovery forget its records (it rides on the next sync;
             // if lost, recovery replays the removal and writes it again).
-            let peer = shard
+            // It keeps the entry that removed it, if this replica applied
+            // one: its store answers a member that still counts it with
+            // that entry (`transport::deliver`, golem-sim FINDINGS.md #9).
+            let tombstone = shard
                 .regions
                 .borrow()
                 .get(&id)
-                .map(|r| r.peer.borrow().config().peer)
+                .map(|r| {
+                    let p = r.peer.borrow();
+                    Tombstone {
+                        peer: p.config().peer,
+                        removed_by: p.removed_by(),
+                    }
+                })
                 .expect("a removed region is still hosted here");
             shell.wal.append(
                 RecordKind::Tombstone,
                 id,
-                &golem_core::region::records::encode_tombstone(peer),
+                &golem_core::region::records::encode_tombstone(&tombstone),
             );
-            shard.tombstones.borrow_mut().insert(id, peer);
+            shard.tombstones.borrow_mut().insert(id, tombstone);
             shard.remove_region(id);
             tracing::info!(region = %id, "replica removed from this shard");
         }
@@ -400,7 +409,7 @@ fn is_installing_id(
 async fn collect_wal_garbage(
     regions: &[Rc<RegionHandle>],
     parked: &[RegionId],
-    tombstones: &RefCell<std::collections::HashMap<RegionId, golem_wire::PeerId>>,
+    tombstones: &RefCell<std::collections::HashMap<RegionId, Tombstone>>,
     shell: &mut Shell,
 ) {
     let active = shell.wal.active_segment();
@@ -452,14 +461,14 @@ async fn collect_wal_garbage(
         // tombstone after its records would hide them from recovery.
         let hosted: std::collections::HashSet<RegionId> =
             regions.iter().map(|r| r.peer.borrow().meta().id).collect();
-        for (region, peer) in tombstones.borrow().iter() {
+        for (region, t) in tombstones.borrow().iter() {
             if hosted.contains(region) {
                 continue;
             }
             shell.wal.append(
                 RecordKind::Tombstone,
                 *region,
-                &golem_core::region::records::encode_tombstone(*peer),
+                &golem_core::region::records::encode_tombstone(t),
             );
         }
         shell.wal.delete_segments_before(needed).await;

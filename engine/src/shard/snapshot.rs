@@ -588,6 +588,7 @@ async fn stream(
             from_store: shard.identity.store,
             from_shard: shard.id,
             gc: false,
+            removed_by: None,
             from_peer: PeerId(msg.from),
             to_peer: to.id,
             message: message_to_wire(msg),

@@ -26,7 +26,9 @@ use golem_core::raft_convert::{message_from_wire, message_to_wire};
 use golem_core::region::{PeerMeta, RegionMeta, RegionPeer};
 use golem_wire::codec::{decode_hello_ok, encode_hello};
 use golem_wire::limits::FRAME_PAYLOAD_BYTES_MAX;
-use golem_wire::raft::{encode_raft_batch, RaftBatch, RegionMessage, RAFT_BATCH_MESSAGES_MAX};
+use golem_wire::raft::{
+    encode_raft_batch, RaftBatch, RaftEntryId, RegionMessage, RAFT_BATCH_MESSAGES_MAX,
+};
 use golem_wire::{
     FrameDecoder, FrameKind, Hello, PeerId, RequestId, ShardId, StoreId, PROTOCOL_VERSION,
 };
@@ -110,6 +112,7 @@ impl Transport {
                 from_store: me,
                 from_shard: self.shard.id,
                 gc: false,
+                removed_by: None,
                 from_peer: PeerId(m.from),
                 to_peer: to.id,
                 message: message_to_wire(&m),
@@ -172,11 +175,17 @@ impl Transport {
 /// (TiKV's tombstone message): a removed replica that never applied its
 /// removal learns it and destroys itself. A `gc` notice from a member at a
 /// newer `conf_ver` marks the addressed replica for destruction (the raft
-/// loop deletes its data and writes its tombstone). A leader's message to
-/// a region this shard does not host yet (a heartbeat of a peer it has not
-/// replicated anything to, or a snapshot) creates an uninitialized replica
-/// (`RegionPeer::uninitialized`), which then receives a snapshot; other
-/// messages for unknown regions are dropped.
+/// loop deletes its data and writes its tombstone). A message to a peer id
+/// this shard removed (a tombstone) never re-creates it; if that replica
+/// applied its own removal, the sender is told the entry that removed it
+/// (a `removed_by` notice), which the sender commits if its log holds it
+/// (`RegionPeer::learn_removal_committed`): a member that missed the new
+/// commit index can leave the old configuration (golem-sim FINDINGS.md
+/// #9). A leader's message to a region this shard does not host yet (a
+/// heartbeat of a peer it has not replicated anything to, or a snapshot)
+/// creates an uninitialized replica (`RegionPeer::uninitialized`), which
+/// then receives a snapshot; other messages for unknown regions are
+/// dropped.
 pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
     use raft::eraftpb::MessageType as T;
     for rm in msgs {
@@ -187,12 +196,46 @@ pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
                 continue;
             }
         };
-        if shard.tombstones.borrow().get(&rm.region) == Some(&rm.to_peer)
-            && !shard.regions.borrow().contains_key(&rm.region)
+        if let Some(entry) = rm.removed_by {
+            // A removed replica's store: the entry that removed it is
+            // committed. A member whose log holds it commits up to it.
+            let region = shard.regions.borrow().get(&rm.region).cloned();
+            if let Some(r) = region {
+                let mut p = r.peer.borrow_mut();
+                if p.config().peer == rm.to_peer
+                    && p.learn_removal_committed(entry.index, entry.term)
+                {
+                    drop(p);
+                    r.poke();
+                }
+            }
+            continue;
+        }
+        let tombstone = shard.tombstones.borrow().get(&rm.region).copied();
+        if let Some(t) = tombstone
+            .filter(|t| t.peer == rm.to_peer && !shard.regions.borrow().contains_key(&rm.region))
         {
             // A removed replica is never re-created under its old id (a
             // lagging leader may still count it): golem-sim FINDINGS.md #7.
+            // The sender still counts it: it may not know that the entry
+            // that removed it is committed, and without this replica it may
+            // have no quorum of its old configuration (FINDINGS.md #9).
             tracing::debug!(region = %rm.region, peer = %rm.to_peer, "raft message to a removed replica dropped");
+            if let (Some((index, term)), false) = (t.removed_by, rm.gc) {
+                let notice = RegionMessage {
+                    region: rm.region,
+                    epoch: Default::default(),
+                    to_shard: rm.from_shard,
+                    from_store: shard.identity.store,
+                    from_shard: shard.id,
+                    from_peer: t.peer,
+                    to_peer: rm.from_peer,
+                    message: Default::default(),
+                    gc: false,
+                    removed_by: Some(RaftEntryId { index, term }),
+                };
+                queue_notice(shard, rm.from_store, rm.from_shard, notice);
+            }
             continue;
         }
         if rm.gc {
@@ -226,13 +269,10 @@ pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
                     to_peer: rm.from_peer,
                     message: Default::default(),
                     gc: true,
+                    removed_by: None,
                 };
                 drop(p);
-                let mut notices = shard.gc_notices.borrow_mut();
-                if notices.len() < GC_NOTICES_MAX {
-                    notices.push((rm.from_store, rm.from_shard, notice));
-                }
-                shard.notify.notify();
+                queue_notice(shard, rm.from_store, rm.from_shard, notice);
                 continue;
             }
         }
@@ -275,6 +315,17 @@ pub fn deliver(shard: &Shard, msgs: Vec<RegionMessage>) {
         region.learn_peer(PeerMeta::new(rm.from_peer, rm.from_store, rm.from_shard));
         region.step(rm.to_peer, msg);
     }
+}
+
+/// Queues a notice for `send_gc_notices` (dropped beyond `GC_NOTICES_MAX`
+/// per pass: the stale side retries).
+fn queue_notice(shard: &Shard, store: StoreId, to_shard: ShardId, notice: RegionMessage) {
+    let mut notices = shard.gc_notices.borrow_mut();
+    if notices.len() < GC_NOTICES_MAX {
+        notices.push((store, to_shard, notice));
+    }
+    drop(notices);
+    shard.notify.notify();
 }
 
 /// Hands messages for another shard of this node to its inbox (dropped if

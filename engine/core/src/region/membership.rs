@@ -288,6 +288,7 @@ impl RegionPeer {
         if self.meta.peer(self.cfg.peer).is_none() {
             tracing::info!(%region, peer = %self.cfg.peer, index = e.index, "this replica was removed");
             self.removed = true;
+            self.removed_by = Some((e.index, e.term));
         }
         tracing::info!(
             %region,

@@ -10,7 +10,9 @@
 //! `PendingReady` installs a snapshot it writes that copy into its store
 //! (one batch: a range delete and the pairs, at the snapshot's index),
 //! flushes it, and only then calls `on_persisted`. A removed replica gets a
-//! `Tombstone` record, as the shell writes it.
+//! `Tombstone` record, as the shell writes it. With `removal_notices`, a
+//! message to a removed replica is answered as the shell answers it: the
+//! sender learns that the entry that removed it is committed (`removal.rs`).
 //!
 //! Elections are deterministic (`election_jitter_ticks = 1`, a timeout of
 //! `10 + id` ticks, peer 1 campaigns first), so every scenario replays
@@ -27,7 +29,7 @@ use golem_wire::{
 use raft::eraftpb::{ConfState, Entry, Message, MessageType, Snapshot};
 use std::collections::{BTreeMap, HashSet};
 
-const REGION: RegionId = RegionId(7);
+pub(super) const REGION: RegionId = RegionId(7);
 
 type Answer = Result<ResponseBody, GolemError>;
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -56,7 +58,7 @@ fn placed(id: u64) -> PeerMeta {
     PeerMeta::new(PeerId(id), store_of(id), shard_of(id))
 }
 
-fn change(kind: PeerChangeKind, id: u64) -> PeerChange {
+pub(super) fn change(kind: PeerChangeKind, id: u64) -> PeerChange {
     PeerChange {
         kind,
         peer: PeerId(id),
@@ -65,7 +67,7 @@ fn change(kind: PeerChangeKind, id: u64) -> PeerChange {
     }
 }
 
-fn change_peers(changes: Vec<PeerChange>) -> RequestBody {
+pub(super) fn change_peers(changes: Vec<PeerChange>) -> RequestBody {
     RequestBody::ChangePeers {
         key: b"k".to_vec(),
         changes,
@@ -119,11 +121,11 @@ fn roles(meta: &RegionMeta) -> Vec<(u64, PeerRole)> {
 }
 
 /// One replica: its peer, WAL and store.
-struct Member {
+pub(super) struct Member {
     cfg: PeerConfig,
-    peer: RegionPeer,
-    wal: VecSink,
-    store: MemStore,
+    pub(super) peer: RegionPeer,
+    pub(super) wal: VecSink,
+    pub(super) store: MemStore,
     /// Created by a message (not at bootstrap).
     created_by_message: bool,
     /// Every distinct metadata this replica had, in order.
@@ -144,7 +146,7 @@ impl Member {
             .collect()
     }
 
-    fn state(&self) -> Pairs {
+    pub(super) fn state(&self) -> Pairs {
         self.store
             .iter()
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
@@ -152,10 +154,15 @@ impl Member {
     }
 }
 
-struct Cluster {
-    members: BTreeMap<u64, Member>,
+pub(super) struct Cluster {
+    pub(super) members: BTreeMap<u64, Member>,
     /// Peers whose messages (both ways) are dropped.
-    cut: HashSet<u64>,
+    pub(super) cut: HashSet<u64>,
+    /// The messages a replica hands out with its own removal are lost.
+    pub(super) lose_removed_messages: bool,
+    /// A message to a removed replica is answered with its removal entry
+    /// (the shell's notice); otherwise it is dropped.
+    pub(super) removal_notices: bool,
     answers: BTreeMap<ProposalToken, Answer>,
     next_token: ProposalToken,
     /// The leader's store range when it prepared a snapshot, by index:
@@ -169,7 +176,7 @@ struct Cluster {
 
 impl Cluster {
     /// A new region whose voters are `ids`; peer `ids[0]` is elected.
-    fn new(ids: &[u64]) -> Cluster {
+    pub(super) fn new(ids: &[u64]) -> Cluster {
         let meta = RegionMeta::whole_key_space(REGION, ids.iter().map(|&i| placed(i)).collect());
         let members = ids
             .iter()
@@ -191,6 +198,8 @@ impl Cluster {
         let mut c = Cluster {
             members,
             cut: HashSet::new(),
+            lose_removed_messages: false,
+            removal_notices: false,
             answers: BTreeMap::new(),
             next_token: 1,
             snapshot_data: BTreeMap::new(),
@@ -203,7 +212,7 @@ impl Cluster {
         c
     }
 
-    fn member(&mut self, id: u64) -> &mut Member {
+    pub(super) fn member(&mut self, id: u64) -> &mut Member {
         self.members.get_mut(&id).expect("a member")
     }
 
@@ -220,7 +229,7 @@ impl Cluster {
 
     /// One pass over every replica, then delivery of the messages it made.
     /// False if there was nothing to do.
-    fn round(&mut self) -> bool {
+    pub(super) fn round(&mut self) -> bool {
         let mut busy = false;
         let mut msgs: Vec<Message> = Vec::new();
         for (&id, m) in self.members.iter_mut() {
@@ -251,7 +260,9 @@ impl Cluster {
                         "token {token} answered twice"
                     );
                 }
-                msgs.extend(out.messages);
+                if !(self.lose_removed_messages && m.peer.is_removed()) {
+                    msgs.extend(out.messages);
+                }
             }
             for req in m.peer.take_fetch_requests() {
                 busy = true;
@@ -281,7 +292,15 @@ impl Cluster {
                 m.metas.push(m.peer.meta().clone());
             }
             if m.peer.is_removed() && !m.tombstoned {
-                m.wal.append(RecordKind::Tombstone, REGION, &[]);
+                let t = records::Tombstone {
+                    peer: m.cfg.peer,
+                    removed_by: m.peer.removed_by(),
+                };
+                m.wal.append(
+                    RecordKind::Tombstone,
+                    REGION,
+                    &records::encode_tombstone(&t),
+                );
                 m.tombstoned = true;
             }
         }
@@ -295,6 +314,14 @@ impl Cluster {
     fn deliver(&mut self, msg: Message) {
         let (from, to) = (msg.from, msg.to);
         if self.cut.contains(&from) || self.cut.contains(&to) {
+            return;
+        }
+        if let Some(removed) = self.members.get(&to).filter(|m| m.tombstoned) {
+            // The shell answers for a removed replica (`transport::deliver`).
+            let notice = removed.peer.removed_by().filter(|_| self.removal_notices);
+            if let (Some((index, term)), Some(sender)) = (notice, self.members.get_mut(&from)) {
+                sender.peer.learn_removal_committed(index, term);
+            }
             return;
         }
         let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
@@ -329,7 +356,7 @@ impl Cluster {
         }
     }
 
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         for _ in 0..10_000 {
             if !self.round() {
                 return;
@@ -339,7 +366,7 @@ impl Cluster {
     }
 
     /// `n` ticks of every replica, settling after each.
-    fn tick(&mut self, n: usize) {
+    pub(super) fn tick(&mut self, n: usize) {
         for _ in 0..n {
             for m in self.members.values_mut() {
                 m.peer.tick();
@@ -349,7 +376,7 @@ impl Cluster {
     }
 
     /// Proposes `body` at the leader (not settled).
-    fn propose(&mut self, body: RequestBody) -> Result<ProposalToken, GolemError> {
+    pub(super) fn propose(&mut self, body: RequestBody) -> Result<ProposalToken, GolemError> {
         let token = self.next_token;
         self.next_token += 1;
         let leader = self.leader_id();
@@ -366,12 +393,12 @@ impl Cluster {
         self.answers.get(&token).cloned().expect("answered")
     }
 
-    fn write(&mut self, i: u64) {
+    pub(super) fn write(&mut self, i: u64) {
         assert_eq!(self.request(put(i)), Ok(ResponseBody::Put));
     }
 
     /// Applies a membership change and returns the new epoch.
-    fn change(&mut self, changes: Vec<PeerChange>) -> RegionEpoch {
+    pub(super) fn change(&mut self, changes: Vec<PeerChange>) -> RegionEpoch {
         match self.request(change_peers(changes)) {
             Ok(ResponseBody::ChangePeers { epoch }) => epoch,
             other => panic!("membership change failed: {other:?}"),

@@ -16,7 +16,9 @@
 //!
 //! Module map: [`peer`] (the type, proposals, reads), [`ready`] (the Ready
 //! cycle and apply), [`recover`] (bootstrap and WAL replay), [`membership`]
-//! [`split`] and [`merge`] (admin commands applied through the log), [`config`],
+//! [`split`] and [`merge`] (admin commands applied through the log),
+//! [`removal`] (a removed replica's notice that its removal is committed,
+//! and a silent learner's membership question), [`config`],
 //! [`meta`], [`records`] (WAL payload codecs), [`log_bridge`] (slog →
 //! tracing), [`error`].
 
@@ -31,6 +33,7 @@ pub mod peer;
 pub mod ready;
 pub mod records;
 pub mod recover;
+pub mod removal;
 pub mod snapshot;
 pub mod split;
 
@@ -40,6 +43,8 @@ mod fetch_tests;
 mod membership_tests;
 #[cfg(test)]
 mod merge_tests;
+#[cfg(test)]
+mod removal_tests;
 #[cfg(test)]
 mod split_tests;
 #[cfg(test)]

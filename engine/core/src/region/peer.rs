@@ -98,6 +98,9 @@ pub struct RegionPeer {
     pub(crate) meta_unwritten: bool,
     /// Set when this replica applied its own removal: the shell destroys it.
     pub(crate) removed: bool,
+    /// The entry `(index, term)` whose apply removed this replica (set with
+    /// `removed`; `removal.rs`).
+    pub(crate) removed_by: Option<(u64, u64)>,
     /// A received snapshot being applied: `(index, term)`; the shell
     /// installs its data in the store before `on_persisted`.
     pub(crate) applying_snapshot: Option<(u64, u64)>,
@@ -163,6 +166,7 @@ impl RegionPeer {
             meta_as_of: 0,
             meta_unwritten: false,
             removed: false,
+            removed_by: None,
             applying_snapshot: None,
             split: Default::default(),
             merge: Default::default(),
@@ -202,6 +206,7 @@ impl RegionPeer {
             return;
         }
         self.raw.tick();
+        self.check_stale_learner();
         self.consider_hibernating();
     }
 

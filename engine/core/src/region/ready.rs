@@ -202,10 +202,13 @@ impl RegionPeer {
             // This replica applied its own removal: raft-rs keeps a removed
             // leader leading and would unwrap its missing progress
             // (golem-sim FINDINGS.md #6). Nothing more of raft here; the
-            // shell drops the replica.
+            // shell drops the replica. The messages raft made before the
+            // removal still go: a leader that committed its own removal
+            // tells the others the commit index with them (FINDINGS #9; if
+            // they are lost, the tombstone's notice does: `removal.rs`).
             return PersistedOutput {
                 finished: std::mem::take(&mut self.finished),
-                messages: Vec::new(),
+                messages,
             };
         }
         if let Some(number) = pending.number {

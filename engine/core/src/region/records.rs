@@ -138,18 +138,45 @@ pub fn entries_span(bytes: &[u8]) -> Result<(u64, u64), DecodeError> {
     Ok((first.index, first.index + count as u64 - 1))
 }
 
-/// Encodes a `Tombstone` payload: the removed replica's peer id (u64 LE).
-/// Messages to that peer id are refused from then on, so a leader that
-/// still counts it cannot re-create it (golem-sim FINDINGS.md #7).
-pub fn encode_tombstone(peer: golem_wire::PeerId) -> Vec<u8> {
-    peer.get().to_le_bytes().to_vec()
+/// What a `Tombstone` record says: the removed replica's peer id and, when
+/// it applied the entry that removed it, that entry's `(index, term)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstone {
+    pub peer: golem_wire::PeerId,
+    /// The committed entry that removed `peer` (None: removed by a
+    /// member's `gc` notice, or a record written before tombstones kept it).
+    pub removed_by: Option<(u64, u64)>,
 }
 
-/// Decodes a `Tombstone` payload; `None` for an empty one (written before
-/// tombstones named their peer) or any other length.
-pub fn decode_tombstone(bytes: &[u8]) -> Option<golem_wire::PeerId> {
-    let b: [u8; 8] = bytes.try_into().ok()?;
-    Some(golem_wire::PeerId(u64::from_le_bytes(b)))
+/// Encodes a `Tombstone` payload: the removed replica's peer id (u64 LE),
+/// then, if known, the index and term of the entry that removed it (u64 LE
+/// each). Messages to that peer id are refused from then on, so a leader
+/// that still counts it cannot re-create it (golem-sim FINDINGS.md #7);
+/// they are answered with the removal entry instead (`removal.rs`, #9).
+pub fn encode_tombstone(t: &Tombstone) -> Vec<u8> {
+    let mut out = t.peer.get().to_le_bytes().to_vec();
+    if let Some((index, term)) = t.removed_by {
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&term.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a `Tombstone` payload: 8 bytes (a peer id, written before
+/// tombstones kept the removal entry) or 24; `None` for an empty one
+/// (written before tombstones named their peer) or any other length.
+pub fn decode_tombstone(bytes: &[u8]) -> Option<Tombstone> {
+    let u64_at = |at: usize| -> Option<u64> {
+        let b: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(b))
+    };
+    let peer = golem_wire::PeerId(u64_at(0)?);
+    let removed_by = match bytes.len() {
+        8 => None,
+        24 => Some((u64_at(8)?, u64_at(16)?)),
+        _ => return None,
+    };
+    Some(Tombstone { peer, removed_by })
 }
 
 /// Encodes a `LogStart` payload: the version byte, then the index and the
@@ -253,6 +280,31 @@ mod tests {
             0xff
         ])
         .is_err());
+    }
+
+    #[test]
+    fn tombstones_roundtrip_and_old_ones_still_decode() {
+        let peer = golem_wire::PeerId(77);
+        for removed_by in [None, Some((42, 7))] {
+            let t = Tombstone { peer, removed_by };
+            assert_eq!(decode_tombstone(&encode_tombstone(&t)), Some(t));
+        }
+        // Written before the removal entry was kept: the peer id alone.
+        assert_eq!(
+            decode_tombstone(&77u64.to_le_bytes()),
+            Some(Tombstone {
+                peer,
+                removed_by: None
+            })
+        );
+        // Written before tombstones named their peer, or damaged.
+        let full = encode_tombstone(&Tombstone {
+            peer,
+            removed_by: Some((1, 1)),
+        });
+        for len in (0..full.len()).filter(|l| *l != 8) {
+            assert_eq!(decode_tombstone(&full[..len]), None, "length {len}");
+        }
     }
 
     #[test]

@@ -77,6 +77,8 @@ struct Stats {
     snapshots_sent: u64,
     snapshots_installed: u64,
     replicas_removed: u64,
+    /// Commit indexes learned from a removed replica's notice.
+    removal_notices_used: u64,
     targeted_crashes: u64,
     ops_ok: u64,
     ops_unknown: u64,
@@ -377,6 +379,7 @@ impl Sim {
             snapshots_sent: self.stats.snapshots_sent,
             snapshots_installed: self.stats.snapshots_installed,
             replicas_removed: self.stats.replicas_removed,
+            removal_notices_used: self.stats.removal_notices_used,
             targeted_crashes: self.stats.targeted_crashes,
             keys_inconclusive: stats.inconclusive,
             digest: self.digest.finish(),
@@ -403,6 +406,15 @@ impl Sim {
                 to_peer,
                 conf_ver,
             } => self.on_gc(from, to, region, to_peer, conf_ver),
+            Event::Removed {
+                from,
+                to,
+                region,
+                from_peer,
+                to_peer,
+                index,
+                term,
+            } => self.on_removed(from, to, region, (from_peer, to_peer), (index, term)),
             Event::SnapshotInstalled { node, inc, region } => {
                 self.on_snapshot_installed(node, inc, region)?
             }

@@ -214,10 +214,10 @@ impl Sim {
                     },
                 );
             }
-            let conf_ver = self.nodes[node]
-                .peers
-                .get(&region)
-                .map_or(0, |p| p.meta().epoch.conf_ver);
+            let conf_ver = self.nodes[node].peers.get(&region).map_or_else(
+                || out.removed_conf_vers.get(&region).copied().unwrap_or(0),
+                |p| p.meta().epoch.conf_ver,
+            );
             for delay in copies {
                 let ev = Event::Raft {
                     from: node,
@@ -372,6 +372,27 @@ impl Sim {
                 return Ok(());
             }
         }
+        if let Some((index, term)) = self.nodes[to].removal_notice(region, to_peer) {
+            // A removed replica's node answers for it with the entry that
+            // removed it (the shell's `transport::deliver`).
+            report(self, false);
+            self.trace(|| {
+                format!("node {to} region {region}: removed peer {to_peer} tells {from_peer} its removal {index}/{term} is committed")
+            });
+            for delay in self.net.plan(&mut self.rng, to, from) {
+                let ev = Event::Removed {
+                    from: to,
+                    to: from,
+                    region,
+                    from_peer: to_peer,
+                    to_peer: from_peer,
+                    index,
+                    term,
+                };
+                self.q.after(delay, ev);
+            }
+            return Ok(());
+        }
         let n = &self.nodes[to];
         if matches!(
             msg.get_msg_type(),
@@ -476,6 +497,30 @@ impl Sim {
         if doomed {
             self.trace(|| format!("node {to} region {region}: replica {to_peer} is no longer a member; destroying it"));
             self.nodes[to].doom(region);
+            self.kick(to);
+        }
+    }
+
+    /// A removed replica's notice that the entry `(index, term)` that
+    /// removed it is committed: the member commits up to it if its log
+    /// holds it (`RegionPeer::learn_removal_committed`).
+    pub(super) fn on_removed(
+        &mut self,
+        from: usize,
+        to: usize,
+        region: RegionId,
+        (from_peer, to_peer): (PeerId, PeerId),
+        (index, term): (u64, u64),
+    ) {
+        if self.net.is_cut(from, to) || !self.nodes[to].up {
+            return;
+        }
+        let Some(p) = self.nodes[to].peers.get_mut(&region) else {
+            return;
+        };
+        if p.config().peer == to_peer && p.learn_removal_committed(index, term) {
+            self.stats.removal_notices_used += 1;
+            self.trace(|| format!("node {to} region {region}: committed {index}/{term} on removed peer {from_peer}'s word"));
             self.kick(to);
         }
     }
