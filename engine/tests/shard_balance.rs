@@ -151,7 +151,7 @@ fn regions_split_on_shard_0_spread_over_both_shards_of_every_node() {
     // Balance-shard spreads them over both shards of every node.
     let (rs, waited) = wait_regions(
         &cluster,
-        Duration::from_secs(25),
+        Duration::from_secs(30),
         Duration::from_millis(200),
         "regions spread over both shards of every node",
         |rs| rs.len() == SPLITS as usize && spread_evenly(rs),

@@ -19,8 +19,10 @@
 //! moving the source's replicas onto the target's (store, shard) pairs
 //! (add learner, promote, remove the peer it replaces, per differing
 //! pair); the merge comes on a later run. A store holding a replica of
-//! both on different shards cannot be aligned by these steps (two replicas
-//! of a region never share a store): no plan.
+//! both on different shards (balance-shard puts neighbours on different
+//! shards) is aligned as balance-shard moves a replica: a learner on the
+//! target's shard of that store, then one joint `ReplacePeer` of the
+//! source's peer there.
 
 use super::config::SchedConfig;
 use golem_wire::pd::{Peer, PeerRole, Region, RegionRoute};
@@ -108,7 +110,7 @@ pub fn check(
         })
         .copied()
         .collect();
-    let extra: Vec<PeerId> = src
+    let mut extra: Vec<Peer> = src
         .peers
         .iter()
         .filter(|p| {
@@ -116,17 +118,24 @@ pub fn check(
                 .iter()
                 .any(|t| (t.store, t.shard) == (p.store, p.shard))
         })
-        .map(|p| p.id)
+        .copied()
         .collect();
-    // A missing pair on a store the source already holds (another shard)
-    // cannot be reached by add-then-remove.
-    if missing
-        .iter()
-        .any(|t| src.peers.iter().any(|p| p.store == t.store))
-        || missing.len() != extra.len()
-    {
+    if missing.len() != extra.len() {
         return None;
     }
+    // A missing pair on a store the source holds on another shard replaces
+    // that peer (the caller makes it one joint `ReplacePeer`: balance-shard's
+    // move between a store's shards); the other pairs in order.
+    let mut removes = Vec::with_capacity(missing.len());
+    for t in &missing {
+        let i = extra.iter().position(|p| p.store == t.store).or_else(|| {
+            extra
+                .iter()
+                .position(|p| !missing.iter().any(|m| m.store == p.store))
+        })?;
+        removes.push(extra.remove(i).id);
+    }
+    let extra = removes;
     Some(MergePlan::Align {
         target: tgt.id,
         adds: missing
@@ -343,14 +352,50 @@ mod tests {
                 }),
             ),
             (
-                "same store, another shard: cannot be aligned by add-then-remove",
+                "same store, another shard: the source's peer there is replaced",
                 vec![
                     route(1, "", "f", &[1, 2, 31], 1, 0),
                     route(2, "f", "", &[1, 2, 3], 1, 0),
                 ],
                 0,
                 true,
-                None,
+                Some(MergePlan::Align {
+                    target: RegionId(2),
+                    adds: vec![Peer {
+                        id: PeerId(202),
+                        store: StoreId(3),
+                        shard: ShardId(0),
+                        role: PeerRole::Learner,
+                    }],
+                    removes: vec![PeerId(102)],
+                }),
+            ),
+            (
+                "one store's shard and another store: each paired with its own store",
+                vec![
+                    route(1, "", "f", &[4, 2, 31], 1, 0),
+                    route(2, "f", "", &[1, 2, 3], 1, 0),
+                ],
+                0,
+                true,
+                Some(MergePlan::Align {
+                    target: RegionId(2),
+                    adds: vec![
+                        Peer {
+                            id: PeerId(200),
+                            store: StoreId(1),
+                            shard: ShardId(0),
+                            role: PeerRole::Learner,
+                        },
+                        Peer {
+                            id: PeerId(202),
+                            store: StoreId(3),
+                            shard: ShardId(0),
+                            role: PeerRole::Learner,
+                        },
+                    ],
+                    removes: vec![PeerId(100), PeerId(102)],
+                }),
             ),
         ];
         for (name, rs, i, settled, want) in cases {

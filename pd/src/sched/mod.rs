@@ -129,15 +129,20 @@ impl Scheduler {
     pub fn on_region_heartbeat(&mut self, hb: &RegionHeartbeat, now_ms: u64) -> Option<Operator> {
         let region = &hb.region;
         self.hot.observe(region.id, &hb.stats, now_ms, &self.cfg);
-        if self.ctl.get(region.id).is_some() {
+        if let Some(running) = self.ctl.get(region.id).map(|o| o.source) {
             let step = self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
-            if step.is_some() || self.ctl.get(region.id).is_some() || !self.cfg.enabled {
+            if step.is_some()
+                || self.ctl.get(region.id).is_some()
+                || !self.cfg.enabled
+                || running == OpSource::Merge
+            {
                 return step;
             }
-            // It just ended: balance-shard may move another of the region's
-            // replicas at once (else the move would wait for the region's
-            // next heartbeat, up to 10 s when idle). The other checkers
-            // wait for that heartbeat, as before.
+            // It just ended: balance-shard may move one of the region's
+            // replicas at once (else it would wait for the region's next
+            // heartbeat, up to 10 s when idle). Not after a merge's
+            // alignment (it would undo it before the merge), and the other
+            // checkers wait for that heartbeat, as before.
             let op = self.shard_move(hb)?;
             self.admit(op, region, now_ms).ok()?;
             return self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
@@ -310,8 +315,22 @@ impl Scheduler {
                             ..*add
                         };
                         steps.push(OperatorStep::AddLearner { peer });
-                        steps.push(OperatorStep::PromoteLearner { peer: peer.id });
-                        steps.push(OperatorStep::RemovePeer { peer: *remove });
+                        let same_store = r
+                            .region
+                            .peers
+                            .iter()
+                            .any(|p| p.id == *remove && p.store == peer.store);
+                        if same_store {
+                            // Another shard of the same store: one joint
+                            // change, as balance-shard moves a replica.
+                            steps.push(OperatorStep::ReplacePeer {
+                                add: peer.id,
+                                remove: *remove,
+                            });
+                        } else {
+                            steps.push(OperatorStep::PromoteLearner { peer: peer.id });
+                            steps.push(OperatorStep::RemovePeer { peer: *remove });
+                        }
                     }
                     steps
                 }

@@ -448,3 +448,46 @@ fn a_heartbeat_gets_its_move_at_once() {
         assert_eq!(s.ids.available(), 10 - moves as u64);
     }
 }
+
+/// Balance-shard leaves neighbours on different shards of a store; the
+/// merge checker then aligns the source's replica there with one joint
+/// `ReplacePeer` (a learner on the target's shard first), not with a
+/// promotion and a removal.
+#[test]
+fn a_merge_aligns_a_replica_on_another_shard_of_the_store_with_one_joint_change() {
+    use crate::sched::Scheduler;
+    let cfg = SchedConfig {
+        split_merge_interval_ms: 1,
+        ..cfg()
+    };
+    let mut source = route(100, &[1, 2, 3], &[0, 0, 1]);
+    source.region.start = b"".to_vec();
+    source.region.end = b"f".to_vec();
+    let mut target = route(101, &[1, 2, 3], &[0, 0, 0]);
+    target.region.start = b"f".to_vec();
+    target.region.end = b"".to_vec();
+    for r in [&mut source, &mut target] {
+        r.stats = RegionStats {
+            approximate_size_bytes: 1024,
+            approximate_keys: 10,
+            interval_ms: 10_000,
+            ..RegionStats::default()
+        };
+    }
+    let routes = [source.clone(), target];
+    let refs: Vec<&RegionRoute> = routes.iter().collect();
+    let mut s = Scheduler::new(cfg, 1);
+    s.on_ids(900_000, 10);
+    s.view = view(3, 2, &[], &routes, &s.ctl);
+    s.merge(&refs, 10);
+    s.merge(&refs, 100);
+    let op = s.ctl.get(RegionId(100)).expect("an alignment");
+    let old = source.region.peers[2].id;
+    match op.steps.as_slice() {
+        [OperatorStep::AddLearner { peer }, OperatorStep::ReplacePeer { add, remove }] => {
+            assert_eq!((peer.store, peer.shard), (StoreId(3), ShardId(0)));
+            assert_eq!((*add, *remove), (peer.id, old));
+        }
+        other => panic!("unexpected steps {other:?}"),
+    }
+}
