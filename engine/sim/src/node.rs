@@ -470,7 +470,9 @@ impl SimNode {
             .iter()
             .any(|(r, p)| !self.installing.contains_key(r) && !self.is_gated(*r) && p.has_ready())
             || self.reads.values().any(|r| r.batch_used)
-            || !self.doomed.is_empty()
+            // A doomed replica installing a snapshot waits for the install
+            // (its end kicks a pass), as the shell's loop waits.
+            || self.doomed.iter().any(|r| !self.installing.contains_key(r))
     }
 
     /// Marks `region`'s replica for destruction by the next pass.
