@@ -60,12 +60,20 @@ pub struct MergeBook {
     running: RefCell<HashSet<RegionId>>,
     /// When the driver last moved a source's leadership.
     transferred: RefCell<HashMap<RegionId, Instant>>,
+    /// Regions seen prepared (after a `Ready`, or at recovery): the only
+    /// ones the driver looks at, so that idle regions cost it nothing.
+    prepared: RefCell<HashSet<RegionId>>,
 }
 
 impl MergeBook {
     /// Whether `region` is a merged source awaiting its tombstone.
     pub fn is_merged(&self, region: RegionId) -> bool {
         self.merged.borrow().contains(&region)
+    }
+
+    /// Notes a region whose replica here has a merge prepared.
+    pub fn note_prepared(&self, region: RegionId) {
+        self.prepared.borrow_mut().insert(region);
     }
 }
 
@@ -212,6 +220,7 @@ pub fn after_recovery(shard: &Shard) {
         };
         let (source, start) = (p.meta().id, p.meta().start.clone());
         drop(p);
+        shard.merge.note_prepared(source);
         let covered = shard
             .regions
             .borrow()
@@ -225,16 +234,23 @@ pub fn after_recovery(shard: &Shard) {
     }
 }
 
-/// Commits or rolls back the prepared merges this shard leads.
+/// Commits or rolls back the prepared merges this shard leads (the
+/// regions `note_prepared` named).
 pub fn drive(shard: &Rc<Shard>) {
-    let regions: Vec<Rc<RegionHandle>> = shard.regions.borrow().values().cloned().collect();
-    for r in regions {
+    let prepared: Vec<RegionId> = shard.merge.prepared.borrow().iter().copied().collect();
+    for id in prepared {
+        let Some(r) = shard.regions.borrow().get(&id).cloned() else {
+            shard.merge.prepared.borrow_mut().remove(&id);
+            continue;
+        };
         let (source, state, meta) = {
             let p = r.peer.borrow();
-            let Some(state) = p.merge_state() else {
+            let Some(state) = p.merge_state().filter(|_| !p.is_merged()) else {
+                // Rolled back, or merged: nothing more to drive.
+                shard.merge.prepared.borrow_mut().remove(&id);
                 continue;
             };
-            if !p.is_leader() || p.is_merged() {
+            if !p.is_leader() {
                 continue;
             }
             (p.meta().id, state, p.meta().clone())

@@ -260,6 +260,9 @@ pub async fn run(
                 let wants_snapshot = peer.take_snapshot_request();
                 let split = (peer.take_split_regions(), peer.is_leader());
                 let merged = peer.take_merged_sources();
+                if peer.merge_state().is_some() {
+                    shard.merge.note_prepared(peer.meta().id);
+                }
                 let meta = (!out.messages.is_empty()).then(|| peer.meta().clone());
                 let id = peer.meta().id;
                 if peer.is_removed() {
