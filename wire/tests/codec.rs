@@ -104,6 +104,41 @@ fn requests_round_trip_in_any_chunking() {
 }
 
 #[test]
+fn raft_notices_round_trip() {
+    use golem_wire::raft::{
+        decode_raft_batch, encode_raft_batch, RaftBatch, RaftEntryId, RegionMessage,
+    };
+    let message = |gc: bool, removed_by: Option<RaftEntryId>| RegionMessage {
+        region: RegionId(9),
+        epoch: RegionEpoch {
+            conf_ver: 4,
+            version: 2,
+        },
+        to_shard: ShardId(1),
+        from_store: StoreId(3),
+        from_shard: ShardId(0),
+        from_peer: PeerId(31),
+        to_peer: PeerId(12),
+        message: Default::default(),
+        gc,
+        removed_by,
+    };
+    let batch = RaftBatch {
+        from_store: StoreId(3),
+        messages: vec![
+            message(false, None),
+            message(true, None),
+            message(false, Some(RaftEntryId { index: 27, term: 7 })),
+        ],
+    };
+    let frame = encode_raft_batch(RequestId(0), &batch).unwrap();
+    let frames = decode_all(&frame, frame.len());
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].header.kind, FrameKind::Raft);
+    assert_eq!(decode_raft_batch(&frames[0].payload).unwrap(), batch);
+}
+
+#[test]
 fn responses_and_errors_round_trip() {
     let resps = vec![
         Response::Ok(ResponseBody::Get {
