@@ -38,7 +38,7 @@
 use super::region_handle::RegionHandle;
 use super::Shard;
 use crate::runtime::spawn_local;
-use golem_core::region::RegionPeer;
+use golem_core::region::{RegionMeta, RegionPeer};
 use golem_core::wal_record::{RecordKind, WalSink};
 use golem_wire::{GolemError, RegionId};
 use std::cell::RefCell;
@@ -209,6 +209,40 @@ pub fn destroy_merged(shard: &Shard, wal: &mut dyn WalSink) {
     }
 }
 
+/// Whether `target` (a snapshot's metadata) covers the whole range of the
+/// prepared source `source` whose merge goes into it: the merge committed
+/// (the snapshot's leader applied it), so the local source is merged.
+/// Pure.
+pub fn snapshot_takes(
+    target: &RegionMeta,
+    source: &RegionMeta,
+    state: &golem_core::region::merge::MergeState,
+) -> bool {
+    state.target == target.id
+        && target.contains(&source.start)
+        && (target.end.is_empty() || (!source.end.is_empty() && source.end <= target.end))
+}
+
+/// A received snapshot of `target` overlaps `other` on this shard: if
+/// `other` is a prepared source the snapshot's range has taken, mark it
+/// merged (its tombstone is written before the snapshot is accepted on a
+/// later try: the leader re-sends a refused snapshot). Whether it did.
+pub fn on_overlapping_snapshot(shard: &Shard, target: &RegionMeta, other: RegionId) -> bool {
+    let Some(h) = shard.regions.borrow().get(&other).cloned() else {
+        return false;
+    };
+    let taken = {
+        let p = h.peer.borrow();
+        p.merge_state()
+            .is_some_and(|state| snapshot_takes(target, p.meta(), &state))
+    };
+    if taken {
+        tracing::info!(region = %other, target = %target.id, "a snapshot of the merge target covers this prepared source: merged");
+        mark_merged(shard, other);
+    }
+    taken
+}
+
 /// After recovery: a prepared source whose local target already covers its
 /// range was merged before the crash (its tombstone was not written yet).
 pub fn after_recovery(shard: &Shard) {
@@ -331,4 +365,53 @@ enum Action {
     Commit,
     Rollback,
     MoveTo(golem_wire::StoreId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use golem_core::region::merge::MergeState;
+    use golem_core::region::PeerMeta;
+    use golem_wire::{PeerId, RegionEpoch, ShardId, StoreId};
+
+    fn meta(id: u64, start: &str, end: &str) -> RegionMeta {
+        RegionMeta {
+            id: RegionId(id),
+            start: start.as_bytes().to_vec(),
+            end: end.as_bytes().to_vec(),
+            epoch: RegionEpoch::default(),
+            peers: vec![PeerMeta::new(PeerId(id), StoreId(1), ShardId(0))],
+        }
+    }
+
+    #[test]
+    fn a_snapshot_takes_a_prepared_source_only_if_it_is_its_target_and_covers_it() {
+        let state = |target| MergeState {
+            target: RegionId(target),
+            target_epoch: RegionEpoch::default(),
+            prepare_index: 9,
+            prepare_term: 6,
+        };
+        let source = meta(9, "m", "t");
+        for (target, want) in [
+            (meta(7, "", ""), true),
+            (meta(7, "a", "t"), true),
+            (meta(7, "m", "z"), true),
+            (meta(7, "a", "m"), false), // before the merge
+            (meta(7, "n", "z"), false),
+            (meta(7, "a", "p"), false),
+        ] {
+            assert_eq!(
+                snapshot_takes(&target, &source, &state(7)),
+                want,
+                "{target:?}"
+            );
+        }
+        // Another region's snapshot never takes it.
+        assert!(!snapshot_takes(&meta(8, "", ""), &source, &state(7)));
+        // A source running to the end of the key space.
+        let last = meta(9, "m", "");
+        assert!(snapshot_takes(&meta(7, "a", ""), &last, &state(7)));
+        assert!(!snapshot_takes(&meta(7, "a", "z"), &last, &state(7)));
+    }
 }

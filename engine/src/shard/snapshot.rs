@@ -453,6 +453,10 @@ async fn receive(shard: &Rc<Shard>, chunk: SnapshotChunk) -> Result<(), String> 
         return Err("the snapshot message does not match its stream".into());
     }
     if let Some(other) = overlapping_region(shard, &meta) {
+        // A prepared source of a merge into this region, which the
+        // snapshot's range has taken, goes first (`merge.rs`); the leader
+        // re-sends the snapshot.
+        super::merge::on_overlapping_snapshot(shard, &meta, other);
         // A split's new region whose parent here has not applied the split
         // yet (TiKV refuses such snapshots too): the parent still serves
         // that range, and its replay of older writes would land on top of
