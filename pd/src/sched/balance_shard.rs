@@ -26,6 +26,12 @@
 //! `max_replicas` voters, every peer on an `Up` store, and exactly one peer
 //! (a voter) on the store. `leftover` removes the learner an interrupted
 //! move left beside its region's voter on the same store.
+//!
+//! Where it runs: `Scheduler::on_region_heartbeat`, for the reporting
+//! region alone, so the move's first step is in that heartbeat's answer (a
+//! move made at a schedule tick would wait for the region's next heartbeat,
+//! up to 10 s when idle); `schedule` takes any set of routes (the tests
+//! run it over whole clusters).
 
 use super::balance::worth_moving;
 use super::cluster::{ClusterView, Health, StoreView};
