@@ -171,7 +171,7 @@ fn every_region_gets_back_to_three_voters_after_a_node_is_killed() {
          (down-time threshold {DOWN_MS} ms)",
         before.len(),
         rs.len(),
-        killed.elapsed(),
+        repair,
     );
 
     // Every key reads back through the live nodes only.
