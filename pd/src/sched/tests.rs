@@ -1,6 +1,7 @@
 //! Whole-scheduler tests on small clusters: balance converges and then
 //! stays still (no ping-pong), repair after a store goes down, drain of an
-//! offline store, splits with pool ids.
+//! offline store, splits with pool ids, excess voters removed (never the
+//! leader), hot regions left to balance-hot-region.
 
 use super::*;
 use crate::sched::cluster::StoreView;
@@ -280,4 +281,86 @@ fn oversized_region_splits_with_pool_ids_or_waits_for_them() {
         None
     );
     assert_eq!(s.ctl.ended.get("finished"), Some(&1));
+}
+
+#[test]
+fn excess_voters_are_removed_through_heartbeats_never_the_leader() {
+    // A move cancelled between its promote and its remove: 4 voters.
+    let mut rs = routes(1, &[1, 2, 3]);
+    let extra = Peer {
+        id: PeerId(99),
+        store: StoreId(4),
+        shard: ShardId(0),
+        role: PeerRole::Voter,
+    };
+    rs[0].region.peers.push(extra);
+    let leader = rs[0].leader.unwrap();
+    let mut s = Scheduler::new(cfg(), 1);
+    s.view = up_view(4);
+    s.view.count(rs.iter(), &s.ctl, &s.cfg);
+    let mut steps = Vec::new();
+    for _ in 0..5 {
+        let Some(op) = s.on_region_heartbeat(&heartbeat(&rs[0], RegionStats::default()), 10) else {
+            break;
+        };
+        steps.push(op.step.clone());
+        execute(&mut rs[0], &[op.step]);
+    }
+    assert_eq!(steps.len(), 1, "one removal, then at rest: {steps:?}");
+    assert!(matches!(steps[0], OperatorStep::RemovePeer { peer } if peer != leader.id));
+    assert_eq!(rs[0].region.peers.len(), 3);
+    assert_eq!(rs[0].leader, Some(leader));
+}
+
+#[test]
+fn balance_schedulers_leave_hot_regions_to_balance_hot() {
+    // 30 regions, leaders 10/10/10; the 4 first regions led by store 1
+    // carry heavy writes.
+    let rs = routes(30, &[1, 2, 3]);
+    let mut s = Scheduler::new(cfg(), 1);
+    s.view = up_view(3);
+    s.view.count(rs.iter(), &s.ctl, &s.cfg);
+    let hot: Vec<RegionId> = rs
+        .iter()
+        .filter(|r| r.leader.unwrap().store == StoreId(1))
+        .take(4)
+        .map(|r| r.region.id)
+        .collect();
+    let load = RegionStats {
+        written_bytes: 1 << 20,
+        written_keys: 100,
+        interval_ms: 1000,
+        ..RegionStats::default()
+    };
+    for t in 1..=3u64 {
+        for r in rs.iter().filter(|r| hot.contains(&r.region.id)) {
+            assert_eq!(
+                s.on_region_heartbeat(&heartbeat(r, load.clone()), t * 1000),
+                None
+            );
+        }
+    }
+    for r in &rs {
+        assert_eq!(
+            s.hot_cache().is_hot(r.region.id, &s.cfg),
+            hot.contains(&r.region.id)
+        );
+    }
+    let refs: Vec<&RegionRoute> = rs.iter().collect();
+    s.balance(&refs, 4000);
+    let ops: Vec<(RegionId, OpSource)> = s.ctl.iter().map(|o| (o.region, o.source)).collect();
+    // Hot leaders spread (4 → 2 stay, one to each other store)…
+    let hot_moves: Vec<RegionId> = ops
+        .iter()
+        .filter(|(_, src)| *src == OpSource::BalanceHotLeader)
+        .map(|(r, _)| *r)
+        .collect();
+    assert_eq!(hot_moves, hot[..2].to_vec(), "{ops:?}");
+    // …and no other scheduler touches a hot region.
+    for (r, src) in &ops {
+        assert!(
+            !hot.contains(r) || *src == OpSource::BalanceHotLeader,
+            "{src:?} on hot region {r}"
+        );
+    }
 }
