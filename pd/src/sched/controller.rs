@@ -12,7 +12,10 @@
 //!   ends a finished operator, cancels one whose region's epoch moved
 //!   without one of its steps being seen (someone else changed the region),
 //!   and hands the current step to the leader;
-//! - `expire` cancels operators whose current step ran past its budget.
+//! - `expire` cancels operators whose current step ran past its budget;
+//! - `end_if_target_down` ends one whose remaining steps move a replica
+//!   or the leadership to a store that is down or offline (its step would
+//!   only time out while the region waits for repair).
 //!
 //! Invariant: the epoch handed out with a step is the region epoch the PD
 //! last saw with every earlier step done, so a node can refuse a step whose
@@ -33,6 +36,9 @@ pub enum Outcome {
     Timeout,
     /// `ctl operator cancel`, or a leader change.
     Cancelled,
+    /// A store a step moves something to is down, offline or gone (the
+    /// step could only time out; the checkers plan again at once).
+    TargetDown,
 }
 
 /// Why an operator was not admitted.
@@ -187,6 +193,18 @@ impl Controller {
         self.end(region, Outcome::Cancelled)
     }
 
+    /// Ends the region's operator if a store its remaining steps move
+    /// something to (as `region` places the peers) is `down`; whether it
+    /// ended. A dead store's step could only time out (30 s, or 10 min for
+    /// an `AddLearner`), holding the region from repair all that time.
+    pub fn end_if_target_down(&mut self, region: &Region, down: impl Fn(StoreId) -> bool) -> bool {
+        let stale = self
+            .ops
+            .get(&region.id)
+            .is_some_and(|op| op.targets(region).any(&down));
+        stale && self.end(region.id, Outcome::TargetDown)
+    }
+
     /// Drops every operator (a leader change).
     pub fn clear(&mut self) {
         self.ops.clear();
@@ -201,6 +219,7 @@ impl Controller {
             Outcome::EpochChanged => "epoch-changed",
             Outcome::Timeout => "timeout",
             Outcome::Cancelled => "cancelled",
+            Outcome::TargetDown => "target-down",
         };
         *self.ended.entry(name).or_default() += 1;
         tracing::info!(

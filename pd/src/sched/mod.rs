@@ -6,8 +6,9 @@
 //! starts with none: running operators are not replicated, as region
 //! statistics are not): the operator controller, the id pool and the
 //! cluster view, and the order in which checkers run:
-//! - on each region heartbeat (`on_region_heartbeat`): the controller
-//!   advances or ends the region's operator and hands out its current step;
+//! - on each region heartbeat (`on_region_heartbeat`): an operator moving
+//!   something to a store that is down or offline ends; the controller advances or
+//!   ends the region's operator and hands out its current step;
 //!   with none running, the replica checker, balance-shard's leftover
 //!   check, the split checker, then balance-shard for that region alone
 //!   may create one;
@@ -129,6 +130,14 @@ impl Scheduler {
     pub fn on_region_heartbeat(&mut self, hb: &RegionHeartbeat, now_ms: u64) -> Option<Operator> {
         let region = &hb.region;
         self.hot.observe(region.id, &hb.stats, now_ms, &self.cfg);
+        let view = &self.view;
+        // An operator moving something to a down or offline store ends now
+        // (the checkers below plan again), not at its timeout. Not for a
+        // store merely disconnected: ending on that broke golem-sim's
+        // pd_splits_repairs_and_rebalances (seed 4), where silences are
+        // short and frequent.
+        let down = |s| view.stores.get(&s).is_some_and(|v| v.health.evacuate());
+        self.ctl.end_if_target_down(region, down);
         if let Some(running) = self.ctl.get(region.id).map(|o| o.source) {
             let step = self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
             if step.is_some()

@@ -105,6 +105,22 @@ impl PendingOp {
             })
     }
 
+    /// Stores the steps from the current one on move something *to*: a
+    /// new learner's store, a promoted learner's, a new leader's (as
+    /// `region` places its peers). Removals are not targets.
+    pub fn targets<'a>(&'a self, region: &'a Region) -> impl Iterator<Item = StoreId> + 'a {
+        let store_of = |id: PeerId| region.peers.iter().find(|p| p.id == id).map(|p| p.store);
+        self.steps[self.current.min(self.steps.len())..]
+            .iter()
+            .filter_map(move |s| match s {
+                OperatorStep::AddLearner { peer } => Some(peer.store),
+                OperatorStep::PromoteLearner { peer } => store_of(*peer),
+                OperatorStep::ReplacePeer { add, .. } => store_of(*add),
+                OperatorStep::TransferLeader { to } => store_of(*to),
+                _ => None,
+            })
+    }
+
     /// What to hand the region's leader now. A `RemovePeer` or
     /// `ReplacePeer` of the leader itself is handed out as a
     /// `TransferLeader` to another voter first (a leader never removes

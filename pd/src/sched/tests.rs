@@ -364,3 +364,59 @@ fn balance_schedulers_leave_hot_regions_to_balance_hot() {
         );
     }
 }
+
+#[test]
+fn an_operator_moving_to_a_down_store_ends_and_repair_starts_at_once() {
+    // A leader transfer to store 3 is made, then store 3 stops: once it is
+    // down, the next heartbeat ends the transfer (it could only time out,
+    // 30 s) and the replica checker replaces store 3's replica in the same
+    // answer.
+    let rs = routes(1, &[1, 2, 3]);
+    let mut s = Scheduler::new(cfg(), 1);
+    s.on_ids(500, 100);
+    s.view = up_view(4);
+    s.view.count(rs.iter(), &s.ctl, &s.cfg);
+    let on3 = rs[0].region.peers[2];
+    assert_eq!(on3.store, StoreId(3));
+    let region = rs[0].region.id;
+    s.admin_add_op(
+        region,
+        vec![OperatorStep::TransferLeader { to: on3.id }],
+        &rs[0],
+    );
+    let hb = heartbeat(&rs[0], RegionStats::default());
+    assert_eq!(
+        s.on_region_heartbeat(&hb, 10).map(|o| o.step),
+        Some(OperatorStep::TransferLeader { to: on3.id }),
+        "store 3 up: the transfer runs"
+    );
+    // Disconnected (silent a while): the transfer goes on.
+    s.view.stores.get_mut(&StoreId(3)).unwrap().health = Health::Disconnected;
+    assert_eq!(
+        s.on_region_heartbeat(&hb, 20).map(|o| o.step),
+        Some(OperatorStep::TransferLeader { to: on3.id })
+    );
+    // Down: the transfer ends and repair starts in the same answer (a
+    // learner on store 4 first).
+    s.view.stores.get_mut(&StoreId(3)).unwrap().health = Health::Down;
+    let step = s.on_region_heartbeat(&hb, 30).map(|o| o.step);
+    assert_eq!(s.ctl.ended.get("target-down"), Some(&1));
+    assert!(
+        matches!(step, Some(OperatorStep::AddLearner { peer }) if peer.store == StoreId(4)),
+        "{step:?}"
+    );
+}
+
+impl Scheduler {
+    /// Test helper: admits an operator of `steps` on `route`'s region.
+    fn admin_add_op(&mut self, region: RegionId, steps: Vec<OperatorStep>, route: &RegionRoute) {
+        let op = NewOp {
+            region,
+            epoch: route.region.epoch,
+            source: OpSource::BalanceLeader,
+            steps,
+            influence: vec![],
+        };
+        self.admit(op, &route.region, 1).unwrap();
+    }
+}
