@@ -25,7 +25,9 @@
 #
 # Usage: perf/scheduling.sh [split_repeats] [repair_repeats]
 # Env: SPLIT_BYTES (1048576), DOWN_MS (11000: above two 5 s store heartbeats), BALANCE_SPLIT_BYTES (32768),
-#      BALANCE_WRITE_KIB (1600), GOLEM_PERF_PORT (18500)
+#      BALANCE_WRITE_KIB (1600), GOLEM_PERF_PORT (18500), PARTS (abc: which of (a), (b), (c) run),
+#      GOLEM_BIN (a golem binary to measure instead of building this tree's, e.g. a baseline),
+#      LABEL (a name for the report, e.g. baseline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=perf/lib.sh
@@ -38,14 +40,19 @@ down_ms="${DOWN_MS:-11000}"
 balance_split_bytes="${BALANCE_SPLIT_BYTES:-32768}"
 balance_write_kib="${BALANCE_WRITE_KIB:-1600}"
 base="${GOLEM_PERF_PORT:-18500}"
+parts="${PARTS:-abc}"
+label="${LABEL:+-$LABEL}"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-report="perf/results/scheduling-${stamp}.md"
-logs="perf/results/scheduling-${stamp}-logs"
+report="perf/results/scheduling-${stamp}${label}.md"
+logs="perf/results/scheduling-${stamp}${label}-logs"
 mkdir -p "$logs"
 
-cargo build --release --bin golem >/dev/null
-bin="${CARGO_TARGET_DIR:-target}/release"
-golem="$bin/golem"
+if [[ -n "${GOLEM_BIN:-}" ]]; then
+  golem="$GOLEM_BIN"
+else
+  cargo build --release --bin golem >/dev/null
+  golem="${CARGO_TARGET_DIR:-target}/release/golem"
+fi
 
 pids=()
 dirs=()
@@ -149,13 +156,14 @@ wait_quiet() {
   echo "# PD scheduling on real processes (perf/scheduling.sh)"
   echo
   echo "- machine: $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg) at start"
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binary: ${GOLEM_BIN:-this tree, release}; parts: $parts"
   echo "- command: perf/scheduling.sh $* (SPLIT_BYTES=$split_bytes DOWN_MS=$down_ms BALANCE_SPLIT_BYTES=$balance_split_bytes BALANCE_WRITE_KIB=$balance_write_kib)"
   echo "- every process: --tick-ms 20; nodes --shards 1 --pin off; all on loopback, sharing the CPUs with the writer and the pollers"
   echo
 } >"$report"
 
 # ---------------------------------------------------------------- (a) split
+if [[ "$parts" == *a* ]]; then
 echo "== (a) split latency" >&2
 {
   echo "## (a) Time from crossing the split threshold to the split"
@@ -204,8 +212,10 @@ EOF
   cleanup
 done
 echo >>"$report"
+fi
 
 # --------------------------------------------------------------- (b) repair
+if [[ "$parts" == *b* ]]; then
 echo "== (b) repair" >&2
 {
   echo "## (b) Time to full repair after a node is killed"
@@ -267,12 +277,51 @@ print(len(rs), ok)')"
   d_done="never"; d_net="-"
   [[ -n "$t_done" ]] && { d_done=$((t_done - t_kill)); d_net=$((d_done - down_ms)); }
   echo "| $run | $nregions | $on_dead | $d_down | $d_done | $d_net |" >>"$report"
+  # Where the time went: the replica checker's operators in the PD log.
+  python3 - "$logs/repair$run-pd.log" "${t_down:-0}" "$run" >>"$logs/repair-where.md" <<'EOF2' || true
+import re, sys, datetime
+log, t_down, run = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ansi = re.compile(r"\x1b\[[0-9;]*m")
+def ms(line):
+    ts = line.split()[0].rstrip("Z")
+    d = datetime.datetime.fromisoformat(ts[:26]).replace(tzinfo=datetime.timezone.utc)
+    return int(d.timestamp() * 1000)
+created, ended = {}, {}
+for raw in open(log, errors="replace"):
+    line = ansi.sub("", raw)
+    m = re.search(r"operator (created|finished|timeout|epoch-changed|cancelled) id=(\d+)", line)
+    if not m:
+        continue
+    if m.group(1) == "created":
+        if 'source="replica"' in line:
+            created[m.group(2)] = ms(line)
+    elif m.group(2) in created:
+        ended[m.group(2)] = (ms(line), m.group(1))
+c = sorted(created.values())
+after = [t for t in c if t >= t_down - 1000]
+durs = sorted(ended[i][0] - created[i] for i in created if i in ended)
+rel = lambda t: "-" if not t_down else str(t - t_down)
+med = durs[len(durs) // 2] if durs else "-"
+print(f"| {run} | {len(after)} | {rel(after[0]) if after else '-'} | {rel(after[-1]) if after else '-'} | "
+      f"{med} | {max(durs) if durs else '-'} | {sum(1 for v in ended.values() if v[1] != 'finished')} |")
+EOF2
   regions_json >"$logs/repair$run-after.json"
   cleanup
 done
+{
+  echo
+  echo "Where the time goes (the PD log's replica-checker operators; times from the poll that saw"
+  echo "the store Down; an operator's duration is from its creation to its end):"
+  echo
+  echo "| run | repair operators | Down → first created, ms | Down → last created, ms | median duration, ms | max duration, ms | not finished |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  cat "$logs/repair-where.md"
+} >>"$report"
 echo >>"$report"
+fi
 
 # -------------------------------------------------------------- (c) balance
+if [[ "$parts" == *c* ]]; then
 echo "== (c) balance" >&2
 node_flags="--memtable-kib 16"
 start_cluster "balance" --split-region-bytes "$balance_split_bytes" --schedule-interval-ms 1000
@@ -382,5 +431,7 @@ print("(\"before\" ratios are over the 3 original stores.)")
 print()
 EOF
 cleanup
+fi
+
 echo "results in $report" >&2
 cat "$report"
