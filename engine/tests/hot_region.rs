@@ -4,13 +4,16 @@
 //!
 //! Three nodes and a PD on loopback. Written past a small split threshold,
 //! the one region splits into several; balance-leader spreads their
-//! leaders, and the test waits until no operator has run for a while (the
-//! leader counts are at rest: balance-leader alone would move nothing).
+//! leaders, and the test waits (bounded) until no operator has run for a
+//! while (the leader counts are at rest: balance-leader alone would move
+//! nothing).
 //! Then clients read, in a loop, only keys of the regions led by the store
 //! leading the most (at least two regions: four or more regions over three
 //! stores). The PD sees those regions hot after a few reports and
 //! transfers leaders of some of them to other stores. Asserted: the hot
-//! regions' leaders end up on at least two stores, and every key read
+//! regions' leaders end up on at least two stores, a balance-hot-leader
+//! operator was seen running (polled every 100 ms: a transfer lives until
+//! the region's next report, about 2 s under load), and every key read
 //! back is the one written. Load-based split is off (it would split the
 //! hot regions instead), thresholds are low (a test client's load).
 
@@ -25,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const KEYS: u32 = 1500;
+const KEYS: u32 = 800;
 /// Concurrent readers of the hot regions.
 const READERS: usize = 4;
 
@@ -105,17 +108,17 @@ fn hot_leaders_concentrated_on_one_store_are_spread() {
         "splitting into 4 regions",
         |rs| rs.len() >= 4 && tile(rs) && rs.iter().all(|r| leader_store(r).is_some()),
     );
-    // At rest: no operator for 3 s in a row (splits and balance-leader done).
+    // Mostly at rest: no operator for 2 s in a row (splits and
+    // balance-leader done), or 8 s passed (the outcome below does not
+    // depend on it: a hot-leader operator must be seen).
     let settle = Instant::now();
     let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_secs(3) {
+    while quiet_since.elapsed() < Duration::from_secs(2)
+        && settle.elapsed() < Duration::from_secs(8)
+    {
         if !operator_sources(&cluster).is_empty() {
             quiet_since = Instant::now();
         }
-        assert!(
-            settle.elapsed() < Duration::from_secs(60),
-            "operators still running after 60 s"
-        );
         std::thread::sleep(Duration::from_millis(250));
     }
 
@@ -183,10 +186,11 @@ fn hot_leaders_concentrated_on_one_store_are_spread() {
             .filter(|r| hot_ids.contains(&r["id"].as_u64().unwrap()))
             .filter_map(leader_store)
             .collect();
-        if stores.len() >= 2 || started.elapsed() > Duration::from_secs(25) {
+        let moved = sources.contains("balance-hot-leader");
+        if (stores.len() >= 2 && moved) || started.elapsed() > Duration::from_secs(25) {
             break stores;
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
     };
     stop.store(true, Ordering::Relaxed);
     rt.block_on(async {
@@ -202,5 +206,9 @@ fn hot_leaders_concentrated_on_one_store_are_spread() {
     assert!(
         spread.len() >= 2,
         "the hot regions {hot_ids:?} are still all led from one store: {spread:?}"
+    );
+    assert!(
+        sources.contains("balance-hot-leader"),
+        "no hot-leader operator seen (the spread came from elsewhere): {sources:?}"
     );
 }
