@@ -224,8 +224,8 @@ echo "== (b) repair" >&2
   echo "empty), --memtable-kib 16; ~400 KiB written, then quiet (no operator for 3 s); kill -9"
   echo "of the node with the most replicas. Polled every 200 ms."
   echo
-  echo "| run | regions | replicas on the killed store | kill → PD says Down, ms | kill → all regions 3 live voters, ms | minus the down time, ms |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| run | regions | replicas on the killed store | kill → PD says Down, ms | kill → all regions 3 live voters, ms | minus the down time, ms | PD says Down → all repaired, ms |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
 } >>"$report"
 node_flags="--memtable-kib 16"
 for run in $(seq 1 "$repair_repeats"); do
@@ -274,9 +274,10 @@ print(len(rs), ok)')"
     sleep 0.2
   done
   d_down="never"; [[ -n "$t_down" ]] && d_down=$((t_down - t_kill))
-  d_done="never"; d_net="-"
+  d_done="never"; d_net="-"; d_repair="-"
   [[ -n "$t_done" ]] && { d_done=$((t_done - t_kill)); d_net=$((d_done - down_ms)); }
-  echo "| $run | $nregions | $on_dead | $d_down | $d_done | $d_net |" >>"$report"
+  [[ -n "$t_done" && -n "$t_down" ]] && d_repair=$((t_done - t_down))
+  echo "| $run | $nregions | $on_dead | $d_down | $d_done | $d_net | $d_repair |" >>"$report"
   # Where the time went: the replica checker's operators in the PD log.
   python3 - "$logs/repair$run-pd.log" "${t_down:-0}" "$run" >>"$logs/repair-where.md" <<'EOF2' || true
 import re, sys, datetime
