@@ -74,6 +74,11 @@ pub trait KvStore {
     /// The highest applied index of `region` whose writes are durable.
     fn persisted_applied(&mut self, region: RegionId) -> LogIndex;
 
+    /// Asks the store to make everything applied so far durable soon (a
+    /// memtable flush); `persisted_applied` shows when it is. Best effort:
+    /// a store that cannot start one now is asked again by the caller.
+    fn request_flush(&mut self);
+
     /// Approximate bytes stored for keys in `[start, end)` (for size-based
     /// split decisions and heartbeats; cheap, no data scan).
     fn approximate_bytes(&mut self, start: &[u8], end: &[u8]) -> u64;
@@ -117,6 +122,12 @@ impl KvStore for golem_lsm::Lsm {
 
     fn persisted_applied(&mut self, region: RegionId) -> LogIndex {
         golem_lsm::Lsm::persisted_applied(self, region)
+    }
+
+    fn request_flush(&mut self) {
+        if let Err(e) = golem_lsm::Lsm::flush(self) {
+            tracing::debug!(error = %e, "LSM flush deferred");
+        }
     }
 
     fn approximate_bytes(&mut self, start: &[u8], end: &[u8]) -> u64 {

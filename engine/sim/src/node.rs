@@ -495,6 +495,12 @@ impl SimNode {
             };
             let id = peer.config().peer;
             if peer.is_initialized() {
+                // Like the shell: what it applied is made durable before
+                // its tombstone hides its log from recovery (FINDINGS #12).
+                // The simulated flush completes at once.
+                if self.store.mem.persisted_applied(region) < peer.applied_index() {
+                    self.store.mem.flush();
+                }
                 let meta = peer.meta();
                 let mut batch = WriteBatch::new();
                 batch.delete_range(meta.start.clone(), meta.end.clone());

@@ -65,6 +65,10 @@ impl KvStore for SimStore {
         self.mem.persisted_applied(region)
     }
 
+    fn request_flush(&mut self) {
+        self.mem.flush();
+    }
+
     fn approximate_bytes(&mut self, start: &[u8], end: &[u8]) -> u64 {
         self.mem.approximate_bytes(start, end)
     }

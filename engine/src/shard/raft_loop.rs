@@ -310,6 +310,20 @@ pub async fn run(
             };
             let p = r.peer.borrow();
             if p.is_initialized() {
+                // Everything it applied must be durable before its
+                // tombstone hides its log from recovery (writes into a
+                // split-off range live only in its log until a flush:
+                // golem-sim FINDINGS #12).
+                let mut store = shell.store.borrow_mut();
+                if store.persisted_applied(id) < p.applied_index() {
+                    if let Err(e) = store.flush() {
+                        tracing::debug!(%id, error = %e, "flush before destroying a stale replica deferred");
+                    }
+                    shard.doomed.borrow_mut().insert(id);
+                    stalled = true;
+                    continue;
+                }
+                drop(store);
                 let mut batch = golem_lsm::WriteBatch::new();
                 batch.delete_range(p.meta().start.clone(), p.meta().end.clone());
                 let at = (id, p.applied_index());

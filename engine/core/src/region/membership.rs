@@ -254,6 +254,27 @@ impl RegionPeer {
     /// at or below `meta_as_of` is already in the metadata: skipped. Marks
     /// the replica removed when the change removed it. Returns the answer
     /// for its proposal.
+    /// Whether applying the conf change `e` may remove this replica: a
+    /// change removing this peer, or the entry leaving a joint
+    /// configuration in which it is an outgoing voter only (it may be
+    /// staying as a learner: a harmless over-estimate). Nothing for an
+    /// entry already reflected in the metadata.
+    pub(crate) fn may_remove_self(&self, e: &Entry) -> bool {
+        if e.index <= self.meta_as_of {
+            return false;
+        }
+        let cc = decode_entry(self.meta.id, e);
+        if cc.changes.is_empty() {
+            return self
+                .meta
+                .peer(self.cfg.peer)
+                .is_some_and(|p| p.role == PeerRole::DemotingVoter);
+        }
+        cc.changes.iter().any(|c| {
+            c.node_id == self.cfg.peer.get() && c.get_change_type() == ConfChangeType::RemoveNode
+        })
+    }
+
     pub(crate) fn apply_conf_change(&mut self, e: &Entry) -> ResponseBody {
         if e.index <= self.meta_as_of {
             return ResponseBody::ChangePeers {

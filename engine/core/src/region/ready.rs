@@ -327,6 +327,19 @@ impl RegionPeer {
                     // left, by an entry that names no one. Deleting its data
                     // at the first entry would leave a voter with an empty
                     // store (membership_tests found it).
+                    if self.may_remove_self(e)
+                        && store.persisted_applied(region) < LogIndex(index - 1)
+                    {
+                        // Leaving: recovery will skip this replica's log
+                        // after its tombstone, so everything it applied must
+                        // be durable in the store first, including writes
+                        // into ranges a split gave to other regions, whose
+                        // own logs start at the split (golem-sim FINDINGS
+                        // #12). Wait for a flush, like a store stall.
+                        store.request_flush();
+                        self.stalled = true;
+                        break;
+                    }
                     let e = e.clone();
                     let answer = self.apply_conf_change(&e);
                     let written = if self.removed {

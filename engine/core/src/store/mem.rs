@@ -171,6 +171,10 @@ impl KvStore for MemStore {
         Ok(())
     }
 
+    fn request_flush(&mut self) {
+        self.flush();
+    }
+
     fn persisted_applied(&mut self, region: RegionId) -> LogIndex {
         self.durable
             .applied
