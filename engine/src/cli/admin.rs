@@ -8,7 +8,7 @@
 //! {id, store, shard} | null, term, approximate_keys,
 //! approximate_size_bytes}`; a store is `{id, addr, shard_count, state,
 //! capacity_bytes, used_bytes, region_count, leader_count,
-//! last_heartbeat_ms, shards: [{shard, region_count, leader_count,
+//! read_bytes_per_sec, written_bytes_per_sec, last_heartbeat_ms, shards: [{shard, region_count, leader_count,
 //! busy_permille}]}` (shards as the node last reported them). Keys are
 //! shown as text, or hex with `--hex`.
 
@@ -382,6 +382,8 @@ fn store_json(s: &StoreInfo) -> Value {
         "used_bytes": s.stats.used_bytes,
         "region_count": s.stats.region_count,
         "leader_count": s.stats.leader_count,
+        "read_bytes_per_sec": s.stats.read_bytes_per_sec,
+        "written_bytes_per_sec": s.stats.written_bytes_per_sec,
         "last_heartbeat_ms": s.last_heartbeat_ms,
         "shards": s.stats.shards.iter().map(|l| json!({
             "shard": l.shard.0,
