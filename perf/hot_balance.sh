@@ -9,7 +9,10 @@
 # ranges; the first HOT_REGIONS regions (the ones the workload touches) all
 # get their leader on one store, and the cold ones are led by the other two
 # (`ctl operator add transfer-leader`), so leader counts are even and
-# balance-leader has nothing to do. Then golem-loadgen runs a zipfian
+# balance-leader has nothing to do. That setup runs under a PD started with
+# --no-scheduling (balance-leader would fight the transfers while counts are
+# uneven); the PD then restarts on its directory with the run's flags
+# (schedulers and the hot cache are soft state). Then golem-loadgen runs a zipfian
 # workload over the first HOT_REGIONS × RECORDS/REGIONS records only (so
 # only the hot regions), open loop at a fixed rate, for DURATION_S; the
 # PD's store list and region list are sampled every second.
@@ -86,16 +89,26 @@ key_of() { printf 'user%0*d' "$pad" "$1"; }
 ctl() { "$golem" ctl --pd "$pd_addr" "$@"; }
 regions_json() { ctl --json region list 2>/dev/null || { sleep 0.2; ctl --json region list; }; }
 
-# start_cluster NAME PD_FLAGS...: a PD and 3 nodes, waits until each listens.
-start_cluster() {
-  local name="$1"; shift
-  local d i port
-  d="$(mktemp -d -t golem-hot-pd-XXXXXX)"; dirs+=("$d")
-  "$golem" pd --listen "$pd_addr" --data-dir "$d" --initial-replicas 3 --tick-ms 20 \
+pd_pid=""
+pd_dir=""
+# start_pd LOG PD_FLAGS...: the PD on $pd_dir (kept across restarts).
+start_pd() {
+  local log="$1"; shift
+  "$golem" pd --listen "$pd_addr" --data-dir "$pd_dir" --initial-replicas 3 --tick-ms 20 \
     --schedule-interval-ms 500 --split-region-bytes 1073741824 --split-region-keys 100000000 \
     --split-region-qps 0 --split-region-bytes-per-sec 0 --max-merge-region-bytes 0 "$@" \
-    >"$logs/$name-pd.log" 2>&1 &
-  pids+=($!)
+    >>"$log" 2>&1 &
+  pd_pid=$!
+  pids+=("$pd_pid")
+}
+
+# start_cluster NAME: a PD that creates no operators of its own (the
+# layout is set up by hand: balance-leader would fight it) and 3 nodes;
+# waits until each listens.
+start_cluster() {
+  local name="$1" d i port
+  pd_dir="$(mktemp -d -t golem-hot-pd-XXXXXX)"; dirs+=("$pd_dir")
+  start_pd "$logs/$name-pd-setup.log" --no-scheduling
   for i in 0 1 2; do
     port=$((base + 10 * i))
     d="$(mktemp -d -t golem-hot-node-XXXXXX)"; dirs+=("$d")
@@ -104,6 +117,27 @@ start_cluster() {
     pids+=($!)
   done
   for i in 0 1 2; do golem_wait_port $((base + 10 * i)); done
+}
+
+# restart_pd NAME PD_FLAGS...: the PD again on its directory with the
+# run's schedulers (their state is soft: the region list comes back with
+# the nodes' next heartbeats); waits until it lists every region with a leader.
+restart_pd() {
+  local name="$1"; shift
+  kill "$pd_pid"; wait "$pd_pid" 2>/dev/null || true
+  start_pd "$logs/$name-pd.log" "$@"
+  golem_wait_port $((base + 90))
+  wait_regions "$name"
+}
+
+# wait_regions NAME: until the PD lists every region, each with a leader
+# (bounded: 30 s).
+wait_regions() {
+  for _ in $(seq 1 150); do
+    [[ "$(regions_json 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin)["regions"]; print(len(r) if all(x.get("leader") for x in r) else 0)' 2>/dev/null)" == "$nregions" ]] && return 0
+    sleep 0.2
+  done
+  echo "$1: the PD never listed $nregions regions with leaders" >&2
 }
 
 wait_writable() {
@@ -138,11 +172,16 @@ wait_quiet() {
 
 # split_all: splits the one region at every region boundary (highest key
 # first, so the first region is always the one to split).
+# A split the PD does not know the region of yet is tried again (bounded).
 split_all() {
-  local first i
-  first="$(regions_json | python3 -c 'import json,sys; print(min(r["id"] for r in json.load(sys.stdin)["regions"]))')"
+  local first i try
   for ((i = nregions - 1; i >= 1; i--)); do
-    ctl region split "$first" "$(key_of $((i * per_region)))" >/dev/null
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+      first="$(regions_json | python3 -c 'import json,sys; print(min(json.load(sys.stdin)["regions"], key=lambda r: r["start"])["id"])')"
+      ctl region split "$first" "$(key_of $((i * per_region)))" >>"$logs/split.log" 2>&1 && break
+      (( try < 10 )) || { echo "split at record $((i * per_region)) failed" >&2; return 1; }
+      sleep 0.5
+    done
   done
 }
 
@@ -178,7 +217,7 @@ arrange() {
     [[ "$(grep -vc '^src' <<<"$moves" || true)" == 0 ]] && { echo "$src"; return 0; }
     while read -r region store; do
       [[ "$region" == src ]] && continue
-      ctl operator add transfer-leader "$region" "$store" >/dev/null 2>&1 || true
+      ctl operator add transfer-leader "$region" "$store" >>"$logs/arrange.log" 2>&1 || true
     done <<<"$moves"
     sleep 1.5
   done
@@ -318,6 +357,7 @@ EOF
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binaries: ${GOLEM_BIN_DIR:-this tree, release}"
   echo "- command: DURATION_S=$duration_s RECORDS=$records REGIONS=$nregions HOT_REGIONS=$hot_regions VALUE_BYTES=$value_bytes READ_OPS=$read_ops WRITE_OPS=$write_ops SEED=$seed WORKLOADS=\"$workloads\" MODES=\"$modes\" perf/hot_balance.sh"
   echo "- PD + 3 nodes, --shards 1 --pin off --tick-ms 20, PD --schedule-interval-ms 500, no size/load split, no merge;"
+  echo "  the layout is set up under --no-scheduling, then the PD restarts on its directory with the run's flags;"
   echo "  $records records of $value_bytes B in $nregions regions of $per_region; the workload touches records 0..$((hot_records - 1)) (the first $hot_regions regions, all led by one store at the start; leader counts even)"
   echo "- off: --hot-region-bytes-per-sec and --hot-region-keys-per-sec 10^15 (no region is ever hot; balance-leader and the rest as usual); on: the PD's defaults (64 KiB/s or 256 keys/s, 3 reports, limit 4, tolerance 5%)"
   echo "- load: golem-loadgen zipfian (scrambled) over those records, open loop, 4 connections × 32 in flight, seed $seed, $duration_s s (+1 s warm-up)"
@@ -342,7 +382,7 @@ for wl in $workloads; do
       on) hot_flags=() ;;
       *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
-    start_cluster "$name" "${hot_flags[@]}"
+    start_cluster "$name"
     wait_writable
     addr="127.0.0.1:${base}"
     "$bin/golem-loadgen" --addr "$addr" -P workloadb --phase load \
@@ -350,14 +390,10 @@ for wl in $workloads; do
       -p fieldcount=1 -p fieldlength="$value_bytes" --seed "$seed" \
       --json-out "$logs/$name-load.json" >"$logs/$name-load.txt" 2>&1
     split_all
-    wait_quiet 2 60 || echo "$name: operators still running after the splits" >&2
-    # balance-leader runs too: arrange until the layout holds with no
-    # operator running for 3 s (bounded).
-    for _ in 1 2 3 4 5; do
-      hot_store="$(arrange)"
-      wait_quiet 3 60 || echo "$name: operators still running before the load" >&2
-      [[ "$(layout | grep -vc '^src' || true)" == 0 ]] && break
-    done
+    wait_regions "$name"
+    hot_store="$(arrange)"
+    wait_quiet 1 30 || echo "$name: operators still running after the layout" >&2
+    restart_pd "$name" "${hot_flags[@]}"
     regions_json >"$logs/$name-before.json"
     pd_lines="$(wc -l <"$logs/$name-pd.log")"
     samples="$logs/$name-samples.jsonl"
