@@ -185,6 +185,9 @@ fn playground_then_ctl_put_get_and_ctrl_c_stops_everything() {
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["stores"][0]["addr"], addr.as_str());
+    for field in ["read_bytes_per_sec", "written_bytes_per_sec"] {
+        assert!(v["stores"][0][field].is_u64(), "{field}: {out}");
+    }
     let (code, out) = ctl(&addr, &["--pd", &pd_addr, "member", "list"]);
     assert_eq!(code, 0);
     assert!(out.contains(&pd_addr) && out.contains("leader"), "{out}");
