@@ -194,6 +194,23 @@ fn hot_flow_spreads_and_a_balanced_cluster_gets_nothing() {
             vec![(2, "peer", 1, 4), (1, "peer", 2, 4)],
         ),
         (
+            "3/2/1 hot leaders of near-equal regions: no move keeps the source at least the target, one that lowers the squared loads is made",
+            up(3),
+            vec![
+                route(1, &[1, 2, 3]),
+                route(2, &[1, 2, 3]),
+                route(3, &[1, 2, 3]),
+                route(4, &[2, 1, 3]),
+                route(5, &[2, 1, 3]),
+                route(6, &[3, 1, 2]),
+            ],
+            // Loads 1323/956/532 (perf/README.md's rest point, max/min
+            // 2.49): 1323 - 532 = 791 < 2 x 441, but > 442.
+            vec![r(1, 441), r(2, 440), r(3, 442), r(4, 478), r(5, 478), r(6, 532)],
+            Read,
+            vec![(3, "leader", 1, 3)],
+        ),
+        (
             "reads move leaders only",
             up(4),
             vec![route(1, &[1, 2, 3]), route(2, &[1, 2, 3]), route(3, &[1, 2, 3])],
