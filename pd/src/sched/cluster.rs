@@ -176,11 +176,10 @@ impl ClusterView {
             }
             if let Some(op) = ctl.get(r.region.id) {
                 view.apply_steps(&r.region, &op.steps[op.current.min(op.steps.len())..]);
-                view.apply(&remaining(&op.influence, r), w);
+                view.apply(&remaining(&op.influence, r), 1);
                 counted.insert(r.region.id);
             }
         }
-        // An operator on a region not in `routes` (gone since): weight 1.
         for op in ctl.iter().filter(|o| !counted.contains(&o.region)) {
             view.apply(&op.influence, 1);
         }

@@ -90,13 +90,6 @@ pub struct Scheduler {
     versions: std::collections::HashMap<RegionId, (u64, u64)>,
 }
 
-impl Scheduler {
-    /// A region's balance-region weight from its reported stats.
-    fn weight(&self, stats: &golem_wire::pd::RegionStats) -> i64 {
-        cluster::region_weight(stats.approximate_size_bytes, &self.cfg)
-    }
-}
-
 /// The route a heartbeat reports (its leader among its peers).
 fn route_of(hb: &RegionHeartbeat) -> RegionRoute {
     RegionRoute {
@@ -171,8 +164,7 @@ impl Scheduler {
             // alignment (it would undo it before the merge), and the other
             // checkers wait for that heartbeat, as before.
             let op = self.balance_move(hb)?;
-            self.admit(op, region, self.weight(&hb.stats), now_ms)
-                .ok()?;
+            self.admit(op, region, now_ms).ok()?;
             return self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
         }
         if !self.cfg.enabled || self.view.stores.is_empty() {
@@ -204,8 +196,7 @@ impl Scheduler {
         } else {
             self.balance_move(hb)?
         };
-        self.admit(op, region, self.weight(&hb.stats), now_ms)
-            .ok()?;
+        self.admit(op, region, now_ms).ok()?;
         self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg)
     }
 
@@ -267,19 +258,11 @@ impl Scheduler {
     }
 
     /// Admits `op` on `region` and counts it in the view as done.
-    /// `weight`: the region's balance-region weight (`cluster::region_weight`),
-    /// what each replica its operator moves is worth in the view.
-    fn admit(
-        &mut self,
-        op: NewOp,
-        region: &Region,
-        weight: i64,
-        now_ms: u64,
-    ) -> Result<OperatorInfo, AddError> {
+    fn admit(&mut self, op: NewOp, region: &Region, now_ms: u64) -> Result<OperatorInfo, AddError> {
         let influence = op.influence.clone();
         let steps = op.steps.clone();
         let info = self.ctl.add(op, &self.cfg, now_ms)?.info();
-        self.view.apply(&influence, weight);
+        self.view.apply(&influence, 1);
         self.view.apply_steps(region, &steps);
         Ok(info)
     }
@@ -415,10 +398,7 @@ impl Scheduler {
                 steps,
                 influence: vec![],
             };
-            if self
-                .admit(op, &r.region, self.weight(&r.stats), now_ms)
-                .is_ok()
-            {
+            if self.admit(op, &r.region, now_ms).is_ok() {
                 busy.insert(id);
                 busy.insert(target);
             }
@@ -439,8 +419,7 @@ impl Scheduler {
             );
         };
         let region = route.region.clone();
-        let weight = self.weight(&route.stats);
-        self.admit(op, &region, weight, now_ms)
+        self.admit(op, &region, now_ms)
     }
 
     /// Runs balance-hot-region (writes, then reads) up to its limit.
@@ -564,17 +543,15 @@ impl Scheduler {
             steps,
             influence: vec![],
         };
-        let weight = self.weight(&route.stats);
-        self.admit(op, &route.region, weight, now_ms)
-            .map_err(|e| match e {
-                AddError::RegionBusy { id } => GolemError::invalid(format!(
-                    "region {region} already has operator {id} (cancel it first)"
-                )),
-                AddError::StoreLimit { store } => GolemError::invalid(format!(
-                    "store {store} already receives {} replicas (store-limit-add-peer)",
-                    self.cfg.store_limit_add_peer
-                )),
-            })
+        self.admit(op, &route.region, now_ms).map_err(|e| match e {
+            AddError::RegionBusy { id } => GolemError::invalid(format!(
+                "region {region} already has operator {id} (cancel it first)"
+            )),
+            AddError::StoreLimit { store } => GolemError::invalid(format!(
+                "store {store} already receives {} replicas (store-limit-add-peer)",
+                self.cfg.store_limit_add_peer
+            )),
+        })
     }
 
     fn take_ids(&mut self, n: usize) -> Result<Vec<u64>, GolemError> {

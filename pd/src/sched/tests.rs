@@ -428,7 +428,7 @@ impl Scheduler {
             steps,
             influence: vec![],
         };
-        self.admit(op, &route.region, 1, 1).unwrap();
+        self.admit(op, &route.region, 1).unwrap();
     }
 }
 
