@@ -10,19 +10,13 @@
 //! source's shard leading the most and whose target voter on the target's
 //! shard leading the fewest (leaders across a node's shards: balance-shard
 //! evens replicas only).
-//!
-//! Where it runs: `Scheduler::on_region_heartbeat`, for the reporting
-//! region alone (`schedule_region`: from its leader's store), so the
-//! transfer is in that heartbeat's answer; `schedule` takes any set of
-//! routes (the tests run it over whole clusters).
 
 use super::balance::{candidates, tolerance, worth_moving};
-use super::cluster::{ClusterView, Health, StoreView};
+use super::cluster::ClusterView;
 use super::config::SchedConfig;
 use super::controller::Controller;
 use super::operator::{Influence, NewOp, OpSource};
 use golem_wire::pd::{OperatorStep, PeerRole, RegionRoute};
-use golem_wire::{PeerId, StoreId};
 
 /// Source and target stores tried per run, at most.
 const PAIRS_TRIED_MAX: usize = 3;
@@ -34,6 +28,7 @@ pub fn schedule(
     ctl: &Controller,
     cfg: &SchedConfig,
 ) -> Option<NewOp> {
+    let score = |s: &super::cluster::StoreView| s.leaders;
     let tol = tolerance(view, score, cfg);
     let (sources, targets) = candidates(view, score);
     for src in sources.iter().take(PAIRS_TRIED_MAX) {
@@ -78,78 +73,28 @@ pub fn schedule(
                 })
                 .map(|(_, (r, _, to))| (r, to.id));
             if let Some((r, to)) = found {
-                return Some(transfer(r, src.id, dst.id, to));
+                return Some(NewOp {
+                    region: r.region.id,
+                    epoch: r.region.epoch,
+                    source: OpSource::BalanceLeader,
+                    steps: vec![OperatorStep::TransferLeader { to }],
+                    influence: vec![
+                        Influence {
+                            store: src.id,
+                            regions: 0,
+                            leaders: -1,
+                        },
+                        Influence {
+                            store: dst.id,
+                            regions: 0,
+                            leaders: 1,
+                        },
+                    ],
+                });
             }
         }
     }
     None
-}
-
-/// The heartbeat's form: a transfer of `route`'s own leadership, if any —
-/// from its leader's store to the store of one of its voters with the
-/// fewest leaders (the first `PAIRS_TRIED_MAX` of them; ties: the lower
-/// store id). O(stores + peers): no other
-/// region is looked at, so the choice among a source's regions by shard
-/// (`schedule`) is left to the order the regions report in.
-pub fn schedule_region(
-    route: &RegionRoute,
-    view: &ClusterView,
-    ctl: &Controller,
-    cfg: &SchedConfig,
-) -> Option<NewOp> {
-    let leader = route.leader?;
-    let region = &route.region;
-    if ctl.get(region.id).is_some() || region.peers.iter().any(|p| view.health(p.store).evacuate())
-    {
-        return None;
-    }
-    let src = view.stores.get(&leader.store)?;
-    if src.health != Health::Up {
-        return None;
-    }
-    let tol = tolerance(view, score, cfg);
-    let (_, targets) = candidates(view, score);
-    let voter_on = |s: &StoreView| {
-        region
-            .peers
-            .iter()
-            .find(|p| p.store == s.id && p.role == PeerRole::Voter && p.id != leader.id)
-            .copied()
-    };
-    targets
-        .into_iter()
-        .filter_map(|dst| voter_on(dst).map(|to| (dst, to)))
-        .take(PAIRS_TRIED_MAX)
-        .find(|(dst, _)| worth_moving(src.leaders, dst.leaders, 1, tol))
-        .map(|(dst, to)| transfer(route, src.id, dst.id, to.id))
-}
-
-/// The balance-leader score: the store's leader count.
-fn score(s: &StoreView) -> i64 {
-    s.leaders
-}
-
-/// The transfer of `r`'s leadership from store `src` to its voter `to` on
-/// store `dst`.
-fn transfer(r: &RegionRoute, src: StoreId, dst: StoreId, to: PeerId) -> NewOp {
-    NewOp {
-        region: r.region.id,
-        epoch: r.region.epoch,
-        source: OpSource::BalanceLeader,
-        steps: vec![OperatorStep::TransferLeader { to }],
-        influence: vec![
-            Influence {
-                store: src,
-                regions: 0,
-                leaders: -1,
-            },
-            Influence {
-                store: dst,
-                regions: 0,
-                leaders: 1,
-            },
-        ],
-    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@
 //! heard from counted from the leader's start) and its region, leader and
 //! size-weight counts, and each of its shards' region and leader counts
 //! (from the shard each peer's metadata names), with the influence of
-//! running operators added as if they had finished (only the part the
-//! routes do not show yet: `remaining`). Rebuilt from the PD
+//! running operators added as if they had finished. Rebuilt from the PD
 //! state every schedule interval and updated in place as operators are
 //! created in between. New replicas go to the target store's least-loaded
 //! shard (`best_target`, `least_loaded_shard`).
@@ -75,33 +74,6 @@ pub fn region_weight(size_bytes: u64, cfg: &SchedConfig) -> i64 {
     1 + (size_bytes / unit) as i64
 }
 
-/// The part of an operator's `influence` that `r` does not show yet: a
-/// replica gained on a store only while the region has no peer there, one
-/// lost only while it still has; a leadership gained only while the leader
-/// is elsewhere, one lost only while it is there. (Counting an added
-/// learner both in the routes and in the influence made the target look
-/// fuller than it is, and the next move then left it again: ping-pong.)
-fn remaining(influence: &[Influence], r: &RegionRoute) -> Vec<Influence> {
-    let holds = |s| r.region.peers.iter().any(|p| p.store == s);
-    let leads = |s| r.leader.is_some_and(|l| l.store == s);
-    influence
-        .iter()
-        .map(|i| Influence {
-            store: i.store,
-            regions: match i.regions {
-                n if n > 0 && holds(i.store) => 0,
-                n if n < 0 && !holds(i.store) => 0,
-                n => n,
-            },
-            leaders: match i.leaders {
-                n if n > 0 && leads(i.store) => 0,
-                n if n < 0 && !leads(i.store) => 0,
-                n => n,
-            },
-        })
-        .collect()
-}
-
 impl ClusterView {
     /// The view of `state` at `now_ms`; `leader_since_ms`: when this PD
     /// member became leader (a store it never heard from counts as last
@@ -158,7 +130,6 @@ impl ClusterView {
         cfg: &SchedConfig,
     ) {
         let view = self;
-        let mut counted = std::collections::HashSet::new();
         for r in routes {
             let w = region_weight(r.stats.approximate_size_bytes, cfg);
             for p in &r.region.peers {
@@ -176,11 +147,9 @@ impl ClusterView {
             }
             if let Some(op) = ctl.get(r.region.id) {
                 view.apply_steps(&r.region, &op.steps[op.current.min(op.steps.len())..]);
-                view.apply(&remaining(&op.influence, r), 1);
-                counted.insert(r.region.id);
             }
         }
-        for op in ctl.iter().filter(|o| !counted.contains(&o.region)) {
+        for op in ctl.iter() {
             view.apply(&op.influence, 1);
         }
     }

@@ -10,14 +10,13 @@
 //!   something to a store that is down or offline ends; the controller advances or
 //!   ends the region's operator and hands out its current step;
 //!   with none running, the replica checker, balance-shard's leftover
-//!   check, the split checker, then for that region alone balance-shard,
-//!   balance-region and balance-leader (not for a hot region; each up to
-//!   its limit, against the cached view) may create one, handed out in the
-//!   same answer;
+//!   check, the split checker, then balance-shard for that region alone
+//!   may create one;
 //! - every `schedule_interval_ms` (`tick`): operators past their budget are
-//!   cancelled, the cluster view is rebuilt, balance-hot-region creates
-//!   operators up to its limit, the merge checker runs, and offline stores
-//!   left with no replica are due to become tombstones. Every region heartbeat feeds the
+//!   cancelled, the cluster view is rebuilt, balance-hot-region, then
+//!   balance-region and balance-leader (over regions that are not hot)
+//!   create operators up to their limits, and offline stores left with no
+//!   replica are due to become tombstones. Every region heartbeat feeds the
 //!   hot cache (`hot`).
 //!
 //! One concern per file: `operator` (the model), `controller` (running
@@ -90,16 +89,6 @@ pub struct Scheduler {
     versions: std::collections::HashMap<RegionId, (u64, u64)>,
 }
 
-/// The route a heartbeat reports (its leader among its peers).
-fn route_of(hb: &RegionHeartbeat) -> RegionRoute {
-    RegionRoute {
-        region: hb.region.clone(),
-        leader: hb.region.peers.iter().find(|p| p.id == hb.leader).copied(),
-        term: hb.term,
-        stats: hb.stats.clone(),
-    }
-}
-
 impl Scheduler {
     /// A scheduler with nothing running.
     pub fn new(cfg: SchedConfig, now_ms: u64) -> Scheduler {
@@ -163,7 +152,7 @@ impl Scheduler {
             // heartbeat, up to 10 s when idle). Not after a merge's
             // alignment (it would undo it before the merge), and the other
             // checkers wait for that heartbeat, as before.
-            let op = self.balance_move(hb)?;
+            let op = self.shard_move(hb)?;
             self.admit(op, region, now_ms).ok()?;
             return self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg);
         }
@@ -194,48 +183,10 @@ impl Scheduler {
                 influence: vec![],
             }
         } else {
-            self.balance_move(hb)?
+            self.shard_move(hb)?
         };
         self.admit(op, region, now_ms).ok()?;
         self.ctl.on_heartbeat(region, hb.leader, now_ms, &self.cfg)
-    }
-
-    /// The balance schedulers for the reporting region alone, in this
-    /// order: balance-shard, balance-region, balance-leader (the first
-    /// move wins). A move created here is handed out in this very answer;
-    /// one made by `tick` would wait for the region's next heartbeat (up to
-    /// 10 s for an idle region). O(stores + the region's peers + running
-    /// operators): the cached view (rebuilt each tick, running operators
-    /// counted as done, each admitted operator's influence added at once)
-    /// stands for every other region.
-    fn balance_move(&mut self, hb: &RegionHeartbeat) -> Option<NewOp> {
-        if let Some(op) = self.shard_move(hb) {
-            return Some(op);
-        }
-        // Hot regions are balance-hot-region's (it runs at the tick).
-        if self.hot.is_hot(hb.region.id, &self.cfg) {
-            return None;
-        }
-        let route = route_of(hb);
-        if self.ctl.count(OpSource::BalanceRegion) < self.cfg.region_schedule_limit {
-            // Peeked, not taken: an id is spent only on a move.
-            if let Some(id) = self.ids.peek() {
-                if let Some(op) =
-                    balance_region::schedule_region(&route, &self.view, &self.ctl, &self.cfg, id)
-                {
-                    assert_eq!(
-                        self.ids.take(1),
-                        Some(vec![id]),
-                        "the peeked id is the next"
-                    );
-                    return Some(op);
-                }
-            }
-        }
-        if self.ctl.count(OpSource::BalanceLeader) < self.cfg.leader_schedule_limit {
-            return balance_leader::schedule_region(&route, &self.view, &self.ctl, &self.cfg);
-        }
-        None
     }
 
     /// Balance-shard for the reporting region alone: a move created here
@@ -245,7 +196,12 @@ impl Scheduler {
         if self.ctl.count(OpSource::BalanceShard) >= self.cfg.shard_schedule_limit {
             return None;
         }
-        let route = route_of(hb);
+        let route = RegionRoute {
+            region: hb.region.clone(),
+            leader: hb.region.peers.iter().find(|p| p.id == hb.leader).copied(),
+            term: hb.term,
+            stats: hb.stats.clone(),
+        };
         // Peeked, not taken: an id is spent only on a move.
         let id = self.ids.peek()?;
         let op = balance_shard::schedule(&[&route], &self.view, &self.ctl, &self.cfg, id)?;
@@ -295,10 +251,7 @@ impl Scheduler {
             .collect();
         if self.cfg.enabled {
             let routes: Vec<&RegionRoute> = state.routing().iter().collect();
-            // Balance-region and balance-leader run on region heartbeats
-            // (`balance_move`), not here: docs/scheduling.md, "Where the
-            // balance schedulers run".
-            self.balance_hot(&routes, now_ms);
+            self.balance(&routes, now_ms);
             self.merge(&routes, now_ms);
         }
         out
@@ -405,6 +358,40 @@ impl Scheduler {
         }
     }
 
+    /// Runs the balance schedulers up to their limits: hot regions first
+    /// (balance-hot-region), then balance-region and balance-leader over
+    /// the regions that are not hot (they would undo hot moves).
+    pub fn balance(&mut self, routes: &[&RegionRoute], now_ms: u64) {
+        self.balance_hot(routes, now_ms);
+        let cold: Vec<&RegionRoute> = routes
+            .iter()
+            .filter(|r| !self.hot.is_hot(r.region.id, &self.cfg))
+            .copied()
+            .collect();
+        let routes = &cold[..];
+        while self.ctl.count(OpSource::BalanceRegion) < self.cfg.region_schedule_limit {
+            let Some(&id) = self.ids.take(1).as_ref().and_then(|v| v.first()) else {
+                break;
+            };
+            let Some(op) = balance_region::schedule(routes, &self.view, &self.ctl, &self.cfg, id)
+            else {
+                break; // the id is skipped, never reused
+            };
+            if self.admit_on(op, routes, now_ms).is_err() {
+                break;
+            }
+        }
+        while self.ctl.count(OpSource::BalanceLeader) < self.cfg.leader_schedule_limit {
+            let Some(op) = balance_leader::schedule(routes, &self.view, &self.ctl, &self.cfg)
+            else {
+                break;
+            };
+            if self.admit_on(op, routes, now_ms).is_err() {
+                break;
+            }
+        }
+    }
+
     /// `admit` for an operator on one of `routes`.
     fn admit_on(
         &mut self,
@@ -423,7 +410,7 @@ impl Scheduler {
     }
 
     /// Runs balance-hot-region (writes, then reads) up to its limit.
-    pub fn balance_hot(&mut self, routes: &[&RegionRoute], now_ms: u64) {
+    fn balance_hot(&mut self, routes: &[&RegionRoute], now_ms: u64) {
         self.hot.expire(now_ms);
         self.hot_sched.prune(&self.ctl, now_ms);
         for kind in [FlowKind::Write, FlowKind::Read] {

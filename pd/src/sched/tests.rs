@@ -109,9 +109,8 @@ fn counts(routes: &[RegionRoute], stores: u64) -> (Vec<i64>, Vec<i64>) {
     )
 }
 
-/// Heartbeats every region once (the balance schedulers run in the
-/// answers), executes every operator made and repeats; returns the rounds
-/// that made operators and the moves made.
+/// Runs the balance schedulers, executes every operator they made and
+/// repeats; returns the rounds that made operators and the moves made.
 type Move = (RegionId, Vec<StoreId>, Vec<StoreId>);
 
 fn stores_of(r: &RegionRoute) -> Vec<StoreId> {
@@ -125,9 +124,8 @@ fn run_to_rest(routes: &mut [RegionRoute], stores: u64, rounds_max: usize) -> (u
         s.on_ids(1_000_000 + round as u64 * 1000, 1000);
         s.view = up_view(stores);
         s.view.count(routes.iter(), &s.ctl, &s.cfg);
-        for r in routes.iter() {
-            s.on_region_heartbeat(&heartbeat(r, RegionStats::default()), 1);
-        }
+        let refs: Vec<&RegionRoute> = routes.iter().collect();
+        s.balance(&refs, 1);
         let ops: Vec<_> = s.ctl.iter().cloned().collect();
         if ops.is_empty() {
             return (round, moves);
@@ -212,13 +210,7 @@ fn heartbeat(r: &RegionRoute, stats: RegionStats) -> RegionHeartbeat {
 #[test]
 fn a_down_store_is_repaired_through_heartbeats() {
     let mut rs = routes(6, &[1, 2, 3]);
-    // Repair alone: no balance move in the answers.
-    let cfg = SchedConfig {
-        region_schedule_limit: 0,
-        leader_schedule_limit: 0,
-        ..cfg()
-    };
-    let mut s = Scheduler::new(cfg, 1);
+    let mut s = Scheduler::new(cfg(), 1);
     s.on_ids(500, 100);
     s.view = up_view(4);
     s.view.stores.get_mut(&StoreId(3)).unwrap().health = Health::Down;
@@ -355,10 +347,7 @@ fn balance_schedulers_leave_hot_regions_to_balance_hot() {
         );
     }
     let refs: Vec<&RegionRoute> = rs.iter().collect();
-    s.balance_hot(&refs, 4000);
-    for r in &rs {
-        s.on_region_heartbeat(&heartbeat(r, RegionStats::default()), 4000);
-    }
+    s.balance(&refs, 4000);
     let ops: Vec<(RegionId, OpSource)> = s.ctl.iter().map(|o| (o.region, o.source)).collect();
     // Hot leaders spread (4 → 2 stay, one to each other store)…
     let hot_moves: Vec<RegionId> = ops
@@ -430,234 +419,4 @@ impl Scheduler {
         };
         self.admit(op, &route.region, 1).unwrap();
     }
-}
-
-/// A scheduler whose cached view is that of `routes` over `stores` up
-/// stores (as the tick rebuilds it), with ids in its pool.
-fn ticked(cfg: SchedConfig, routes: &[RegionRoute], stores: u64) -> Scheduler {
-    let mut s = Scheduler::new(cfg, 1);
-    s.on_ids(1_000_000, 100_000);
-    s.view = up_view(stores);
-    s.view.count(routes.iter(), &s.ctl, &s.cfg);
-    s
-}
-
-/// Every region led from store 1 (voters on 1, 2, 3).
-fn led_from_1(rs: &mut [RegionRoute]) {
-    for r in rs {
-        r.leader = r
-            .region
-            .peers
-            .iter()
-            .copied()
-            .find(|p| p.store == StoreId(1));
-    }
-}
-
-#[test]
-fn a_heartbeat_gets_its_own_balance_move_in_its_answer() {
-    // (stores, leaders all on store 1?, the step the first heartbeat gets)
-    #[derive(Debug, PartialEq)]
-    enum Want {
-        AddOn(u64),
-        TransferTo(u64),
-        Nothing,
-    }
-    let table = [
-        (4, false, Want::AddOn(4)),     // store 4 is empty
-        (3, true, Want::TransferTo(2)), // store 1 leads all
-        (3, false, Want::Nothing),      // balanced
-        (4, true, Want::AddOn(4)),      // the replica move goes first
-    ];
-    for (i, (stores, leaders_on_1, want)) in table.into_iter().enumerate() {
-        let mut rs = routes(30, &[1, 2, 3]);
-        if leaders_on_1 {
-            led_from_1(&mut rs);
-        }
-        let mut s = ticked(SchedConfig::default(), &rs, stores);
-        // Region 1000 is on stores 1, 2, 3 (led from store 1).
-        let got = match s
-            .on_region_heartbeat(&heartbeat(&rs[0], RegionStats::default()), 10)
-            .map(|o| o.step)
-        {
-            Some(OperatorStep::AddLearner { peer }) => Want::AddOn(peer.store.0),
-            Some(OperatorStep::TransferLeader { to }) => {
-                let p = rs[0].region.peers.iter().find(|p| p.id == to).unwrap();
-                Want::TransferTo(p.store.0)
-            }
-            None => Want::Nothing,
-            Some(other) => panic!("row {i}: unexpected {other:?}"),
-        };
-        assert_eq!(got, want, "row {i}");
-        assert_eq!(
-            s.ctl.iter().count(),
-            usize::from(want != Want::Nothing),
-            "row {i}"
-        );
-    }
-}
-
-#[test]
-fn heartbeats_in_one_interval_keep_the_limits() {
-    // Stores 4 and 5 empty and every leader on store 1: every heartbeat
-    // would want a move; the default limits hold (8 balance-region, 4
-    // balance-leader running, 4 adds per store).
-    let mut rs = routes(40, &[1, 2, 3]);
-    led_from_1(&mut rs);
-    let mut s = ticked(SchedConfig::default(), &rs, 5);
-    let mut answered = 0;
-    for r in &rs {
-        answered += usize::from(
-            s.on_region_heartbeat(&heartbeat(r, RegionStats::default()), 10)
-                .is_some(),
-        );
-    }
-    let cfg = SchedConfig::default();
-    for store in [4, 5] {
-        assert_eq!(s.ctl.adds_to(StoreId(store)), cfg.store_limit_add_peer);
-    }
-    assert_eq!(
-        s.ctl.count(OpSource::BalanceRegion),
-        cfg.region_schedule_limit
-    );
-    assert_eq!(
-        s.ctl.count(OpSource::BalanceLeader),
-        cfg.leader_schedule_limit
-    );
-    assert_eq!(
-        answered,
-        cfg.region_schedule_limit + cfg.leader_schedule_limit,
-        "every operator made was handed out in its own answer"
-    );
-}
-
-#[test]
-fn heartbeats_in_one_interval_count_each_others_influence() {
-    // No limits, one interval, no tick: each move is counted in the
-    // cached view as soon as it is made, so the heartbeats together move
-    // just what evens the cluster, never more.
-    // (regions, stores, leaders all on store 1?, replica moves, leader
-    // transfers)
-    let table = [
-        // 120 replicas: 30 each, store 4 takes 30, none overshoots.
-        (40, 4u64, false, 30, 0),
-        // 180 replicas: 45 each; a spread of 2 is within the tolerance
-        // (5% of 45), so 44 moves.
-        (60, 4, false, 44, 0),
-        // 40 leaders, all on store 1: 14/13/13 after 26 transfers.
-        (40, 3, true, 0, 26),
-    ];
-    for (i, (n, stores, leaders_on_1, region_moves, transfers)) in table.into_iter().enumerate() {
-        let mut rs = routes(n, &[1, 2, 3]);
-        if leaders_on_1 {
-            led_from_1(&mut rs);
-        }
-        let cfg = SchedConfig {
-            // One scheduler per row.
-            leader_schedule_limit: if leaders_on_1 { 100 } else { 0 },
-            ..cfg()
-        };
-        let mut s = ticked(cfg, &rs, stores);
-        for r in &rs {
-            s.on_region_heartbeat(&heartbeat(r, RegionStats::default()), 10);
-        }
-        assert_eq!(
-            s.ctl.count(OpSource::BalanceRegion),
-            region_moves,
-            "row {i}"
-        );
-        assert_eq!(s.ctl.count(OpSource::BalanceLeader), transfers, "row {i}");
-        let ops: Vec<_> = s.ctl.iter().cloned().collect();
-        for op in ops {
-            let r = rs.iter_mut().find(|r| r.region.id == op.region).unwrap();
-            execute(r, &op.steps);
-        }
-        let (regions, leaders) = counts(&rs, stores);
-        let spread = |v: &[i64]| v.iter().max().unwrap() - v.iter().min().unwrap();
-        assert!(spread(&regions) <= 2, "row {i}: regions {regions:?}");
-        assert!(
-            stores != 4 || regions[3] <= *regions[..3].iter().min().unwrap(),
-            "row {i}: store 4 overshot: {regions:?}"
-        );
-        if leaders_on_1 {
-            assert!(spread(&leaders) <= 1, "row {i}: leaders {leaders:?}");
-        }
-    }
-}
-
-#[test]
-fn long_heartbeat_sequences_settle_without_ping_pong() {
-    // Store 4 joins a 3-store cluster led from store 1. Nodes heartbeat
-    // each region every "second" and run each handed-out step before the
-    // next heartbeat; the view is rebuilt every 5 heartbeats rounds (the
-    // tick). No replica ever returns to a store its region left, few
-    // leaderships do, operators stop, and 200 more rounds stay still.
-    let mut rs = routes(40, &[1, 2, 3]);
-    led_from_1(&mut rs);
-    let mut s = ticked(SchedConfig::default(), &rs, 4);
-    let mut left: std::collections::BTreeSet<(RegionId, StoreId)> = Default::default();
-    let mut led_from: std::collections::BTreeSet<(RegionId, StoreId)> = Default::default();
-    let mut last_op_round = 0;
-    let (mut transfers, mut returns) = (0, 0);
-    for round in 0..400u64 {
-        let now_ms = 10 + round * 1000;
-        if round % 5 == 0 {
-            s.ctl.expire(now_ms, &s.cfg);
-            s.view = up_view(4);
-            s.view.count(rs.iter(), &s.ctl, &s.cfg);
-        }
-        // A different order each round, as reports interleave.
-        let n = rs.len();
-        for k in 0..n {
-            let r = &mut rs[(k * 7 + round as usize) % n];
-            let Some(op) = s.on_region_heartbeat(&heartbeat(r, RegionStats::default()), now_ms)
-            else {
-                continue;
-            };
-            last_op_round = round;
-            let source = s.ctl.get(r.region.id).map(|o| o.source);
-            let before = stores_of(r);
-            let leader_before = r.leader.unwrap().store;
-            execute(r, &[op.step]);
-            for st in stores_of(r).iter().filter(|st| !before.contains(st)) {
-                assert!(
-                    !left.contains(&(r.region.id, *st)),
-                    "round {round}: region {} back on {st}: {:?} {:?}",
-                    r.region.id,
-                    s.view
-                        .stores
-                        .values()
-                        .map(|v| v.regions)
-                        .collect::<Vec<_>>(),
-                    before
-                );
-            }
-            for st in before.iter().filter(|st| !stores_of(r).contains(st)) {
-                left.insert((r.region.id, *st));
-            }
-            let leader_after = r.leader.unwrap().store;
-            if leader_after != leader_before && source == Some(OpSource::BalanceLeader) {
-                transfers += 1;
-                returns += usize::from(led_from.contains(&(r.region.id, leader_after)));
-                led_from.insert((r.region.id, leader_before));
-            }
-        }
-    }
-    assert!(
-        last_op_round > 0 && last_op_round < 200,
-        "still moving at round {last_op_round}"
-    );
-    assert!(s.ctl.iter().next().is_none());
-    // Balance-leader: the 30 leaderships store 1 has too many, plus a
-    // few more, and seldom one back (35 and 2 here): each heartbeat
-    // decides greedily for its own region, so a store can dip one below
-    // the mean as others report; the hysteresis still bounds the total.
-    assert!(
-        transfers <= rs.len() && returns * 10 <= transfers,
-        "{transfers} transfers, {returns} back"
-    );
-    let (regions, leaders) = counts(&rs, 4);
-    let spread = |v: &[i64]| v.iter().max().unwrap() - v.iter().min().unwrap();
-    assert!(spread(&regions) <= 1, "regions {regions:?}");
-    assert!(spread(&leaders) <= 1, "leaders {leaders:?}");
 }

@@ -419,10 +419,6 @@ fn a_heartbeat_gets_its_move_at_once() {
     use golem_wire::pd::RegionHeartbeat;
     let cfg = SchedConfig {
         shard_schedule_limit: 2,
-        // Balance-shard alone (balance-leader would even the leaders, all
-        // on store 1, in the same answers).
-        region_schedule_limit: 0,
-        leader_schedule_limit: 0,
         ..cfg()
     };
     let hb = |r: &RegionRoute| RegionHeartbeat {
