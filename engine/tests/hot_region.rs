@@ -21,7 +21,7 @@ mod common;
 
 use common::cluster::Cluster;
 use common::regions::{regions, tile, wait_regions};
-use golem_client::{Client, ClientConfig};
+use golem_client::Client;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,10 +43,7 @@ fn value(i: u32) -> Vec<u8> {
 }
 
 async fn client(addrs: &[SocketAddr]) -> Client {
-    let mut cfg = ClientConfig::new(addrs.to_vec());
-    cfg.request_timeout_ms = 30_000;
-    cfg.attempt_timeout_ms = 2_000;
-    Client::connect(cfg).await.expect("connect")
+    common::cluster::client(addrs, 30_000).await
 }
 
 fn leader_store(r: &serde_json::Value) -> Option<u64> {

@@ -20,7 +20,7 @@
 mod common;
 
 use common::cluster::Cluster;
-use golem_client::{Client, ClientConfig};
+use golem_client::Client;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,10 +33,7 @@ fn value(side: char, i: u32, round: u32) -> Vec<u8> {
 }
 
 async fn client(addrs: &[SocketAddr]) -> Client {
-    let mut cfg = ClientConfig::new(addrs.to_vec());
-    cfg.request_timeout_ms = 30_000;
-    cfg.attempt_timeout_ms = 2_000;
-    Client::connect(cfg).await.expect("connect")
+    common::cluster::client(addrs, 30_000).await
 }
 
 const KEYS: u32 = 50;

@@ -18,7 +18,7 @@ mod common;
 
 use common::cluster::{wait_listening, Cluster};
 use common::regions::{regions, stores, tile, wait_regions};
-use golem_client::{Client, ClientConfig};
+use golem_client::Client;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,10 +36,7 @@ fn value(i: u32) -> Vec<u8> {
 }
 
 async fn client(addrs: &[SocketAddr]) -> Client {
-    let mut cfg = ClientConfig::new(addrs.to_vec());
-    cfg.request_timeout_ms = 20_000;
-    cfg.attempt_timeout_ms = 2_000;
-    Client::connect(cfg).await.expect("connect")
+    common::cluster::client(addrs, 20_000).await
 }
 
 /// Per store, the replicas on each of its 2 shards, from the PD's regions.

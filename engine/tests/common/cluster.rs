@@ -271,3 +271,12 @@ pub fn call(conn: &mut RawConn, id: u32, req: &Request) -> Response {
         }),
     }
 }
+
+/// A client seeded with `addrs`, giving each request `request_timeout_ms`
+/// and each attempt 2 s (a dead node's attempt is abandoned, not waited on).
+pub async fn client(addrs: &[SocketAddr], request_timeout_ms: u64) -> golem_client::Client {
+    let mut cfg = golem_client::ClientConfig::new(addrs.to_vec());
+    cfg.request_timeout_ms = request_timeout_ms;
+    cfg.attempt_timeout_ms = 2_000;
+    golem_client::Client::connect(cfg).await.expect("connect")
+}
